@@ -1,0 +1,98 @@
+"""Chapter 2: pre-training and annealing (InfiR §2.2-2.4).
+
+    from infir_lib import pretrain
+    result = pretrain.run("configs/toy/pretrain.yaml")            # notebook, CPU, about a minute
+    # torchrun --nproc_per_node 8 -m infir_lib pretrain --config configs/full/pretrain.yaml
+    # accelerate launch --config_file configs/accelerate/fsdp_8gpu.yaml -m infir_lib pretrain \\
+    #     --config configs/full/pretrain.yaml
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .. import artifacts
+from ..config import as_dict, load_config
+from ..models import build_llama, count_parameters, load_model, load_tokenizer
+from ..plan import plan_training
+from .config import PretrainConfig
+from .loop import train
+
+# Fields that change where or how a run reports, not what it computes: left out of the cache key.
+NON_SEMANTIC = ("output_dir", "log_every", "resume", "n_gpus", "gpu", "assumed_mfu", "sharding", "stop_after_steps")
+
+
+@dataclass
+class PretrainResult:
+    output_dir: Path
+    summary: dict
+    history: list[dict]
+
+    @property
+    def model_dir(self) -> Path:
+        return self.output_dir / "model"
+
+    def load_model(self):
+        return load_model(self.model_dir)
+
+    def load_tokenizer(self):
+        return load_tokenizer(self.model_dir)
+
+    def checkpoints(self) -> list[Path]:
+        return sorted((self.output_dir / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
+
+
+def _as_config(config: str | Path | PretrainConfig, overrides=None) -> PretrainConfig:
+    if isinstance(config, PretrainConfig):
+        return dataclasses.replace(config, **(overrides or {})) if overrides else config
+    return load_config(PretrainConfig, config, overrides)
+
+
+def cache_spec(cfg: PretrainConfig) -> dict:
+    spec = {k: v for k, v in as_dict(cfg).items() if k not in NON_SEMANTIC}
+    if cfg.init_from and Path(cfg.init_from).exists():
+        manifest = Path(cfg.init_from).parent / artifacts.MANIFEST
+        spec["init_from"] = artifacts.load_json(manifest)["spec"] if manifest.exists() else str(cfg.init_from)
+    return spec
+
+
+def run(config: str | Path | PretrainConfig, overrides: dict | list | None = None,
+        eval_fn: Callable | None = None) -> PretrainResult:
+    """Train a model as the config says; cached by config unless ``output_dir`` is set."""
+    cfg = _as_config(config, overrides)
+    if cfg.output_dir:
+        out = Path(cfg.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        summary = train(cfg, out, eval_fn)
+    else:
+        def build(folder: Path) -> None:
+            summary = train(cfg, folder, eval_fn)
+            if "interrupted_at" in summary:
+                raise RuntimeError("stop_after_steps needs an explicit output_dir (a cached run cannot be resumed)")
+
+        out = artifacts.cached("pretrain", cache_spec(cfg), build, name="llama")
+        summary = artifacts.load_json(out / "result.json")
+    if "interrupted_at" in summary:
+        return PretrainResult(out, summary, [])
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    return PretrainResult(out, summary, history)
+
+
+def plan(config: str | Path | PretrainConfig, overrides=None):
+    """What a run would cost, from the architecture built on the meta device (no download, no memory)."""
+    cfg = _as_config(config, overrides)
+    n_params = count_parameters(build_llama(cfg, device="meta"))
+    tokens = cfg.total_tokens or cfg.max_steps * cfg.global_batch_size * cfg.seq_len
+    micro = cfg.micro_batch_size
+    n_gpus = cfg.n_gpus
+    return plan_training(n_params=n_params, n_tokens=tokens, global_batch=cfg.global_batch_size, seq_len=cfg.seq_len,
+                         n_layers=cfg.num_hidden_layers, hidden=cfg.hidden_size, n_heads=cfg.num_attention_heads,
+                         n_gpus=n_gpus, micro_batch=micro, gpu=cfg.gpu, mfu=cfg.assumed_mfu, sharding=cfg.sharding,
+                         checkpointing=cfg.gradient_checkpointing)
+
+
+__all__ = ["PretrainConfig", "PretrainResult", "run", "plan", "train"]

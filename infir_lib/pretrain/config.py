@@ -1,0 +1,70 @@
+"""The pre-training / annealing stage config (InfiR §2.4). Plain data: a YAML preset plus overrides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..models import ModelArgs
+
+
+@dataclass
+class DataArgs:
+    """Which documents, how many (toy), and how they are tokenized and packed."""
+
+    datasets: list[str] = field(default_factory=lambda: ["toy:simple"])
+    weights: list[float] = field(default_factory=lambda: [1.0])
+    text_field: str = "text"
+    toy_docs: int = 4000
+    data_seed: int = 0
+    val_fraction: float = 0.02
+    tokenizer_name_or_path: str | None = None  # None -> the toy BPE trained on the toy corpus
+    tokenizer_vocab_size: int = 4096
+    tokenizer_train_docs: int = 4000
+
+
+@dataclass
+class PretrainConfig(ModelArgs, DataArgs):
+    """Everything one pre-training (or annealing) run depends on.
+
+    ``global_batch_size`` is in sequences and is fixed; gradient accumulation is derived from the
+    world size so one CPU and 64 GPUs take the same optimisation steps.
+    """
+
+    scale: Literal["toy", "full"] = "toy"
+    seed: int = 0
+    seq_len: int = 128
+    global_batch_size: int = 16
+    micro_batch_size: int = 8
+    max_steps: int = 200
+    total_tokens: float = 0.0  # full scale: the token budget; 0 -> max_steps decides
+    learning_rate: float = 3e-3
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.1
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    max_grad_norm: float = 1.0
+    schedule: Literal["cosine", "wsd", "linear_to_zero", "constant"] = "cosine"
+    warmup_steps: int = 20
+    decay_fraction: float = 0.2  # wsd: share of steps spent decaying
+    init_from: str | None = None  # annealing: a checkpoint folder (or the pretrain config that made it)
+    bf16: bool = True  # used only where the device supports it (GPU)
+    gradient_checkpointing: bool = False
+    log_every: int = 10
+    eval_every: int = 50
+    checkpoint_every: int = 0  # 0 -> only the final model
+    output_dir: str | None = None  # None -> the artifact cache decides (notebooks)
+    resume: bool = True
+    stop_after_steps: int = 0  # > 0: stop there as if the job were killed (to demonstrate resume)
+    # planning (dry-run) only
+    n_gpus: int = 64
+    gpu: str = "H800"
+    assumed_mfu: float = 0.35
+    sharding: Literal["ddp", "fsdp", "zero2", "zero3"] = "fsdp"
+
+    def __post_init__(self):
+        if len(self.weights) != len(self.datasets):
+            raise ValueError(f"datasets has {len(self.datasets)} entries but weights has {len(self.weights)}")
+        if self.global_batch_size % self.micro_batch_size:
+            raise ValueError(f"global_batch_size={self.global_batch_size} must be a multiple of "
+                             f"micro_batch_size={self.micro_batch_size}")

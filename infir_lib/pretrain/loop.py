@@ -1,0 +1,194 @@
+"""The pre-training loop: readable, nanoGPT-sized, on accelerate (InfiR §2.4).
+
+One function trains at both scales. Per optimisation step it takes ``global_batch_size`` packed
+blocks chosen by :func:`batch_indices`, splits them over devices and micro-batches (gradient
+accumulation = global / (micro x world)), clips the gradient norm and logs loss, gradient norm,
+learning rate and tokens/s. Checkpoints hold model, optimizer, schedule and step, so a run that is
+stopped and resumed ends with exactly the weights of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+
+from ..models import build_llama, count_parameters, load_model
+from ..plan import grad_accum_steps
+from ..runtime import seed_everything
+from .config import PretrainConfig
+from .packing import batch_indices, get_packed_data, get_tokenizer
+
+
+def lr_lambda(cfg: PretrainConfig, total_steps: int) -> Callable[[int], float]:
+    """Learning-rate multiplier per step: linear warmup, then cosine / WSD / linear-to-zero / constant."""
+    warm = max(0, cfg.warmup_steps)
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(1, total_steps - warm)
+        if cfg.schedule == "cosine":
+            return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        if cfg.schedule == "wsd":
+            decay_start = total_steps - int(cfg.decay_fraction * total_steps)
+            if step < decay_start:
+                return 1.0
+            return max(0.0, (total_steps - step) / max(1, total_steps - decay_start))
+        if cfg.schedule == "linear_to_zero":
+            return max(0.0, 1.0 - progress)
+        return 1.0
+
+    return f
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of all weights, for checking that ranks (or resumed runs) agree bit for bit."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+@torch.no_grad()
+def validation_loss(model, blocks, device, max_blocks: int = 32, batch: int = 8) -> float:
+    """Mean next-token loss on (up to ``max_blocks``) held-out blocks."""
+    model.eval()
+    losses = []
+    for i in range(0, min(len(blocks), max_blocks), batch):
+        x = torch.as_tensor(blocks[i: i + batch], dtype=torch.long, device=device)
+        losses.append(model(input_ids=x, labels=x).loss.item())
+    model.train()
+    return float(sum(losses) / max(1, len(losses)))
+
+
+def _latest_checkpoint(out: Path) -> Path | None:
+    ckpts = sorted((out / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
+    ckpts = [c for c in ckpts if (c / "trainer_state.json").exists()]
+    return ckpts[-1] if ckpts else None
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+def train(cfg: PretrainConfig, out: Path, eval_fn: Callable | None = None) -> dict:
+    """Train (or resume) into ``out``; returns the summary also written to ``out/result.json``."""
+    out = Path(out)
+    use_cuda = torch.cuda.is_available()
+    accelerator = Accelerator(cpu=not use_cuda, mixed_precision="bf16" if (cfg.bf16 and use_cuda) else "no")
+    world, rank = accelerator.num_processes, accelerator.process_index
+    accum = grad_accum_steps(cfg.global_batch_size, cfg.micro_batch_size, world)
+    seed_everything(cfg.seed)
+
+    tokenizer = get_tokenizer(cfg)
+    data = get_packed_data(cfg, cfg.seq_len, tokenizer)
+    if len(data.train) < cfg.global_batch_size:
+        raise ValueError(f"only {len(data.train)} training blocks of {cfg.seq_len} tokens, fewer than one global "
+                         f"batch ({cfg.global_batch_size}); raise toy_docs or lower seq_len/global_batch_size")
+    total_steps = cfg.max_steps
+    if cfg.total_tokens:
+        total_steps = int(cfg.total_tokens // (cfg.global_batch_size * cfg.seq_len))
+
+    if cfg.init_from:
+        model = load_model(cfg.init_from)
+    else:
+        model = build_llama(cfg, tokenizer)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}],
+                                  lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_steps))
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+
+    state = TrainState()
+    last = _latest_checkpoint(out) if cfg.resume else None
+    if last is not None:
+        accelerator.load_state(str(last))
+        saved = json.loads((last / "trainer_state.json").read_text())
+        state = TrainState(saved["step"], saved["history"])
+        accelerator.print(f"resumed from {last} at step {state.step}")
+
+    n_params = count_parameters(accelerator.unwrap_model(model))
+    tokens_per_step = cfg.global_batch_size * cfg.seq_len
+    per_rank = cfg.global_batch_size // world
+    bar = tqdm(total=total_steps, initial=state.step, desc="pretrain", disable=not accelerator.is_main_process,
+               dynamic_ncols=True)
+    model.train()
+    t_last, tokens_since = time.perf_counter(), 0
+    while state.step < total_steps:
+        idx = batch_indices(state.step, cfg.global_batch_size, len(data.train), cfg.seed)
+        mine = idx[rank * per_rank: (rank + 1) * per_rank]
+        loss_sum = torch.zeros((), device=accelerator.device)
+        for m in range(accum):
+            x = torch.as_tensor(data.train[mine[m * cfg.micro_batch_size: (m + 1) * cfg.micro_batch_size]],
+                                dtype=torch.long, device=accelerator.device)
+            ctx = accelerator.no_sync(model) if m < accum - 1 else nullcontext()
+            with ctx:
+                loss = model(input_ids=x, labels=x).loss / accum
+                accelerator.backward(loss)
+            loss_sum += loss.detach()
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        tokens_since += tokens_per_step
+        bar.update(1)
+
+        if state.step % cfg.log_every == 0 or state.step == total_steps:
+            loss_mean = accelerator.reduce(loss_sum, reduction="mean").item()
+            now = time.perf_counter()
+            rec = {"step": state.step, "loss": loss_mean, "grad_norm": float(grad_norm),
+                   "lr": scheduler.get_last_lr()[0], "tokens": state.step * tokens_per_step,
+                   "tokens_per_s": tokens_since / max(1e-9, now - t_last)}
+            t_last, tokens_since = now, 0
+            if cfg.eval_every and (state.step % cfg.eval_every == 0 or state.step == total_steps):
+                rec["val_loss"] = validation_loss(model, data.val, accelerator.device)
+                if eval_fn is not None:
+                    rec.update(eval_fn(accelerator.unwrap_model(model), tokenizer, state.step))
+            state.history.append(rec)
+            bar.set_postfix(loss=f"{loss_mean:.3f}", gnorm=f"{float(grad_norm):.2f}")
+        if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step < total_steps:
+            ck = out / "checkpoints" / f"step_{state.step}"
+            accelerator.save_state(str(ck))
+            if accelerator.is_main_process:
+                (ck / "trainer_state.json").write_text(json.dumps({"step": state.step, "history": state.history}))
+            accelerator.wait_for_everyone()
+        if cfg.stop_after_steps and state.step >= cfg.stop_after_steps and state.step < total_steps:
+            bar.close()
+            return {"interrupted_at": state.step}
+    bar.close()
+
+    accelerator.wait_for_everyone()
+    unwrapped = accelerator.unwrap_model(model)
+    digest = weights_digest(unwrapped)
+    (out / f"rank{rank}.sha256").write_text(digest)
+    result = {"steps": state.step, "parameters": n_params, "tokens": state.step * tokens_per_step,
+              "world_size": world, "grad_accum": accum, "final_loss": state.history[-1]["loss"] if state.history else None,
+              "weights_sha256": digest, "train_blocks": len(data.train), "n_docs": data.n_docs}
+    if accelerator.is_main_process:
+        unwrapped.save_pretrained(out / "model", safe_serialization=True)
+        tokenizer.save_pretrained(out / "model")
+        with open(out / "history.jsonl", "w") as f:
+            for rec in state.history:
+                f.write(json.dumps(rec) + "\n")
+        (out / "result.json").write_text(json.dumps(result, indent=1))
+    accelerator.wait_for_everyone()
+    return result
