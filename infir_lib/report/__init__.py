@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Literal
@@ -71,7 +72,9 @@ def record_claim(claim: int, *, experiment: str, measured: dict, verdict: Verdic
         raise KeyError(f"unknown claim {claim}; claims are 1..{len(CLAIMS)}")
     if verdict not in ("reproduced", "not reproduced", "inconclusive"):
         raise ValueError(f"verdict must be reproduced / not reproduced / inconclusive, got {verdict!r}")
-    rec = {"claim": claim, **CLAIMS[claim], "experiment": experiment, "measured": measured, "verdict": verdict,
+    meta = CLAIMS[claim]
+    rec = {"claim": claim, "chapter": meta["chapter"], "paper": meta["paper"], "statement": meta["claim"],
+           "experiment": experiment, "measured": measured, "verdict": verdict,
            "seeds": seeds or [], "notes": notes, "recorded": time.strftime("%Y-%m-%dT%H:%M:%S")}
     path = results_dir() / f"claim_{claim:02d}.json"
     path.write_text(json.dumps(rec, indent=1, default=str))
@@ -85,3 +88,25 @@ def load_claims() -> dict[int, dict | None]:
         path = results_dir() / f"claim_{claim:02d}.json"
         out[claim] = json.loads(path.read_text()) if path.exists() else None
     return out
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """``python -m infir_lib report [--check]``: print the scorecard; ``--check`` fails on a missing claim."""
+    import argparse
+
+    from .scorecard import missing_claims, render
+
+    parser = argparse.ArgumentParser(prog="python -m infir_lib report",
+                                     description="Print the reproduction scorecard from the recorded results.")
+    parser.add_argument("--check", action="store_true", help="exit 1 if any claim has no recorded result")
+    args = parser.parse_args(argv)
+    claims = load_claims()
+    print(render(claims))
+    missing = missing_claims(claims)
+    if args.check and missing:
+        print(f"claims with no recorded result: {missing}", file=sys.stderr)
+        return 1
+    return 0
+
+
+from .scorecard import record_comparison  # noqa: E402  (needs the names above)
