@@ -51,8 +51,9 @@ def test_every_notebook_is_in_the_toc_and_back():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_is_stored_clean_and_well_formed(path):
     nb = json.loads(path.read_text())
+    assert nb["metadata"].get("kernelspec", {}).get("name") == "python3", "run scripts/clean_notebooks.py"
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
-    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "outputs not stripped"
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "outputs not stripped (scripts/clean_notebooks.py)"
     first = "".join(code[0]["source"])
     assert "google.colab" in first and "print_versions()" in first, "first code cell must install on Colab and print versions"
     for c in code:
