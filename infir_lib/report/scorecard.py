@@ -161,7 +161,9 @@ def markdown_table(rows: list[dict]) -> str:
 
 def claim_markdown(row: dict) -> str:
     """The detailed card of one claim: statement, experiment, numbers, seeds, verdict."""
-    lines = [f"### Claim {row['claim']}: {row['verdict']}", "",
+    # A bold line rather than a heading: this text is a cell output, and headings inside outputs
+    # do not belong in the page's table of contents.
+    lines = [f"**Claim {row['claim']} — {row['verdict']}**", "",
              f"**The paper** ({row['paper']}, tested in chapter {row['chapter']}): {row['statement']}", ""]
     if row["verdict"] == NO_RESULT:
         lines.append(f"**No result recorded.** Chapter {row['chapter']}'s notebook has not saved a result for this "
