@@ -151,8 +151,8 @@ def _warn_fallback() -> None:
     global _warned
     if not _warned:
         _warned = True
-        msg = ("\n" + "!" * 78 + "\nSANDBOX WARNING: bubblewrap (bwrap) is not available; running untrusted code with "
-               "resource limits ONLY.\nThe program can read/write your files, use the network and signal your "
+        msg = ("\n" + "!" * 78 + "\nSANDBOX WARNING: not using bubblewrap (bwrap): running untrusted code with "
+               "resource limits ONLY (rlimit backend).\nThe program can read/write your files, use the network and signal your "
                "processes.\nInstall it: apt-get install bubblewrap\n" + "!" * 78)
         warnings.warn(msg, RuntimeWarning, stacklevel=3)
         print(msg, file=sys.stderr)
