@@ -19,6 +19,7 @@ from .. import artifacts
 from ..config import as_dict, load_config
 from ..models import build_llama, count_parameters, load_model, load_tokenizer
 from ..plan import plan_training
+from . import toy_mixes  # noqa: F401  (registers the toy:ch2-* sources)
 from .config import PretrainConfig
 from .loop import train
 
@@ -52,18 +53,38 @@ def _as_config(config: str | Path | PretrainConfig, overrides=None) -> PretrainC
     return load_config(PretrainConfig, config, overrides)
 
 
-def cache_spec(cfg: PretrainConfig) -> dict:
+def resolve_init(cfg: PretrainConfig) -> PretrainConfig:
+    """``init_from: configs/toy/pretrain.yaml`` -> the model folder that pre-training run produces.
+
+    Annealing starts from pre-training; naming the pre-training preset (rather than a folder) lets the
+    toy annealing config work from a clean checkout, the pre-training run coming from the cache.
+    Under torchrun pass a model folder instead (each rank would otherwise build the base itself).
+    """
+    if cfg.init_from and str(cfg.init_from).endswith((".yaml", ".yml")):
+        base = run(cfg.init_from)
+        return dataclasses.replace(cfg, init_from=str(base.model_dir))
+    return cfg
+
+
+def cache_spec(cfg: PretrainConfig, eval_fn: Callable | None = None) -> dict:
     spec = {k: v for k, v in as_dict(cfg).items() if k not in NON_SEMANTIC}
     if cfg.init_from and Path(cfg.init_from).exists():
         manifest = Path(cfg.init_from).parent / artifacts.MANIFEST
         spec["init_from"] = artifacts.load_json(manifest)["spec"] if manifest.exists() else str(cfg.init_from)
+    if eval_fn is not None:
+        # The history holds what eval_fn measured, so a run with another eval_fn is another artifact.
+        spec["eval_fn"] = getattr(eval_fn, "cache_key", None) or f"{eval_fn.__module__}.{eval_fn.__qualname__}"
     return spec
 
 
 def run(config: str | Path | PretrainConfig, overrides: dict | list | None = None,
         eval_fn: Callable | None = None) -> PretrainResult:
-    """Train a model as the config says; cached by config unless ``output_dir`` is set."""
-    cfg = _as_config(config, overrides)
+    """Train a model as the config says; cached by config unless ``output_dir`` is set.
+
+    ``eval_fn(model, tokenizer, step) -> dict`` runs at every ``eval_every`` steps and its numbers go
+    into the history (give it a ``cache_key`` attribute that changes when what it measures changes).
+    """
+    cfg = resolve_init(_as_config(config, overrides))
     if cfg.output_dir:
         out = Path(cfg.output_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -74,7 +95,7 @@ def run(config: str | Path | PretrainConfig, overrides: dict | list | None = Non
             if "interrupted_at" in summary:
                 raise RuntimeError("stop_after_steps needs an explicit output_dir (a cached run cannot be resumed)")
 
-        out = artifacts.cached("pretrain", cache_spec(cfg), build, name="llama")
+        out = artifacts.cached("pretrain", cache_spec(cfg, eval_fn), build, name="llama")
         summary = artifacts.load_json(out / "result.json")
     if "interrupted_at" in summary:
         return PretrainResult(out, summary, [])
@@ -84,7 +105,7 @@ def run(config: str | Path | PretrainConfig, overrides: dict | list | None = Non
 
 def plan(config: str | Path | PretrainConfig, overrides=None):
     """What a run would cost, from the architecture built on the meta device (no download, no memory)."""
-    cfg = _as_config(config, overrides)
+    cfg = _as_config(config, overrides)  # init_from is not resolved: a plan never trains
     n_params = count_parameters(build_llama(cfg, device="meta"))
     tokens = cfg.total_tokens or cfg.max_steps * cfg.global_batch_size * cfg.seq_len
     micro = cfg.micro_batch_size

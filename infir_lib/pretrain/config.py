@@ -19,6 +19,9 @@ class DataArgs:
     data_seed: int = 0
     val_fraction: float = 0.02
     tokenizer_name_or_path: str | None = None  # None -> the toy BPE trained on the toy corpus
+    # Sources the toy BPE is trained on (empty -> ``datasets``). Runs whose NLL is compared must share
+    # one tokenizer, so experiments over different corpora name the same sources here.
+    tokenizer_datasets: list[str] = field(default_factory=list)
     tokenizer_vocab_size: int = 4096
     tokenizer_train_docs: int = 4000
 
@@ -47,7 +50,7 @@ class PretrainConfig(ModelArgs, DataArgs):
     schedule: Literal["cosine", "wsd", "linear_to_zero", "constant"] = "cosine"
     warmup_steps: int = 20
     decay_fraction: float = 0.2  # wsd: share of steps spent decaying
-    init_from: str | None = None  # annealing: a checkpoint folder (or the pretrain config that made it)
+    init_from: str | None = None  # annealing: a model folder, or the pretrain YAML that makes it (run, cached)
     bf16: bool = True  # used only where the device supports it (GPU)
     gradient_checkpointing: bool = False
     log_every: int = 10
@@ -65,6 +68,8 @@ class PretrainConfig(ModelArgs, DataArgs):
     def __post_init__(self):
         if len(self.weights) != len(self.datasets):
             raise ValueError(f"datasets has {len(self.datasets)} entries but weights has {len(self.weights)}")
+        if any(w < 0 for w in self.weights) or not sum(self.weights) > 0:
+            raise ValueError(f"weights must be non-negative with a positive sum, got {self.weights}")
         if self.global_batch_size % self.micro_batch_size:
             raise ValueError(f"global_batch_size={self.global_batch_size} must be a multiple of "
                              f"micro_batch_size={self.micro_batch_size}")

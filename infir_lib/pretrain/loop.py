@@ -132,6 +132,7 @@ def train(cfg: PretrainConfig, out: Path, eval_fn: Callable | None = None) -> di
                dynamic_ncols=True)
     model.train()
     t_last, tokens_since = time.perf_counter(), 0
+    gnorm_max, nonfinite = 0.0, 0  # the largest gradient norm since the last log line, and overflow count
     while state.step < total_steps:
         idx = batch_indices(state.step, cfg.global_batch_size, len(data.train), cfg.seed)
         mine = idx[rank * per_rank: (rank + 1) * per_rank]
@@ -144,7 +145,10 @@ def train(cfg: PretrainConfig, out: Path, eval_fn: Callable | None = None) -> di
                 loss = model(input_ids=x, labels=x).loss / accum
                 accelerator.backward(loss)
             loss_sum += loss.detach()
-        grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm))
+        if not math.isfinite(grad_norm):
+            nonfinite += 1  # an overflowing step: torch's clip turns it into NaN weights, so say so
+        gnorm_max = max(gnorm_max, grad_norm) if math.isfinite(grad_norm) else gnorm_max
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -155,22 +159,25 @@ def train(cfg: PretrainConfig, out: Path, eval_fn: Callable | None = None) -> di
         if state.step % cfg.log_every == 0 or state.step == total_steps:
             loss_mean = accelerator.reduce(loss_sum, reduction="mean").item()
             now = time.perf_counter()
-            rec = {"step": state.step, "loss": loss_mean, "grad_norm": float(grad_norm),
-                   "lr": scheduler.get_last_lr()[0], "tokens": state.step * tokens_per_step,
-                   "tokens_per_s": tokens_since / max(1e-9, now - t_last)}
-            t_last, tokens_since = now, 0
+            rec = {"step": state.step, "loss": loss_mean, "grad_norm": grad_norm, "grad_norm_max": gnorm_max,
+                   "nonfinite_grad_steps": nonfinite, "lr": scheduler.get_last_lr()[0],
+                   "tokens": state.step * tokens_per_step, "tokens_per_s": tokens_since / max(1e-9, now - t_last)}
+            t_last, tokens_since, gnorm_max = now, 0, 0.0
             if cfg.eval_every and (state.step % cfg.eval_every == 0 or state.step == total_steps):
                 rec["val_loss"] = validation_loss(model, data.val, accelerator.device)
                 if eval_fn is not None:
                     rec.update(eval_fn(accelerator.unwrap_model(model), tokenizer, state.step))
             state.history.append(rec)
-            bar.set_postfix(loss=f"{loss_mean:.3f}", gnorm=f"{float(grad_norm):.2f}")
+            t_last = time.perf_counter()  # evaluation time is not training throughput
+            bar.set_postfix(loss=f"{loss_mean:.3f}", gnorm=f"{grad_norm:.2f}",
+                            tok_s=f"{rec['tokens_per_s']:.0f}")
         if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step < total_steps:
             ck = out / "checkpoints" / f"step_{state.step}"
             accelerator.save_state(str(ck))
             if accelerator.is_main_process:
                 (ck / "trainer_state.json").write_text(json.dumps({"step": state.step, "history": state.history}))
             accelerator.wait_for_everyone()
+            t_last = time.perf_counter()
         if cfg.stop_after_steps and state.step >= cfg.stop_after_steps and state.step < total_steps:
             bar.close()
             return {"interrupted_at": state.step}

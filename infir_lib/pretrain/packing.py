@@ -19,20 +19,39 @@ from ..models import load_tokenizer, train_tokenizer
 from .config import DataArgs
 
 
+def _init_key(init_from: str) -> object:
+    """What identifies the model an annealing run starts from: its cache spec, else its path."""
+    manifest = Path(init_from).parent / artifacts.MANIFEST
+    return artifacts.load_json(manifest)["spec"] if manifest.exists() else str(init_from)
+
+
 def tokenizer_spec(cfg: DataArgs) -> dict:
-    return {"tokenizer": cfg.tokenizer_name_or_path, "vocab": cfg.tokenizer_vocab_size,
-            "datasets": cfg.datasets, "n": cfg.tokenizer_train_docs, "seed": cfg.data_seed}
+    """The cache key of the tokenizer a config uses (a hub id, the init model's, or the toy BPE's)."""
+    if cfg.tokenizer_name_or_path:
+        return {"tokenizer": cfg.tokenizer_name_or_path}
+    init_from = getattr(cfg, "init_from", None)
+    if init_from:
+        return {"tokenizer_of": _init_key(init_from)}
+    return {"tokenizer": None, "vocab": cfg.tokenizer_vocab_size,
+            "datasets": list(cfg.tokenizer_datasets or cfg.datasets), "n": cfg.tokenizer_train_docs,
+            "seed": cfg.data_seed}
 
 
 def get_tokenizer(cfg: DataArgs):
-    """The tokenizer a config names, or the toy BPE trained on its (toy) corpus, from the cache."""
+    """The tokenizer a config names; an annealing run keeps its initial model's; else the toy BPE.
+
+    The toy BPE is trained on ``tokenizer_datasets`` (default: the run's own ``datasets``) and cached.
+    """
     if cfg.tokenizer_name_or_path:
         return load_tokenizer(cfg.tokenizer_name_or_path)
+    init_from = getattr(cfg, "init_from", None)
+    if init_from:
+        return load_tokenizer(init_from)
     spec = tokenizer_spec(cfg)
 
     def build(folder: Path) -> None:
         texts = []
-        for source in cfg.datasets:
+        for source in spec["datasets"]:
             texts += [d[cfg.text_field] for d in iter_documents(source, n_docs=cfg.tokenizer_train_docs,
                                                                 seed=cfg.data_seed, text_field=cfg.text_field,
                                                                 limit=cfg.tokenizer_train_docs)]

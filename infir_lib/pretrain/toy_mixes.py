@@ -1,0 +1,72 @@
+"""Toy sources for the chapter-2 experiments, registered as ``toy:ch2-*`` (InfiR §2.2, §5.1.2).
+
+- ``toy:ch2-<domain>`` (web, math, code, encyclopedic): one domain of the simple toy corpus, so a run
+  can mix "narrow" (one domain) or "wide" (several) data (§5.1.2, batch size vs data width).
+- ``toy:ch2-synthetic``: curated problem-solution data, one clean step-by-step solution per problem,
+  generated (a stand-in for the paper's LLM-written, reward-model-filtered synthetic data, §2.2).
+  It is low-perplexity, templated text, which is the property the paper blames for the gap between
+  base and post-SFT scores.
+- ``toy:ch2-instruct``: the same kind of problems in the Llama-3 chat format (the short "SFT" used
+  when chapter 4's trainer is not at hand).
+
+Seeds differ from the benchmark items' seeds (:mod:`infir_lib.eval.toy_benchmarks` uses 10_000+),
+so no evaluation item is trained on verbatim.
+"""
+
+from __future__ import annotations
+
+import random
+
+from ..data.arith import format_example, make_problem
+from ..data.corpus import generate_simple_corpus
+from ..data.sources import TOY_SOURCES, register_toy_source
+from ..models import EOT, HEADER_END, HEADER_START
+
+DOMAINS = ("web", "math", "code", "encyclopedic")
+
+
+def _domain_source(domain: str):
+    def make(n_docs: int, seed: int) -> list[dict]:
+        docs = generate_simple_corpus(n_docs, seed, mix={domain: 1.0})
+        return [{**d, "id": f"{domain}-{d['id']}"} for d in docs]
+    make.__name__ = f"ch2_{domain}"
+    return make
+
+
+def synthetic_problems(n_docs: int, seed: int) -> list[dict]:
+    """Curated problem-solution documents: a few problems per document, one solution each."""
+    rng = random.Random(1_000 + seed)
+    docs = []
+    for i in range(n_docs):
+        problems = [make_problem(rng, rng.choice([1, 2, 3])) for _ in range(rng.randint(2, 4))]
+        docs.append({"id": f"synth{i:06d}", "text": "\n\n".join(format_example(p) for p in problems),
+                     "domain": "synthetic", "quality": "good"})
+    return docs
+
+
+def chat_text(question: str, answer: str) -> str:
+    """One user/assistant exchange in the Llama-3 chat format (the toy tokenizer's special tokens)."""
+    return (f"{HEADER_START}user{HEADER_END}\n\n{question}{EOT}"
+            f"{HEADER_START}assistant{HEADER_END}\n\n{answer}{EOT}")
+
+
+def instruct_problems(n_docs: int, seed: int) -> list[dict]:
+    """Instruction-format problems (one exchange per document) for the stand-in SFT."""
+    rng = random.Random(2_000 + seed)
+    docs = []
+    for i in range(n_docs):
+        p = make_problem(rng, rng.choice([1, 2, 3]))
+        docs.append({"id": f"inst{i:06d}", "text": chat_text(p.question, p.solution), "domain": "instruct",
+                     "quality": "good"})
+    return docs
+
+
+def register() -> None:
+    for domain in DOMAINS:
+        if f"ch2-{domain}" not in TOY_SOURCES:
+            register_toy_source(f"ch2-{domain}", _domain_source(domain))
+    register_toy_source("ch2-synthetic", synthetic_problems)
+    register_toy_source("ch2-instruct", instruct_problems)
+
+
+register()
