@@ -1,0 +1,117 @@
+"""One SFT run with TRL's ``SFTTrainer`` (InfiR §3.2), at toy or full scale.
+
+Loss on assistant tokens only (the Llama-3 template's ``{% generation %}`` blocks), cosine schedule
+with warm-up ratio 0.1, optional LoRA through PEFT (merged into the weights when saved), DeepSpeed /
+FSDP passed through to ``TrainingArguments`` at full scale.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+
+from ..models import count_parameters, load_model, load_tokenizer
+from ..runtime import seed_everything
+from .config import SFTRunConfig
+
+
+def resolve_base(cfg: SFTRunConfig) -> str:
+    """The folder (or hub id) of the model to fine-tune: an explicit path, else the base stage's output."""
+    if cfg.model_name_or_path:
+        return cfg.model_name_or_path
+    from .. import pretrain
+
+    return str(pretrain.run(cfg.base_config, list(cfg.base_overrides)).model_dir)
+
+
+def trl_args(cfg: SFTRunConfig, out: Path):
+    """The TRL ``SFTConfig`` for a run (transformers 5 takes the warm-up ratio as a float ``warmup_steps``)."""
+    from trl import SFTConfig
+
+    use_cuda = torch.cuda.is_available()
+    return SFTConfig(
+        output_dir=str(out / "trainer"), seed=cfg.seed, data_seed=cfg.data_seed,
+        num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps,
+        learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_ratio,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps, weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm, max_length=cfg.max_length, packing=cfg.packing,
+        assistant_only_loss=cfg.assistant_only_loss, bf16=bool(cfg.bf16 and use_cuda),
+        gradient_checkpointing=cfg.gradient_checkpointing, deepspeed=cfg.deepspeed, fsdp=cfg.fsdp or "",
+        logging_steps=cfg.logging_steps, save_strategy="no", report_to=[], use_cpu=not use_cuda,
+        disable_tqdm=True, dataloader_num_workers=0)
+
+
+def lora_config(cfg: SFTRunConfig):
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=list(cfg.lora_target_modules), task_type="CAUSAL_LM")
+
+
+def train(cfg: SFTRunConfig, rows: list[dict], out: Path) -> dict:
+    """Fine-tune the base model on ``rows`` (chat messages) and save it to ``out/model``."""
+    from trl import SFTTrainer
+
+    out = Path(out)
+    seed_everything(cfg.seed)
+    base = resolve_base(cfg)
+    tokenizer = load_tokenizer(base)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    dtype = torch.bfloat16 if (cfg.bf16 and torch.cuda.is_available()) else torch.float32
+    model = load_model(base, dtype=dtype)
+    n_params = count_parameters(model)
+    ds = Dataset.from_list([{"messages": r["messages"]} for r in rows])
+    trainer = SFTTrainer(model=model, args=trl_args(cfg, out), train_dataset=ds, processing_class=tokenizer,
+                         peft_config=lora_config(cfg) if cfg.use_lora else None)
+    n_examples = len(trainer.train_dataset)
+    label_tokens = sum(sum(1 for t in ex["labels"] if t != -100) for ex in trainer.train_dataset) \
+        if "labels" in trainer.train_dataset.column_names else None
+    t0 = time.time()
+    result = trainer.train()
+    seconds = time.time() - t0
+    model = trainer.model
+    trainable = count_parameters(model, trainable_only=True)
+    if cfg.use_lora:
+        model = model.merge_and_unload()
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    summary = {"base": base, "train_rows": len(rows), "train_examples": n_examples,
+               "dropped_examples": len(rows) - n_examples, "loss_tokens": label_tokens,
+               "steps": trainer.state.global_step, "epochs": trainer.state.epoch,
+               "train_loss": result.training_loss, "final_loss": history[-1]["loss"] if history else None,
+               "parameters": n_params, "trainable_parameters": trainable, "train_seconds": round(seconds, 2)}
+    if trainer.accelerator.is_main_process:
+        model.save_pretrained(out / "model", safe_serialization=True)
+        tokenizer.save_pretrained(out / "model")
+        with open(out / "history.jsonl", "w") as f:
+            for h in history:
+                f.write(json.dumps(h) + "\n")
+    if cfg.eval_n > 0:
+        summary.update(evaluate_toy(cfg, model, tokenizer))
+    if trainer.accelerator.is_main_process:
+        (out / "result.json").write_text(json.dumps(summary, indent=1, default=str))
+    return summary
+
+
+def evaluate_toy(cfg: SFTRunConfig, model, tokenizer) -> dict:
+    """Greedy accuracy on held-out toy arithmetic (a seed disjoint from the training data's)."""
+    from ..data.arith import make_problems
+    from .evaluate import arith_accuracy
+
+    problems = make_problems(cfg.eval_n, cfg.eval_seed, tuple(cfg.eval_steps))
+    scores = arith_accuracy(model, tokenizer, problems, cfg.eval_max_new_tokens)
+    scores.pop("replies")
+    return {f"eval_{k}": v for k, v in scores.items()}
+
+
+def estimated_steps(cfg: SFTRunConfig, n_examples: int, world: int = 1) -> int:
+    if cfg.max_steps > 0:
+        return cfg.max_steps
+    per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world
+    return math.ceil(cfg.num_train_epochs * math.ceil(n_examples / per_step))
