@@ -1,0 +1,89 @@
+"""The multimodal stage config (InfiR §4): data mix, tower, cleaning, curriculum. A YAML preset + overrides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass
+class VLMConfig:
+    """Everything one VLM build depends on.
+
+    ``schedule="curriculum"`` trains stage 1 (projector, captions), stage 2 (vision + projector, OCR and
+    GUI grounding + a replay share of stage-1 data) and stage 3 (everything, the hardest samples);
+    ``"end_to_end"`` trains everything from the start on all of that data for the same number of steps.
+    """
+
+    scale: Literal["toy", "full"] = "toy"
+    seed: int = 0
+    data_seed: int = 0
+    # language model: the pretrain preset that built it (toy: its cached artifact; full: the 1B sizes)
+    lm_config: str = "configs/toy/pretrain.yaml"
+    lm_name_or_path: str | None = None  # full scale: InfiR-1B-Base (a hub id or path)
+    # vision tower (SigLIP); full scale: the So400m sizes and hub id
+    vision_name_or_path: str | None = None
+    image_size: int = 64
+    patch_size: int = 16
+    vision_hidden_size: int = 64
+    vision_layers: int = 2
+    vision_heads: int = 2
+    vision_intermediate_size: int = 128
+    # contrastive pre-training of the toy tower and App. E cleaning
+    contrastive_pairs: int = 2000
+    mismatch_share: float = 0.2
+    siglip_steps: int = 300
+    siglip_batch_size: int = 64
+    siglip_lr: float = 2e-3
+    max_text_len: int = 24
+    clean: bool = True
+    threshold_method: Literal["otsu", "quantile", "fixed"] = "otsu"
+    threshold_value: float = 0.5
+    threshold_quantile: float = 0.05
+    # curriculum (§4.3)
+    schedule: Literal["curriculum", "end_to_end"] = "curriculum"
+    stage1_mix: dict = field(default_factory=lambda: {"count": 400})  # added to the (cleaned) caption pairs
+    stage2_mix: dict = field(default_factory=lambda: {"ocr": 600, "grounding": 600})
+    stage2_replay: float = 0.2  # share of stage-1 rows kept in stage 2 ("retain some samples")
+    stage3_mix: dict = field(default_factory=lambda: {"gui_task": 600, "vmath": 600})
+    stage1_steps: int = 100
+    stage2_steps: int = 150
+    stage3_steps: int = 150
+    stage1_lr: float = 2e-3
+    stage2_lr: float = 1e-3
+    stage3_lr: float = 5e-4
+    batch_size: int = 16
+    # evaluation
+    eval_items: int = 60
+    eval_seed: int = 12345
+    gui_episodes: int = 24
+    log_every: int = 10
+    num_threads: int = 1  # torch threads for the toy runs (0: leave as is); not part of the cache key
+    # full scale: the paper's data by hub id (Table 9), and the planner's assumptions
+    stage1_datasets: list[str] = field(default_factory=list)
+    stage2_datasets: list[str] = field(default_factory=list)
+    stage3_datasets: list[str] = field(default_factory=list)
+    stage_samples: list[int] = field(default_factory=lambda: [0, 0, 0])
+    seq_len: int = 2048
+    global_batch_size: int = 128
+    micro_batch_size: int = 4
+    n_gpus: int = 1
+    gpu: str = "cpu"
+    assumed_mfu: float = 0.3
+    sharding: Literal["ddp", "fsdp", "zero2", "zero3"] = "ddp"
+    output_dir: str | None = None
+
+    def __post_init__(self):
+        if not 0 < self.patch_size <= self.image_size:
+            raise ValueError(f"patch_size={self.patch_size} must be in (0, image_size={self.image_size}]")
+        if not 0.0 <= self.mismatch_share < 1.0:
+            raise ValueError(f"mismatch_share={self.mismatch_share} must be in [0, 1)")
+        if not 0.0 <= self.stage2_replay <= 1.0:
+            raise ValueError(f"stage2_replay={self.stage2_replay} must be in [0, 1]")
+        from .data import GENERATORS
+
+        for key, mix in (("stage1_mix", self.stage1_mix), ("stage2_mix", self.stage2_mix),
+                         ("stage3_mix", self.stage3_mix)):
+            unknown = sorted(set(mix) - set(GENERATORS))
+            if unknown:
+                raise ValueError(f"{key}: unknown item kind(s) {unknown}; kinds: {sorted(GENERATORS)}")

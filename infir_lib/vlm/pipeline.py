@@ -1,0 +1,268 @@
+"""The chapter-6 pipeline: tower pre-training + cleaning (cached), then the curriculum (cached).
+
+    from infir_lib import vlm
+    result = vlm.run("configs/toy/vlm.yaml")                   # toy VLM through the curriculum
+    model, processor = result.load_model(), result.load_processor()
+    # accelerate launch -m infir_lib vlm --config configs/full/vlm.yaml   (full scale)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import SiglipModel
+
+from .. import artifacts
+from ..config import as_dict, load_config
+from ..runtime import seed_everything
+from . import contrastive as C
+from .config import VLMConfig
+from .data import make_items, make_mix, mismatch_pairs
+from .model import build_llava, load_processor, load_vlm, make_processor, params_by_part, torch_threads
+from .train import Codec, answer_loss, evaluate, gui_task_success, train_stage
+
+EVAL_KINDS = ("grounding", "ocr", "vmath", "caption")
+
+
+def as_config(config, overrides=None) -> VLMConfig:
+    if isinstance(config, VLMConfig):
+        return dataclasses.replace(config, **(overrides or {})) if overrides else config
+    return load_config(VLMConfig, config, overrides)
+
+
+# --------------------------------------------------------------------------- language model
+
+def language_model(cfg: VLMConfig):
+    """The toy LM of chapter 2 (from the artifact cache) and its tokenizer."""
+    from .. import pretrain
+
+    r = pretrain.run(cfg.lm_config)
+    return r.load_model(), r.load_tokenizer(), pretrain.cache_spec(pretrain._as_config(cfg.lm_config))
+
+
+# --------------------------------------------------------------------------- tower + cleaning
+
+TOWER_FIELDS = ("data_seed", "image_size", "patch_size", "vision_hidden_size", "vision_layers", "vision_heads",
+                "vision_intermediate_size", "contrastive_pairs", "mismatch_share", "siglip_steps",
+                "siglip_batch_size", "siglip_lr", "max_text_len")
+
+
+@dataclass
+class TowerResult:
+    folder: Path
+    report: dict
+
+    def load_siglip(self) -> SiglipModel:
+        return SiglipModel.from_pretrained(str(self.folder / "siglip"), dtype=torch.float32)
+
+    @property
+    def similarities(self) -> np.ndarray:
+        return np.load(self.folder / "similarities.npy")
+
+    @property
+    def mismatched(self) -> np.ndarray:
+        return np.load(self.folder / "mismatched.npy")
+
+    @property
+    def history(self) -> list[dict]:
+        return self.report["history"]
+
+
+def caption_pool(cfg: VLMConfig):
+    """The captioned scenes with a known share of swapped (wrong) captions."""
+    return mismatch_pairs(make_items("caption", cfg.contrastive_pairs, cfg.data_seed, cfg.image_size),
+                          cfg.mismatch_share, cfg.data_seed)
+
+
+def tower(cfg: VLMConfig) -> TowerResult:
+    """Pre-train the tiny SigLIP on the noisy caption pool and score every pair (cached)."""
+    _, tok, lm_spec = language_model(cfg)
+    spec = {"lm": lm_spec, **{k: getattr(cfg, k) for k in TOWER_FIELDS}}
+
+    def build(folder: Path) -> None:
+        with torch_threads(cfg.num_threads):
+            _build_tower(folder)
+
+    def _build_tower(folder: Path) -> None:
+        pairs = caption_pool(cfg)
+        seed_everything(cfg.data_seed)
+        model = C.build_siglip(tok, cfg.vision_hidden_size, cfg.vision_layers, cfg.vision_heads,
+                               cfg.vision_intermediate_size, cfg.image_size, cfg.patch_size, cfg.max_text_len)
+        proc = make_processor(tok, cfg.image_size, cfg.patch_size).image_processor
+        history = C.train_siglip(model, tok, proc, pairs, cfg.siglip_steps, cfg.siglip_batch_size, cfg.siglip_lr,
+                                 cfg.data_seed, cfg.max_text_len)
+        sims = C.pair_similarity(model, tok, proc, pairs, cfg.max_text_len)
+        held_out = make_items("caption", 256, cfg.eval_seed, cfg.image_size)
+        report = {"history": history, "retrieval_top1_heldout": C.retrieval_accuracy(model, tok, proc, held_out,
+                                                                                       cfg.max_text_len)}
+        model.save_pretrained(folder / "siglip")
+        np.save(folder / "similarities.npy", sims)
+        np.save(folder / "mismatched.npy", np.array([it.meta["mismatched"] for it in pairs]))
+        artifacts.save_json(report, folder / "report.json")
+
+    folder = artifacts.cached("vlm-tower", spec, build, name="siglip")
+    return TowerResult(folder, artifacts.load_json(folder / "report.json"))
+
+
+def threshold_for(cfg: VLMConfig, sims: np.ndarray) -> float:
+    return C.choose_threshold(sims, cfg.threshold_method, cfg.threshold_value, cfg.threshold_quantile)
+
+
+def stage1_items(cfg: VLMConfig, tw: TowerResult, clean: bool | None = None):
+    """Caption pairs (kept ones when cleaning) plus the stage-1 QA items; and the cleaning report."""
+    pairs = caption_pool(cfg)
+    sims = tw.similarities
+    thr = threshold_for(cfg, sims)
+    report = C.cleaning_report(sims, tw.mismatched, thr)
+    use_clean = cfg.clean if clean is None else clean
+    kept = [p for p, s in zip(pairs, sims) if s >= thr] if use_clean else pairs
+    report["kept"] = len(kept)
+    return kept + make_mix(cfg.stage1_mix, cfg.data_seed + 1, cfg.image_size), report
+
+
+# --------------------------------------------------------------------------- the VLM
+
+@dataclass
+class VLMResult:
+    output_dir: Path
+    summary: dict
+
+    @property
+    def model_dir(self) -> Path:
+        return self.output_dir / "model"
+
+    @property
+    def metrics(self) -> dict:
+        return self.summary["metrics"]
+
+    @property
+    def history(self) -> list[dict]:
+        return self.summary["history"]
+
+    def load_model(self):
+        return load_vlm(self.model_dir)
+
+    def load_processor(self):
+        return load_processor(self.model_dir)
+
+
+def eval_sets(cfg: VLMConfig, codec: Codec):
+    return {k: codec.encode(make_items(k, cfg.eval_items, cfg.eval_seed, cfg.image_size)) for k in EVAL_KINDS}
+
+
+def stage_plan(cfg: VLMConfig, s1: list) -> list[tuple[str, str, list, int, float]]:
+    """(stage name, parts key, rows, steps, lr) in order; the end-to-end arm sees the union."""
+    import random
+
+    rng = random.Random(cfg.data_seed + 2)
+    replay = rng.sample(s1, int(round(cfg.stage2_replay * len(s1))))
+    s2 = make_mix(cfg.stage2_mix, cfg.data_seed + 2, cfg.image_size) + replay
+    s3 = make_mix(cfg.stage3_mix, cfg.data_seed + 3, cfg.image_size)
+    if cfg.schedule == "curriculum":
+        return [("stage1", "stage1", s1, cfg.stage1_steps, cfg.stage1_lr),
+                ("stage2", "stage2", s2, cfg.stage2_steps, cfg.stage2_lr),
+                ("stage3", "stage3", s3, cfg.stage3_steps, cfg.stage3_lr)]
+    union = s1 + s2[: len(s2) - len(replay)] + s3
+    steps = cfg.stage1_steps + cfg.stage2_steps + cfg.stage3_steps
+    return [("end_to_end", "end_to_end", union, steps, cfg.stage2_lr)]
+
+
+def build_vlm(cfg: VLMConfig, folder: Path) -> dict:
+    with torch_threads(cfg.num_threads):
+        return _build_vlm(cfg, folder)
+
+
+def _build_vlm(cfg: VLMConfig, folder: Path) -> dict:
+    lm, tok, _ = language_model(cfg)
+    tw = tower(cfg)
+    seed_everything(cfg.seed)
+    vision_state = tw.load_siglip().vision_model.state_dict()
+    model = build_llava(C.vision_config(cfg.vision_hidden_size, cfg.vision_layers, cfg.vision_heads,
+                                        cfg.vision_intermediate_size, cfg.image_size, cfg.patch_size),
+                        lm.config, tok.convert_tokens_to_ids("<image>"), language_model=lm,
+                        vision_state=vision_state)
+    processor = make_processor(tok, cfg.image_size, cfg.patch_size)
+    codec = Codec(processor)
+    evals = eval_sets(cfg, codec)
+    s1, cleaning = stage1_items(cfg, tw)
+    history, per_stage = [], {}
+    for name, parts, rows, steps, lr in stage_plan(cfg, s1):
+        enc = codec.encode(rows)
+        history += train_stage(model, codec, enc, parts, steps, cfg.batch_size, lr, cfg.seed, name,
+                               cfg.log_every)
+        per_stage[name] = {"rows": len(rows), "steps": steps, **evaluate(model, codec, evals)}
+    metrics = dict(per_stage[list(per_stage)[-1]])
+    metrics.pop("rows"), metrics.pop("steps")
+    metrics["gui_task_success"] = gui_task_success(model, codec, cfg.gui_episodes, cfg.eval_seed, cfg.image_size)
+    metrics["caption_loss"] = answer_loss(model, codec, evals["caption"])
+    model.save_pretrained(folder / "model")
+    processor.save_pretrained(folder / "model")
+    summary = {"metrics": metrics, "per_stage": per_stage, "cleaning": cleaning, "history": history,
+               "parameters": params_by_part(model), "schedule": cfg.schedule, "seed": cfg.seed}
+    artifacts.save_json(summary, folder / "result.json")
+    return summary
+
+
+def cache_spec(cfg: VLMConfig) -> dict:
+    _, _, lm_spec = language_model(cfg)
+    skip = {"output_dir", "log_every", "num_threads", "n_gpus", "gpu", "assumed_mfu", "sharding", "stage1_datasets",
+            "stage2_datasets", "stage3_datasets", "stage_samples", "seq_len", "global_batch_size", "micro_batch_size"}
+    return {"lm": lm_spec, **{k: v for k, v in as_dict(cfg).items() if k not in skip}}
+
+
+def run(config="configs/toy/vlm.yaml", overrides: dict | list | None = None) -> VLMResult:
+    """Build the toy VLM through the configured schedule (cached by config unless ``output_dir`` is set)."""
+    cfg = as_config(config, overrides)
+    if cfg.scale == "full":
+        raise RuntimeError("the full-scale VLM needs a GPU cluster and the hub: launch it with accelerate "
+                           "(see plan() for what it would cost); this toy builder only runs scale: toy")
+    if cfg.output_dir:
+        out = Path(cfg.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        summary = build_vlm(cfg, out)
+    else:
+        out = artifacts.cached("vlm", cache_spec(cfg), lambda f: build_vlm(cfg, f), name=cfg.schedule)
+        summary = artifacts.load_json(out / "result.json")
+    return VLMResult(out, summary)
+
+
+# --------------------------------------------------------------------------- claim 11: cleaned vs noisy alignment
+
+def alignment_run(cfg: VLMConfig, clean: bool, seed: int) -> dict:
+    """Stage 1 only (projector on captions), on cleaned or uncleaned pairs; held-out clean caption loss."""
+    spec = {"vlm": cache_spec(dataclasses.replace(cfg, seed=0)), "clean": clean, "seed": seed}
+
+    def build(folder: Path) -> None:
+        with torch_threads(cfg.num_threads):
+            _build(folder)
+
+    def _build(folder: Path) -> None:
+        lm, tok, _ = language_model(cfg)
+        tw = tower(cfg)
+        seed_everything(seed)
+        model = build_llava(C.vision_config(cfg.vision_hidden_size, cfg.vision_layers, cfg.vision_heads,
+                                            cfg.vision_intermediate_size, cfg.image_size, cfg.patch_size),
+                            lm.config, tok.convert_tokens_to_ids("<image>"), language_model=lm,
+                            vision_state=tw.load_siglip().vision_model.state_dict())
+        codec = Codec(make_processor(tok, cfg.image_size, cfg.patch_size))
+        rows, cleaning = stage1_items(dataclasses.replace(cfg, stage1_mix={}), tw, clean=clean)
+        hist = train_stage(model, codec, codec.encode(rows), "stage1", cfg.stage1_steps, cfg.batch_size,
+                           cfg.stage1_lr, seed, "stage1", cfg.log_every)
+        held = codec.encode(make_items("caption", cfg.eval_items * 2, cfg.eval_seed, cfg.image_size))
+        res = {"clean": clean, "seed": seed, "rows": len(rows), "heldout_caption_loss": answer_loss(model, codec, held),
+               **{f"caption_{k}": v for k, v in evaluate(model, codec, {"exact": held}).items()}, "history": hist}
+        artifacts.save_json(res, folder / "result.json")
+
+    return artifacts.load_json(artifacts.cached("vlm-align", spec, build, name="clean" if clean else "noisy")
+                               / "result.json")
+
+
+def plan(config, overrides=None):
+    from .plan import plan_vlm
+
+    return plan_vlm(as_config(config, overrides))

@@ -1,0 +1,185 @@
+"""Training and evaluating the toy VLM: one small loop, the curriculum stages, and the three metrics.
+
+A row is the Llama-3 chat turn ``user: <image> prompt`` / ``assistant: answer``; the loss is on the
+answer tokens only (what TRL's assistant-only loss does; the chapter uses a 40-line loop instead of
+``SFTTrainer`` so that three stages x two arms x seeds fit in a CPU notebook). ``<image>`` is expanded
+to one placeholder per patch exactly as ``LlavaProcessor`` does.
+
+Metrics (§5.2 at toy scale): grounding = the click falls in the target's box (ScreenSpot's rule), OCR =
+exact text, visual math = exact number, GUI tasks = episodes finished (a toy AndroidWorld).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from ..runtime import seed_everything
+from .data import GuiTaskEnv, GUI_TASKS, VItem, inside, parse_click
+from .model import set_trainable
+
+IGNORE = -100
+
+
+@dataclass
+class Encoded:
+    prompt_ids: list[list[int]]
+    answer_ids: list[list[int]]
+    pixel_values: torch.Tensor
+    items: list[VItem]
+
+
+class Codec:
+    """Turns items into token ids + pixels with the processor's tokenizer and image processor."""
+
+    def __init__(self, processor):
+        self.processor = processor
+        self.tok = processor.tokenizer
+        size = processor.image_processor.size["height"]
+        self.n_image_tokens = (size // processor.patch_size) ** 2
+        self.eot_id = self.tok.convert_tokens_to_ids("<|eot_id|>")
+        self.pad_id = self.tok.pad_token_id
+        self._prompt_cache: dict[str, list[int]] = {}
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        if prompt not in self._prompt_cache:
+            msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+            text = self.tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+            text = text.replace("<image>", "<image>" * self.n_image_tokens)
+            self._prompt_cache[prompt] = self.tok(text, add_special_tokens=False)["input_ids"]
+        return self._prompt_cache[prompt]
+
+    def encode(self, items: list[VItem]) -> Encoded:
+        answers = self.tok([it.answer + "<|eot_id|>" for it in items], add_special_tokens=False)["input_ids"]
+        pix = self.processor.image_processor([it.image for it in items], return_tensors="pt")["pixel_values"]
+        return Encoded([self.prompt_ids(it.prompt) for it in items], answers, pix, items)
+
+    def train_batch(self, enc: Encoded, idx: list[int]) -> dict:
+        """Right-padded batch with labels on the answer tokens only."""
+        seqs = [enc.prompt_ids[i] + enc.answer_ids[i] for i in idx]
+        width = max(map(len, seqs))
+        ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(idx), width), IGNORE, dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        for r, i in enumerate(idx):
+            p, a = enc.prompt_ids[i], enc.answer_ids[i]
+            ids[r, :len(p) + len(a)] = torch.tensor(p + a)
+            labels[r, len(p):len(p) + len(a)] = torch.tensor(a)
+            mask[r, :len(p) + len(a)] = 1
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels, "pixel_values": enc.pixel_values[idx]}
+
+    def prompt_batch(self, enc: Encoded, idx: list[int]) -> dict:
+        """Left-padded prompts for generation."""
+        seqs = [enc.prompt_ids[i] for i in idx]
+        width = max(map(len, seqs))
+        ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        for r, s in enumerate(seqs):
+            ids[r, width - len(s):] = torch.tensor(s)
+            mask[r, width - len(s):] = 1
+        return {"input_ids": ids, "attention_mask": mask, "pixel_values": enc.pixel_values[idx]}
+
+
+def train_stage(model, codec: Codec, enc: Encoded, parts, steps: int, batch_size: int, lr: float, seed: int,
+                stage: str = "", log_every: int = 10, eval_fn=None) -> list[dict]:
+    """AdamW on the unfrozen ``parts`` for ``steps`` steps (warmup then linear decay); loss history."""
+    seed_everything(seed)
+    trainable = set_trainable(model, parts)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError(f"stage {stage!r} has nothing to train (parts={parts})")
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    warm = max(1, steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * max(0.1, 1 - s / steps))
+    rng = random.Random(seed)
+    order: list[int] = []
+    history = []
+    model.train()
+    for step in range(1, steps + 1):
+        if len(order) < batch_size:
+            more = list(range(len(enc.items)))
+            rng.shuffle(more)
+            order += more
+        idx, order = order[:batch_size], order[batch_size:]
+        loss = model(**codec.train_batch(enc, idx)).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        if step % log_every == 0 or step == steps:
+            rec = {"stage": stage, "step": step, "loss": loss.item(), "trainable": sum(trainable.values())}
+            if eval_fn is not None and step == steps:
+                rec.update(eval_fn(model))
+            history.append(rec)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return history
+
+
+@torch.no_grad()
+def answer_loss(model, codec: Codec, enc: Encoded, batch_size: int = 64) -> float:
+    """Mean teacher-forced loss on the answer tokens (the alignment measure of claim 11)."""
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(enc.items), batch_size):
+        idx = list(range(i, min(i + batch_size, len(enc.items))))
+        b = codec.train_batch(enc, idx)
+        n = int((b["labels"] != IGNORE).sum())
+        total += model(**b).loss.item() * n
+        count += n
+    return total / max(1, count)
+
+
+@torch.no_grad()
+def generate(model, codec: Codec, enc: Encoded, max_new_tokens: int = 10, batch_size: int = 64) -> list[str]:
+    """Greedy answers (stopping at ``<|eot_id|>``)."""
+    model.eval()
+    outs = []
+    for i in range(0, len(enc.items), batch_size):
+        idx = list(range(i, min(i + batch_size, len(enc.items))))
+        b = codec.prompt_batch(enc, idx)
+        gen = model.generate(**b, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=codec.eot_id,
+                             pad_token_id=codec.pad_id)
+        new = gen[:, b["input_ids"].shape[1]:]
+        outs += [codec.tok.decode(row, skip_special_tokens=True).strip() for row in new]
+    return outs
+
+
+def score(items: list[VItem], predictions: list[str]) -> list[bool]:
+    """Right or wrong per item: click-in-box for grounding/GUI steps, exact match otherwise."""
+    out = []
+    for it, pred in zip(items, predictions):
+        if it.task in ("grounding", "gui_task"):
+            out.append(inside(parse_click(pred), it.meta["box"]))
+        else:
+            out.append(pred.strip().rstrip(".").lower() == it.answer.strip().rstrip(".").lower())
+    return out
+
+
+def evaluate(model, codec: Codec, eval_sets: dict[str, Encoded]) -> dict[str, float]:
+    """Accuracy per evaluation set (keys become ``acc_<name>``)."""
+    res = {}
+    for name, enc in eval_sets.items():
+        preds = generate(model, codec, enc)
+        res[f"acc_{name}"] = sum(score(enc.items, preds)) / max(1, len(preds))
+    return res
+
+
+@torch.no_grad()
+def gui_task_success(model, codec: Codec, n_episodes: int, seed: int, size: int = 64) -> float:
+    """Toy AndroidWorld: episodes run in lockstep; each step the model sees the screen and clicks."""
+    tasks = sorted(GUI_TASKS)
+    envs = [GuiTaskEnv(tasks[i % len(tasks)], seed * 1000 + i, size) for i in range(n_episodes)]
+    while True:
+        live = [e for e in envs if not e.done]
+        if not live:
+            break
+        items = [VItem(e.screen.image, e.instruction(), "", "gui_task", {"box": e.target_box()}) for e in live]
+        preds = generate(model, codec, codec.encode(items))
+        for e, p in zip(live, preds):
+            e.step(parse_click(p))
+    return sum(e.success for e in envs) / max(1, len(envs))
