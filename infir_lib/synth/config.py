@@ -1,0 +1,53 @@
+"""The synthesis stage config (InfiR §3.1, Figure 2): a YAML preset plus ``key=value`` overrides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass
+class SynthConfig:
+    scale: Literal["toy", "full"] = "toy"
+    seed: int = 0
+    # seeds
+    seed_source: str = "toy"  # toy | a .jsonl of {"instruction", "domain"} | a hub id (full)
+    seed_split: str = "train"
+    n_math_seeds: int = 120
+    n_code_seeds: int = 40
+    seed_steps: list[int] = field(default_factory=lambda: [1, 2])
+    # instruction evolution
+    evolution_ops: list[str] = field(default_factory=lambda: ["add_step", "add_constraint", "concretize", "deepen"])
+    evolutions_per_seed: int = 2
+    evolver_model: str | None = None  # full: an instruct LLM by hub id
+    # responses
+    n_candidates: int = 4
+    teacher_model: str | None = None  # full: Qwen/Qwen2.5-32B-Instruct
+    step_error: float = 0.25
+    no_steps: float = 0.1
+    code_bug: float = 0.3
+    code_slow: float = 0.1
+    # rejection sampling and verification
+    reward_model: str = "verifier"  # toy: the step verifier; full: an open reward model by hub id
+    sandbox_timeout: float = 1.0
+    sandbox_workers: int = 2
+    min_reasoning_steps: int = 1
+    min_quality: float = 0.0  # drop kept replies whose reward is at or below this
+    # labels and diversity sampling
+    per_domain: int = 0  # 0 -> no cap
+    output_dir: str | None = None
+    # planning only
+    plan_seeds: int = 0
+    plan_tokens_per_response: int = 600
+    plan_tokens_per_second: float = 2500.0  # generation throughput per GPU (vLLM-class server)
+    n_gpus: int = 8
+
+    def __post_init__(self):
+        if self.n_candidates < 1:
+            raise ValueError(f"n_candidates must be >= 1, got {self.n_candidates}")
+        for name in ("step_error", "no_steps", "code_bug", "code_slow"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must be a probability in [0, 1], got {v}")
+        if self.code_bug + self.code_slow > 1.0:
+            raise ValueError("code_bug + code_slow must not exceed 1")
