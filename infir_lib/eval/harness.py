@@ -100,6 +100,11 @@ def generate(model, tokenizer, prompts: Sequence[str], *, chat: bool = False, ma
                        if isinstance(i, int) and i >= 0 and i != tokenizer.unk_token_id})
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (stop_ids[0] if stop_ids else 0)
     encoded = [_encode(tokenizer, p, chat) for p in prompts]
+    # a prompt longer than the model's context keeps its last tokens (toy models have short contexts)
+    room = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if room:
+        keep = max(1, room - max_new_tokens)
+        encoded = [s if len(s) <= keep else s[-keep:] for s in encoded]
     torch.manual_seed(seed)
     out: list[list[str]] = []
     for b in range(0, len(encoded), batch_size):
