@@ -1,0 +1,611 @@
+"""The five stages of InfiR's pre-training data pipeline (§2.1.2, Figure 1) as datatrove steps.
+
+Each stage is a datatrove ``PipelineStep``: it takes documents and yields the ones it keeps, counts
+what it drops and why (datatrove's stats plus a JSON report per stage), and can write the dropped
+documents out for inspection. The same step objects run under datatrove's ``LocalPipelineExecutor``
+here and its ``SlurmPipelineExecutor`` at full scale.
+
+1. :class:`HeuristicFilter` - FineWeb's web-text rules (datatrove's Gopher repetition, Gopher
+   quality, C4 and FineWeb quality filters, with FineWeb's settings), code-file rules, and the
+   §5.1.2 rule that drops text ending in a colon.
+2. :class:`ReasoningRecall` - fastText classifiers for math / code-related / reasoning text, trained
+   on seed positives vs random web negatives, iterated (recalled documents join the seeds).
+3. :class:`MinHashDedup` - global near-duplicate removal with datasketch MinHash + LSH.
+4. :class:`QualityAssessment` - an educational-value scorer for text, a 1-5 math reasoning scorer,
+   and static analysis for code.
+5. :class:`Decontaminate` - token 10-gram overlap against benchmark items.
+
+Recall and dedup are *global*: they see every document of their task before yielding any.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import json
+import os
+import random
+import re
+import tempfile
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.filters.base_filter import BaseFilter
+from datatrove.pipeline.writers.disk_base import DiskWriter
+
+TOKEN_RE = re.compile(r"\w+")
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-cased word tokens: the unit of the funnel's token counts, shingles and n-grams."""
+    return TOKEN_RE.findall(text.lower())
+
+
+def meta(doc: Document, key: str, default=None):
+    return doc.metadata.get(key, default)
+
+
+class JsonWriter(DiskWriter):
+    """datatrove's disk writer with the standard library's ``json`` (its JsonlWriter needs orjson)."""
+
+    default_output_filename = "${rank}.jsonl"
+    name = "🐿 Jsonl (stdlib json)"
+
+    def __init__(self, output_folder, output_filename: str | None = None, expand_metadata: bool = True):
+        super().__init__(output_folder, output_filename=output_filename, compression=None, mode="wt",
+                         expand_metadata=expand_metadata)
+
+    def _write(self, document: dict, file_handler, _filename: str):
+        document.pop("media", None)
+        file_handler.write(json.dumps(document, ensure_ascii=False, default=str) + "\n")
+
+
+class Stage(PipelineStep):
+    """Counters every stage keeps: documents and tokens in and out, drops by reason, a report file."""
+
+    stage = "stage"
+    type = "🔻 - STAGE"
+
+    def __init__(self, report_dir: str | None = None, exclusion_writer=None):
+        super().__init__()
+        self.report_dir = report_dir
+        self.exclusion_writer = exclusion_writer
+        self.counts: Counter = Counter()
+
+    def _seen(self, doc: Document) -> None:
+        self.counts["docs_in"] += 1
+        self.counts["tokens_in"] += len(tokens(doc.text))
+        self.stat_update("total")
+
+    def _kept(self, doc: Document) -> Document:
+        self.counts["docs_out"] += 1
+        self.counts["tokens_out"] += len(tokens(doc.text))
+        self.stat_update("forwarded")
+        return doc
+
+    def _dropped(self, doc: Document, reason: str, writer=None) -> None:
+        self.counts["dropped"] += 1
+        self.counts[f"dropped:{reason}"] += 1
+        self.stat_update("dropped", f"dropped_{reason}")
+        doc.metadata["filter_reason"] = reason
+        doc.metadata["filter_stage"] = self.stage
+        if writer is not None:
+            writer.write(doc, 0)
+
+    def _writer(self):
+        return self.exclusion_writer if self.exclusion_writer else contextlib.nullcontext()
+
+    def write_report(self, extra: dict | None = None) -> dict:
+        report = {"stage": self.stage, "counts": dict(self.counts), **(extra or {})}
+        if self.report_dir:
+            Path(self.report_dir).mkdir(parents=True, exist_ok=True)
+            (Path(self.report_dir) / f"{self.stage}.json").write_text(json.dumps(report, indent=1, default=str))
+        return report
+
+
+class StageFilter(Stage):
+    """A per-document stage: ``decide(doc)`` returns True or (False, reason), as a datatrove filter does."""
+
+    def decide(self, doc: Document) -> bool | tuple[bool, str]:
+        raise NotImplementedError
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        with self._writer() as writer:
+            for doc in data:
+                self._seen(doc)
+                with self.track_time():
+                    res = self.decide(doc)
+                keep, reason = (res, None) if not isinstance(res, tuple) else res
+                if keep:
+                    yield self._kept(doc)
+                else:
+                    self._dropped(doc, reason or "unspecified", writer if self.exclusion_writer else None)
+        self.write_report(self.extra_report())
+
+    def extra_report(self) -> dict:
+        return {}
+
+
+# ----------------------------------------------------------------------------------- 1. heuristics
+class RegexWordTokenizer:
+    """A fast regex word/sentence tokenizer with datatrove's ``WordTokenizer`` interface.
+
+    FineWeb's filters tokenize with spaCy, which costs several ms per document on a laptop CPU; the
+    toy preset swaps in this tokenizer (``word_tokenizer: regex``) to fit the chapter in a couple of
+    minutes, and the full preset keeps spaCy (``word_tokenizer: spacy``), FineWeb's own choice.
+    Words are runs of word characters or single punctuation marks, as spaCy splits them in most cases.
+    """
+
+    WORD = re.compile(r"\w+(?:[-'.]\w+)*|[^\w\s]")
+    SENT = re.compile(r"[^.!?]+(?:[.!?]+|$)")
+
+    def __new__(cls, language: str = "en"):
+        from datatrove.utils.word_tokenizers import WordTokenizer
+
+        class _Regex(WordTokenizer):
+            def word_tokenize(self, text):
+                return cls.WORD.findall(text)
+
+            def span_tokenize(self, text):
+                return [(m.start(), m.end()) for m in cls.SENT.finditer(text) if m.group().strip()]
+
+            def sent_tokenize(self, text):
+                return [text[a:b].strip() for a, b in self.span_tokenize(text)]
+
+            def __reduce__(self):
+                return (RegexWordTokenizer, (language,))
+
+        return _Regex(language)
+
+
+def fineweb_text_filters(word_tokenizer: str = "spacy", language: str = "en") -> list[BaseFilter]:
+    """The web-text filters of FineWeb's pipeline, as datatrove ships them, with FineWeb's settings.
+
+    ``word_tokenizer``: "spacy" (datatrove's default for English, what FineWeb used) or "regex" (fast).
+    """
+    from datatrove.pipeline.filters import (C4QualityFilter, FineWebQualityFilter, GopherQualityFilter,
+                                            GopherRepetitionFilter)
+    tok = RegexWordTokenizer(language) if word_tokenizer == "regex" else language
+    return [GopherRepetitionFilter(language=tok), GopherQualityFilter(language=tok),
+            C4QualityFilter(filter_no_terminal_punct=False, language=tok), FineWebQualityFilter(language=tok)]
+
+
+GENERATED_MARKERS = ("DO NOT EDIT", "autogenerated", "auto-generated", "Generated by", "@generated")
+
+
+def code_rules(text: str, lang: str, languages: Iterable[str], max_line_length: int,
+               min_alnum_fraction: float) -> bool | tuple[bool, str]:
+    """OpenCoder-style rules for source files (keep = True, else (False, reason))."""
+    if lang not in languages:
+        return False, "language"
+    lines = text.splitlines() or [""]
+    if max(len(line) for line in lines) > max_line_length:
+        return False, "long_line"
+    head = "\n".join(lines[:5])
+    if any(m.lower() in head.lower() for m in GENERATED_MARKERS):
+        return False, "generated"
+    alnum = sum(c.isalnum() for c in text) / max(1, len(text))
+    if alnum < min_alnum_fraction:
+        return False, "alnum_fraction"
+    return True
+
+
+class HeuristicFilter(StageFilter):
+    """Stage 1: rule-based filters (no model). Text goes through FineWeb's rules, code through code rules."""
+
+    name = "1 heuristic filtering"
+    stage = "heuristic"
+
+    def __init__(self, code_languages=("python", "javascript", "java", "c"), max_line_length: int = 1000,
+                 min_alnum_fraction: float = 0.25, drop_colon_endings: bool = True, word_tokenizer: str = "spacy",
+                 prose_sources=("web", "wiki"), **kw):
+        super().__init__(**kw)
+        self.text_filters = fineweb_text_filters(word_tokenizer)
+        self.prose_sources = tuple(prose_sources)
+        self.code_languages = tuple(code_languages)
+        self.max_line_length = max_line_length
+        self.min_alnum_fraction = min_alnum_fraction
+        self.drop_colon_endings = drop_colon_endings
+
+    def decide(self, doc: Document) -> bool | tuple[bool, str]:
+        if meta(doc, "source") == "code":
+            return code_rules(doc.text, meta(doc, "lang", ""), self.code_languages, self.max_line_length,
+                              self.min_alnum_fraction)
+        for f in self.text_filters:
+            if type(f).__name__ == "GopherQualityFilter" and meta(doc, "source", "web") not in self.prose_sources:
+                continue  # Gopher's prose rules (80% alphabetic words...) reject formulas: not for math pages
+            res = f.filter(doc)  # datatrove's own rule code; C4's filter may also trim lines in place
+            keep, reason = (res, None) if not isinstance(res, tuple) else res
+            if not keep:
+                return False, f"{type(f).__name__.replace('Filter', '')}:{reason or 'rule'}"
+        if self.drop_colon_endings and doc.text.rstrip().endswith(":"):
+            return False, "ends_with_colon"  # InfiR §5.1.2
+        return True
+
+
+# --------------------------------------------------------------------------------------- 2. recall
+def _ft_line(text: str) -> str:
+    return " ".join(tokens(text))[:20000]
+
+
+def train_fasttext(labelled: list[tuple[str, str]], *, seed: int, epoch: int = 5, dim: int = 32, lr: float = 0.5,
+                   word_ngrams: int = 2):
+    """A fastText classifier on (label, text) pairs (one thread, so it is deterministic)."""
+    import fasttext
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        for label, text in labelled:
+            f.write(f"__label__{label} {_ft_line(text)}\n")
+        path = f.name
+    try:
+        return fasttext.train_supervised(input=path, epoch=epoch, dim=dim, lr=lr, wordNgrams=word_ngrams,
+                                         minCount=1, thread=1, seed=seed, verbose=0)
+    finally:
+        os.unlink(path)
+
+
+def fasttext_proba(model, texts: list[str], label: str) -> np.ndarray:
+    """P(label) for each text."""
+    labels, probs = model.predict([_ft_line(t) for t in texts], k=-1)
+    out = np.zeros(len(texts))
+    for i, (ls, ps) in enumerate(zip(labels, probs)):
+        for lab, p in zip(ls, ps):
+            if lab == f"__label__{label}":
+                out[i] = p
+    return out
+
+
+def precision_recall(pred: Iterable[bool], truth: Iterable[bool]) -> dict:
+    pred, truth = list(pred), list(truth)
+    tp = sum(p and t for p, t in zip(pred, truth))
+    fp = sum(p and not t for p, t in zip(pred, truth))
+    fn = sum(t and not p for p, t in zip(pred, truth))
+    tp, fp, fn = int(tp), int(fp), int(fn)
+    return {"tp": tp, "fp": fp, "fn": fn, "precision": tp / (tp + fp) if tp + fp else float("nan"),
+            "recall": tp / (tp + fn) if tp + fn else float("nan")}
+
+
+class ReasoningRecall(Stage):
+    """Stage 2: recall reasoning-oriented web text with fastText (DeepSeekMath-style iteration).
+
+    Only crawl documents (``source`` in ``candidate_sources``) are candidates; curated sources (encyclopedia, code
+    repositories) pass through. Per domain, a binary classifier is trained on seed positives vs random
+    negatives drawn from a general pool of web pages and books (fresh draws each round); the documents it scores above ``threshold`` are recalled, join the seeds, and the
+    classifier is retrained (``rounds`` times). A candidate recalled by any domain is kept.
+    """
+
+    name = "2 reasoning-oriented recall (fastText)"
+    stage = "recall"
+
+    def __init__(self, seeds: dict[str, list[str]], negatives: list[str], domains=("math", "code", "reasoning"), rounds: int = 2,
+                 threshold: float = 0.5, n_negatives: int = 1000, max_added_per_round: int = 2000, seed: int = 0,
+                 epoch: int = 5, dim: int = 32, candidate_sources=("web", "math_web"), **kw):
+        super().__init__(**kw)
+        self.candidate_sources = tuple(candidate_sources)
+        self.seeds = seeds
+        self.negatives = list(negatives)
+        self.domains = tuple(domains)
+        self.rounds = rounds
+        self.threshold = threshold
+        self.n_negatives = n_negatives
+        self.max_added = max_added_per_round
+        self.seed = seed
+        self.epoch, self.dim = epoch, dim
+
+    def recall(self, texts: list[str], rng: random.Random) -> tuple[dict[str, np.ndarray], list[dict]]:
+        """Scores of the final round per domain, and what each round recalled (indices)."""
+        rounds_log = []
+        positives = {d: list(self.seeds[d]) for d in self.domains}
+        scores: dict[str, np.ndarray] = {}
+        for r in range(self.rounds):
+            negatives = rng.sample(self.negatives, min(self.n_negatives, len(self.negatives)))
+            entry = {"round": r + 1, "recalled": {}}
+            for d in self.domains:
+                data = [("pos", t) for t in positives[d]] + [("neg", t) for t in negatives]
+                rng.shuffle(data)
+                model = train_fasttext(data, seed=self.seed + r, epoch=self.epoch, dim=self.dim)
+                scores[d] = fasttext_proba(model, texts, "pos")
+                hits = np.flatnonzero(scores[d] >= self.threshold)
+                entry["recalled"][d] = hits.tolist()
+                # recalled documents join the seeds for the next round (most confident first)
+                best = hits[np.argsort(-scores[d][hits])][: self.max_added]
+                positives[d] = list(self.seeds[d]) + [texts[i] for i in best]
+            rounds_log.append(entry)
+        return scores, rounds_log
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        docs = list(data)
+        for d in docs:
+            self._seen(d)
+        cand = [i for i, d in enumerate(docs) if meta(d, "source", "web") in self.candidate_sources]
+        texts = [docs[i].text for i in cand]
+        rng = random.Random(self.seed)
+        with self.track_time("stage"):
+            scores, rounds_log = self.recall(texts, rng) if texts else ({}, [])
+        # score each round against the truth (when the documents carry it)
+        truth_dom = [meta(docs[i], "domain") for i in cand]
+        truth_reason = [meta(docs[i], "reasoning") for i in cand]
+        evaluation = []
+        if texts and truth_reason[0] is not None:
+            for entry in rounds_log:
+                row = {"round": entry["round"]}
+                any_hit = np.zeros(len(texts), bool)
+                for dom, hits in entry["recalled"].items():
+                    pred = np.zeros(len(texts), bool)
+                    pred[hits] = True
+                    any_hit |= pred
+                    row[dom] = precision_recall(pred, [t == dom for t in truth_dom])
+                row["any"] = precision_recall(any_hit, truth_reason)
+                evaluation.append(row)
+        recalled_dom = {}
+        for k, i in enumerate(cand):
+            best = max(self.domains, key=lambda dom: scores[dom][k])
+            docs[i].metadata["recall_score"] = float(scores[best][k])
+            if scores[best][k] >= self.threshold:
+                recalled_dom[i] = best
+        with self._writer() as writer:
+            for i, d in enumerate(docs):
+                if meta(d, "source", "web") not in self.candidate_sources:
+                    yield self._kept(d)
+                elif i in recalled_dom:
+                    d.metadata["recall_domain"] = recalled_dom[i]
+                    yield self._kept(d)
+                else:
+                    self._dropped(d, "not_recalled", writer if self.exclusion_writer else None)
+        self.write_report({"rounds": evaluation, "n_candidates": len(cand), "threshold": self.threshold,
+                           "n_seeds": {d: len(v) for d, v in self.seeds.items()}})
+
+
+# ---------------------------------------------------------------------------------------- 3. dedup
+def shingles(text: str, n: int) -> set[str]:
+    t = tokens(text)
+    if len(t) < n:
+        return {" ".join(t)} if t else set()
+    return {" ".join(t[i:i + n]) for i in range(len(t) - n + 1)}
+
+
+def jaccard(a: set, b: set) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+def minhashes(shingle_sets: list[set[str]], num_perm: int, seed: int = 1):
+    """datasketch MinHash signatures, built in bulk."""
+    from datasketch import LeanMinHash, MinHash
+    return [LeanMinHash(m) for m in MinHash.bulk([[s.encode() for s in ss] for ss in shingle_sets],
+                                                 num_perm=num_perm, seed=seed)]
+
+
+def lsh_duplicates(sigs, threshold: float, num_perm: int) -> dict[int, int]:
+    """Streaming global dedup: doc i is a duplicate of the earliest kept doc j whose estimated
+    Jaccard is >= threshold among its LSH candidates. Returns {duplicate index: kept index}."""
+    from datasketch import MinHashLSH
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    dup_of: dict[int, int] = {}
+    for i, m in enumerate(sigs):
+        cands = [int(c) for c in lsh.query(m)]
+        best = min((c for c in cands if sigs[c].jaccard(m) >= threshold), default=None)
+        if best is None:
+            lsh.insert(str(i), m, check_duplication=False)
+        else:
+            dup_of[i] = best
+    return dup_of
+
+
+class MinHashDedup(Stage):
+    """Stage 3: global MinHash-LSH near-duplicate removal (keep the first of each cluster)."""
+
+    name = "3 MinHash deduplication (datasketch)"
+    stage = "dedup"
+
+    def __init__(self, num_perm: int = 128, shingle_size: int = 5, threshold: float = 0.7,
+                 sample_pairs: int = 200, seed: int = 0, **kw):
+        super().__init__(**kw)
+        self.num_perm, self.n, self.threshold = num_perm, shingle_size, threshold
+        self.sample_pairs, self.seed = sample_pairs, seed
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        docs = list(data)
+        for d in docs:
+            self._seen(d)
+        with self.track_time("stage"):
+            sets = [shingles(d.text, self.n) for d in docs]
+            sigs = minhashes(sets, self.num_perm)
+            dup_of = lsh_duplicates(sigs, self.threshold, self.num_perm)
+        # estimated vs exact Jaccard on sampled pairs: caught pairs, and random pairs for contrast
+        rng = random.Random(self.seed)
+        caught = rng.sample(sorted(dup_of.items()), min(self.sample_pairs, len(dup_of)))
+        randoms = [tuple(rng.sample(range(len(docs)), 2)) for _ in range(self.sample_pairs)] if len(docs) > 1 else []
+        pairs = [{"kind": kind, "a": docs[i].id, "b": docs[j].id, "estimated": float(sigs[i].jaccard(sigs[j])),
+                  "exact": jaccard(sets[i], sets[j])} for kind, ps in (("caught", caught), ("random", randoms))
+                 for i, j in ps]
+        clusters = Counter(dup_of.values())
+        sizes = Counter(n + 1 for n in clusters.values())
+        # truth: among the documents that reach this stage, all but the first of a copy group are duplicates
+        evaluation = {}
+        if docs and meta(docs[0], "dup_of") is not None:
+            first: dict[str, int] = {}
+            truth = []
+            for i, d in enumerate(docs):
+                group = meta(d, "dup_of") or d.id
+                truth.append(group in first)
+                first.setdefault(group, i)
+            evaluation = precision_recall([i in dup_of for i in range(len(docs))], truth)
+            evaluation["by_kind"] = {k: precision_recall([i in dup_of for i, d in enumerate(docs) if meta(d, "dup_kind") == k],
+                                                        [t for t, d in zip(truth, docs) if meta(d, "dup_kind") == k])
+                                     for k in ("exact", "near")}
+        with self._writer() as writer:
+            for i, d in enumerate(docs):
+                if i in dup_of:
+                    d.metadata["duplicate_of"] = docs[dup_of[i]].id
+                    self._dropped(d, "near_duplicate", writer if self.exclusion_writer else None)
+                else:
+                    yield self._kept(d)
+        self.write_report({"pairs": pairs, "cluster_sizes": {str(k): v for k, v in sorted(sizes.items())},
+                           "evaluation": evaluation, "threshold": self.threshold, "num_perm": self.num_perm,
+                           "shingle_size": self.n})
+
+
+# -------------------------------------------------------------------------------------- 4. quality
+def static_check(text: str, lang: str) -> bool | tuple[bool, str]:
+    """Code static analysis: Python must parse and compile; C-like files must balance their brackets."""
+    if lang == "python":
+        try:
+            tree = ast.parse(text)
+            compile(tree, "<doc>", "exec")
+        except (SyntaxError, ValueError):
+            return False, "syntax_error"
+        if not any(isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef, ast.Import, ast.ImportFrom))
+                   for n in ast.walk(tree)):
+            return False, "no_definitions"
+        return True
+    stack, pairs = [], {")": "(", "]": "[", "}": "{"}
+    for c in text:
+        if c in "([{":
+            stack.append(c)
+        elif c in pairs:
+            if not stack or stack.pop() != pairs[c]:
+                return False, "unbalanced_brackets"
+    return (False, "unbalanced_brackets") if stack else True
+
+
+class Scorer:
+    """A 1-5 scorer: a fastText classifier over the five scores; the score is the expected value."""
+
+    def __init__(self, model):
+        self.model = model
+
+    @classmethod
+    def train(cls, texts: list[str], scores: list[int], seed: int = 0, epoch: int = 10) -> "Scorer":
+        return cls(train_fasttext([(str(s), t) for s, t in zip(scores, texts)], seed=seed, epoch=epoch))
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros(0)
+        return sum(k * fasttext_proba(self.model, texts, str(k)) for k in range(1, 6))
+
+
+class HubScorer:
+    """Full scale: a hub classifier with a 1-output regression head (FineWeb-Edu, FineMath style)."""
+
+    def __init__(self, model_id: str, batch_size: int = 64):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        self.tok = AutoTokenizer.from_pretrained(model_id)
+        self.model = AutoModelForSequenceClassification.from_pretrained(model_id).eval()
+        self.batch_size = batch_size
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        import torch
+        out = []
+        for i in range(0, len(texts), self.batch_size):
+            enc = self.tok(texts[i:i + self.batch_size], truncation=True, padding=True, return_tensors="pt")
+            with torch.no_grad():
+                out.append(self.model(**enc).logits.squeeze(-1).float().numpy())
+        return np.concatenate(out) if out else np.zeros(0)
+
+
+class QualityAssessment(Stage):
+    """Stage 4: domain-specific quality. Math text gets the math scorer, other text the educational
+    scorer, code the static analyser; text below its threshold is dropped."""
+
+    name = "4 quality assessment"
+    stage = "quality"
+
+    def __init__(self, make_scorers: Callable[[], dict], edu_threshold: float = 3.0, math_threshold: float = 3.0, **kw):
+        super().__init__(**kw)
+        self.make_scorers = make_scorers
+        self.edu_threshold, self.math_threshold = edu_threshold, math_threshold
+
+    def _truly_low(self, doc: Document, kind: str) -> bool:
+        """Ground truth for this stage: below the threshold on the truth scale, or a broken code file."""
+        if kind == "code":
+            return meta(doc, "defect") in ("syntax_error", "junk", "generated", "minified")
+        truth = meta(doc, "math_score") if kind == "math" else meta(doc, "edu")
+        if not truth:  # a document routed to the other scorer by a recall mistake: use its own scale
+            truth = meta(doc, "edu") or meta(doc, "math_score") or 5
+        return truth < (self.math_threshold if kind == "math" else self.edu_threshold)
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        docs = list(data)
+        for d in docs:
+            self._seen(d)
+        with self.track_time("stage"):
+            scorers = self.make_scorers()
+            route = ["code" if meta(d, "source") == "code" else "math" if meta(d, "recall_domain") == "math" else "edu"
+                     for d in docs]
+            verdict: dict[int, bool | tuple] = {}
+            for kind, thr in (("edu", self.edu_threshold), ("math", self.math_threshold)):
+                idx = [i for i, r in enumerate(route) if r == kind]
+                s = scorers[kind]([docs[i].text for i in idx])
+                for i, v in zip(idx, s):
+                    docs[i].metadata[f"{kind}_pred"] = round(float(v), 3)
+                    # like FineWeb-Edu's int_score: the rounded score must reach the threshold
+                    verdict[i] = True if round(float(v)) >= thr else (False, f"low_{kind}")
+            for i, r in enumerate(route):
+                if r == "code":
+                    verdict[i] = static_check(docs[i].text, meta(docs[i], "lang", "python"))
+        evaluation = {}
+        if docs and meta(docs[0], "quality") is not None:
+            for kind in ("edu", "math", "code"):
+                idx = [i for i, r in enumerate(route) if r == kind]
+                pred_drop = [verdict[i] is not True for i in idx]
+                truth_bad = [self._truly_low(docs[i], kind) for i in idx]
+                evaluation[kind] = {"n": len(idx), **precision_recall(pred_drop, truth_bad)}
+                key = {"edu": "edu", "math": "math_score"}.get(kind)
+                if key and idx:
+                    pairs = [(docs[i].metadata[f"{kind}_pred"], meta(docs[i], key)) for i in idx if meta(docs[i], key)]
+                    if pairs:
+                        evaluation[kind]["mae"] = float(np.mean([abs(p - t) for p, t in pairs]))
+        with self._writer() as writer:
+            for i, d in enumerate(docs):
+                v = verdict[i]
+                if v is True:
+                    yield self._kept(d)
+                else:
+                    self._dropped(d, v[1], writer if self.exclusion_writer else None)
+        self.write_report({"evaluation": evaluation, "edu_threshold": self.edu_threshold,
+                           "math_threshold": self.math_threshold})
+
+
+# ------------------------------------------------------------------------------------ 5. decontam
+class Decontaminate(StageFilter):
+    """Stage 5: drop any document sharing a token ``n``-gram with a benchmark item (InfiR uses n = 10)."""
+
+    name = "5 decontamination (n-gram overlap)"
+    stage = "decontam"
+
+    def __init__(self, benchmarks: dict[str, list[str]], n: int = 10, **kw):
+        super().__init__(**kw)
+        self.n = n
+        self.benchmarks = {k: list(v) for k, v in benchmarks.items()}
+        self._index: dict[str, str] | None = None
+        self.removed: list[dict] = []
+
+    @property
+    def index(self) -> dict[str, str]:
+        """Every benchmark n-gram (space-joined tokens) -> the benchmark it comes from."""
+        if self._index is None:
+            self._index = {}
+            for name in sorted(self.benchmarks):
+                for item in self.benchmarks[name]:
+                    t = tokens(item)
+                    for i in range(len(t) - self.n + 1):
+                        self._index.setdefault(" ".join(t[i:i + self.n]), name)
+        return self._index
+
+    def decide(self, doc: Document) -> bool | tuple[bool, str]:
+        t = tokens(doc.text)
+        index = self.index
+        for i in range(len(t) - self.n + 1):
+            gram = " ".join(t[i:i + self.n])
+            hit = index.get(gram)
+            if hit:
+                self.removed.append({"id": doc.id, "benchmark": hit, "ngram": gram,
+                                     "planted": meta(doc, "contaminated", None)})
+                return False, f"overlap:{hit}"
+        return True
+
+    def extra_report(self) -> dict:
+        return {"removed": self.removed, "n": self.n, "index_ngrams": len(self.index)}
