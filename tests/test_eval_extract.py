@@ -24,6 +24,8 @@ from infir_lib.eval.extract import extract_answer, first_number, is_equivalent, 
     ("The final answer is \\boxed{\\text{(B)}}", "(B)"),
     ("Final answer: \\dfrac{5}{6}", "\\frac{5}{6}"),
     ("Answer: .5", ".5"),
+    ("So the answer is: $\\$18$ in total.", "18"),
+    ("She earns \\$18.50 a day.\nThe answer is \\$18.50", "18.50"),
 ])
 def test_extract_tricky_formats(text, expected):
     assert extract_answer(text) == expected

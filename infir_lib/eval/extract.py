@@ -53,7 +53,7 @@ def _clean(ans: str) -> str:
 
 def _leading_value(s: str) -> str:
     """From "42 apples." keep "42"; from "$\\frac{1}{2}$ of it" keep the LaTeX; else the first clause."""
-    s = s.strip()
+    s = s.replace("\\$", "").strip()  # an escaped dollar is a currency sign, not LaTeX
     m = re.match(r"\$([^$]+)\$", s)
     if m:
         return m.group(1)
