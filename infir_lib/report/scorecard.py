@@ -186,7 +186,9 @@ def summary_figure(rows: list[dict]):
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 5.2), gridspec_kw={"width_ratios": [3, 1.2]})
     ys = list(range(len(rows)))[::-1]
     finite = [abs(r["effect"]) for r in rows if r["effect"] is not None and math.isfinite(r["effect"])]
-    lim = max([3.0] + finite) * 1.1
+    # Effects beyond +-6 bars are drawn at the edge with their value written out, so that one huge
+    # effect does not squash the bars that sit near the thresholds.
+    lim = max(3.0, min(6.0, max(finite, default=0.0))) * 1.15
     for y, r in zip(ys, rows):
         colour = VERDICT_COLOURS.get(r["verdict"], "#9e9e9e")
         e = r["effect"]
@@ -194,10 +196,11 @@ def summary_figure(rows: list[dict]):
             label = NO_RESULT if r["verdict"] == NO_RESULT else f"{r['verdict']} (no two-arm numbers)"
             ax.text(0, y, label, ha="center", va="center", fontsize=8, color=colour, style="italic")
         else:
-            shown = max(-lim, min(lim, e))
+            shown = max(-lim / 1.15, min(lim / 1.15, e))
             ax.barh(y, shown, color=colour, height=0.6)
-            if not math.isfinite(e):
-                ax.text(shown, y, " ∞" if e > 0 else "∞ ", va="center", ha="left" if e > 0 else "right", fontsize=8)
+            label = ("∞" if e > 0 else "−∞") if not math.isfinite(e) else f"{e:.1f}"
+            ax.text(shown, y, f" {label} " if e >= 0 else f" {label} ", va="center",
+                    ha="left" if e >= 0 else "right", fontsize=8)
     for x in (-1, 1):
         ax.axvline(x, color="k", lw=0.8, ls="--")
     ax.axvline(0, color="k", lw=0.5)
