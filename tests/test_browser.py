@@ -134,7 +134,8 @@ return {
   math: maths.length,
   mathRendered: maths.filter(m => m.querySelector("mjx-container")).length,
   mathErrors: article.querySelectorAll("[data-mml-node='merror'], mjx-merror").length,
-  widgets: document.querySelectorAll(".jupyter-widgets, script[type='application/vnd.jupyter.widget-view+json']").length,
+  widgets: document.querySelectorAll("script[type='application/vnd.jupyter.widget-view+json']").length,
+  colab: Array.from(document.querySelectorAll("a[href*='colab.research.google.com']")).map(a => a.href),
 };
 """
 
@@ -188,6 +189,10 @@ def test_page_renders(site, browser, page):
             problems.append(f"MathJax rendered {r['mathRendered']} of {r['math']} math elements")
         if r["mathErrors"]:
             problems.append(f"{r['mathErrors']} equations failed to typeset (MathJax error)")
+    if r["widgets"] and not any(i["w"] > 0 for i in r["images"]):
+        problems.append(f"{r['widgets']} ipywidgets but no static figure to fall back on when they cannot load")
+    if page.startswith("notebooks/") and not any(h.endswith(f"/{page}.ipynb") for h in r["colab"]):
+        problems.append(f"no Colab launch link to {page}.ipynb (found {r['colab']})")
     # Console errors are recorded for a human, not failed on: the themes themselves log some in a
     # headless browser (a duplicated THEBE_JS_URL declaration, the missing favicon, the theme mode).
     errors = _console_errors(browser, site)
