@@ -273,8 +273,8 @@ def _finish(folder: Path) -> None:
     rows = []
     for f in sorted((folder / "output").glob("*.jsonl")):
         rows += [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
-    for r in rows:
-        r.pop("filter_reason", None)
+    columns = list(dict.fromkeys(k for r in rows for k in r if k != "filter_reason"))
+    rows = [{k: r.get(k) for k in columns} for r in rows]  # every column, None where a stage did not set it
     ds = datasets.Dataset.from_list(rows) if rows else datasets.Dataset.from_dict({"id": [], "text": []})
     ds.save_to_disk(str(folder / "dataset"))
     reports = {p.stem: json.loads(p.read_text()) for p in (folder / "reports").glob("*.json")}

@@ -101,6 +101,7 @@ class Stage(PipelineStep):
 
     def write_report(self, extra: dict | None = None) -> dict:
         report = {"stage": self.stage, "counts": dict(self.counts), **(extra or {})}
+        self.last_report = report
         if self.report_dir:
             Path(self.report_dir).mkdir(parents=True, exist_ok=True)
             (Path(self.report_dir) / f"{self.stage}.json").write_text(json.dumps(report, indent=1, default=str))

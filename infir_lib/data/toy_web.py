@@ -434,10 +434,13 @@ def near_copy(rng: random.Random, text: str) -> str:
 
 def contaminate(rng: random.Random, doc: dict, item: str, bench: str) -> dict:
     """Paste a benchmark item into a document (how test sets leak into crawls)."""
-    lines = doc["text"].split("\n")
-    at = rng.randint(0, len(lines))
-    lines.insert(at, item.strip())
-    return {**doc, "text": "\n".join(lines), "contaminated": bench, "quality": "bad", "defect": "contaminated"}
+    if doc.get("source") == "code":  # a copied solution file: the prompt is appended, the file still parses
+        text = doc["text"].rstrip("\n") + "\n\n\n" + item.strip("\n") + "\n    pass\n"
+    else:
+        lines = doc["text"].split("\n")
+        lines.insert(rng.randint(0, len(lines)), item.strip())
+        text = "\n".join(lines)
+    return {**doc, "text": text, "contaminated": bench, "quality": "bad", "defect": "contaminated"}
 
 
 DEFAULT_MIX = {"web": 0.17, "web_bad": 0.15, "math": 0.16, "math_colon": 0.06, "code_question": 0.07,
