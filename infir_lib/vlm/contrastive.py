@@ -107,21 +107,25 @@ def retrieval_accuracy(model: SiglipModel, tokenizer, image_processor, items: li
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 64) -> float:
-    """The cut that best separates a two-mode histogram (Otsu, 1979): it needs no labels."""
+    """The cut that best separates a two-mode histogram (Otsu, 1979): it needs no labels.
+
+    When several cuts tie (an empty valley between the modes), the middle of the tied range is used.
+    """
     hist, edges = np.histogram(values, bins=bins)
     centers = (edges[:-1] + edges[1:]) / 2
     w = hist.astype(float)
-    best, cut = -1.0, float(np.median(values))
+    scores = np.full(bins, -1.0)
     for k in range(1, bins):
         w0, w1 = w[:k].sum(), w[k:].sum()
         if w0 == 0 or w1 == 0:
             continue
         m0 = (w[:k] * centers[:k]).sum() / w0
         m1 = (w[k:] * centers[k:]).sum() / w1
-        between = w0 * w1 * (m0 - m1) ** 2
-        if between > best:
-            best, cut = between, float(edges[k])
-    return cut
+        scores[k] = w0 * w1 * (m0 - m1) ** 2
+    if scores.max() < 0:
+        return float(np.median(values))
+    best = np.flatnonzero(scores >= scores.max() * (1 - 1e-9))
+    return float((edges[best.min()] + edges[best.max()]) / 2)
 
 
 def choose_threshold(sims: np.ndarray, method: str = "otsu", value: float = 0.5, quantile: float = 0.05) -> float:

@@ -1,0 +1,282 @@
+"""Chapter 6 (vlm): generators with ground truth, coordinates, freezing, cleaning, the full-scale plan."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from transformers import LlamaConfig
+
+from infir_lib.vlm import contrastive as C
+from infir_lib.vlm import data as D
+from infir_lib.vlm.model import build_llava, set_trainable, trainable_by_part, vision_config
+
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread (and a shared 2-core machine punishes two)."""
+    from infir_lib.vlm.model import torch_threads
+
+    with torch_threads(1):
+        yield
+
+
+# ------------------------------------------------------------------ coordinates
+
+@pytest.mark.parametrize("size", [(64, 64), (1920, 1080), (390, 844)])
+def test_box_normalisation_round_trips(size):
+    w, h = size
+    rng = random.Random(0)
+    for _ in range(200):
+        x0, x1 = sorted(rng.uniform(0, w) for _ in range(2))
+        y0, y1 = sorted(rng.uniform(0, h) for _ in range(2))
+        nb = D.normalize_box((x0, y0, x1, y1), w, h)
+        assert all(0 <= v <= 1000 for v in nb)
+        back = D.denormalize_box(nb, w, h)
+        # one unit of the 1000 scale is w/1000 pixels: rounding loses at most half of it
+        for a, b, scale in zip((x0, y0, x1, y1), back, (w, h, w, h)):
+            assert abs(a - b) <= scale / 2000 + 1e-9
+        assert D.normalize_box(back, w, h) == nb
+
+
+def test_normalisation_is_per_axis_and_rejects_outside_boxes():
+    assert D.normalize_box((0, 0, 1920, 1080), 1920, 1080) == (0, 0, 1000, 1000)
+    assert D.normalize_point(960, 270, 1920, 1080) == (500, 250)
+    assert D.denormalize_point(500, 250, 1920, 1080) == (960.0, 270.0)
+    with pytest.raises(ValueError, match="not inside"):
+        D.normalize_box((0, 0, 70, 10), 64, 64)
+    with pytest.raises(ValueError, match="outside"):
+        D.denormalize_box((0, 0, 1001, 5), 64, 64)
+
+
+def test_click_parsing_and_click_in_box():
+    assert D.parse_click("(312, 625)") == (312, 625)
+    assert D.parse_click("click at ( 7,9 ) now") == (7, 9)
+    assert D.parse_click("312, 625") is None
+    assert D.inside((500, 500), (400, 400, 600, 600))
+    assert not D.inside((399, 500), (400, 400, 600, 600))
+    assert not D.inside(None, (0, 0, 1000, 1000))
+
+
+# ------------------------------------------------------------------ generators
+
+def test_generators_are_seeded_and_carry_ground_truth():
+    a = D.make_items("grounding", 5, seed=3)
+    b = D.make_items("grounding", 5, seed=3)
+    c = D.make_items("grounding", 5, seed=4)
+    assert [x.answer for x in a] == [x.answer for x in b]
+    assert np.array_equal(np.asarray(a[0].image), np.asarray(b[0].image))
+    assert [x.answer for x in a] != [x.answer for x in c]
+    for it in a:  # the answer is the centre of the target box, and the box holds the target's colour
+        x, y = D.parse_click(it.answer)
+        assert D.inside((x, y), it.meta["box"])
+        x0, y0, x1, y1 = D.denormalize_box(it.meta["box"], 64, 64)
+        assert it.image.getpixel((int(x1) - 2, int(y1) - 2)) == D.GUI_COLORS[it.meta["target"]]
+
+
+def test_gui_screen_boxes_do_not_overlap_and_match_pixels():
+    rng = random.Random(0)
+    for _ in range(20):
+        s = D.make_gui_screen(rng, 64)
+        boxes = [e["box"] for e in s.elements]
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                a, b = boxes[i], boxes[j]
+                assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
+        for label in s.buttons():
+            x0, y0, x1, y1 = D.denormalize_box(s.box_of(label), 64, 64)
+            assert s.image.getpixel((int(x1) - 2, int(y1) - 2)) == D.GUI_COLORS[label]
+
+
+def test_scene_caption_matches_drawn_colours():
+    rng = random.Random(1)
+    for _ in range(20):
+        it = D.make_scene(rng)
+        for obj in it.meta["objects"]:
+            assert f"a {obj['color']} {obj['shape']} on the {obj['position']}" in it.answer
+            col = {"left": 0, "middle": 1, "right": 2}[obj["position"]]
+            xs = range(col * 21 + 2, col * 21 + 19)
+            pixels = {it.image.getpixel((x, y)) for x in xs for y in range(64)}
+            assert D.COLORS[obj["color"]] in pixels
+
+
+def test_visual_math_answers_are_right():
+    rng = random.Random(2)
+    for _ in range(50):
+        it = D.make_visual_math(rng)
+        m = it.meta
+        if m["kind"] == "chart_max":
+            assert it.answer == str(max(m["values"]))
+        elif m["kind"] == "chart_count":
+            assert it.answer == str(len(m["values"]))
+        elif m["kind"] == "area":
+            assert it.answer == str(m["a"] * m["b"])
+        else:
+            a, b = m["text"].split("+")
+            assert it.answer == str(int(a) + int(b))
+
+
+def test_mismatch_pairs_marks_exactly_the_swapped_captions():
+    items = D.make_items("caption", 200, seed=0)
+    mixed = D.mismatch_pairs(items, 0.3, seed=0)
+    flagged = [m.meta["mismatched"] for m in mixed]
+    assert 0.2 * 200 <= sum(flagged) <= 0.3 * 200
+    for orig, new in zip(items, mixed):
+        assert (orig.answer != new.answer) == new.meta["mismatched"]
+    assert all(not it.meta.get("mismatched") for it in items)  # input untouched
+
+
+def test_gui_task_env_success_and_failure():
+    env = D.GuiTaskEnv("send a mail", seed=0)
+    screens = []
+    while not env.done:
+        screens.append(env.screen.buttons())
+        env.step(D.box_center(env.target_box()))
+    assert env.success and env.steps == 3
+    assert all(t in s for t, s in zip(D.GUI_TASKS["send a mail"], screens))
+    bad = D.GuiTaskEnv("send a mail", seed=0)
+    while not bad.done:
+        bad.step((0, 0))  # the title bar: never a button
+    assert not bad.success and bad.steps == bad.max_steps
+    with pytest.raises(RuntimeError):
+        bad.step((0, 0))
+    with pytest.raises(KeyError, match="unknown GUI task"):
+        D.GuiTaskEnv("fly a kite", seed=0)
+
+
+# ------------------------------------------------------------------ freezing
+
+def _tiny_llava():
+    torch.manual_seed(0)
+    text = LlamaConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                       num_key_value_heads=1, intermediate_size=64, max_position_embeddings=64,
+                       tie_word_embeddings=True)
+    return build_llava(vision_config(16, 1, 2, 32, 32, 16), text, image_token_id=63)
+
+
+def _step(model):
+    ids = torch.tensor([[1] + [63] * 4 + [5, 6, 7]])
+    out = model(input_ids=ids, pixel_values=torch.randn(1, 3, 32, 32), labels=ids)
+    params = [p for p in model.parameters() if p.requires_grad]
+    out.loss.backward()
+    opt = torch.optim.AdamW(params, lr=1e-2)
+    opt.step()
+
+
+def _snapshot(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+# post_layernorm sits after the layer LLaVA reads (vision_feature_layer=-1), so it never gets a gradient.
+NO_GRAD = ("post_layernorm",)
+
+
+@pytest.mark.parametrize("stage,expect", [("stage1", {"projector"}), ("stage2", {"vision", "projector"}),
+                                          ("stage3", {"vision", "projector", "language"})])
+def test_frozen_parameters_do_not_change_and_unfrozen_ones_do(stage, expect):
+    model = _tiny_llava()
+    counts = set_trainable(model, stage)
+    assert {k for k, v in counts.items() if v > 0} == expect
+    before = _snapshot(model)
+    _step(model)
+    part_of = lambda n: ("vision" if "vision_tower" in n else "projector" if "multi_modal_projector" in n
+                         else "language")
+    for name, p in model.named_parameters():
+        changed = not torch.equal(before[name], p.detach())
+        if part_of(name) in expect and not any(k in name for k in NO_GRAD):
+            assert changed, f"{name} should have trained in {stage}"
+        elif part_of(name) not in expect:
+            assert not changed, f"{name} is frozen in {stage} but changed"
+
+
+def test_set_trainable_rejects_unknown_parts():
+    model = _tiny_llava()
+    with pytest.raises(KeyError, match="unknown part"):
+        set_trainable(model, ("vision", "decoder"))
+    with pytest.raises(KeyError, match="unknown stage"):
+        set_trainable(model, "stage4")
+    assert trainable_by_part(model)["language"] > 0  # nothing was changed by the failed call
+
+
+def test_build_llava_copies_language_model_and_vision_weights():
+    text = LlamaConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                       num_key_value_heads=1, intermediate_size=64, max_position_embeddings=64,
+                       tie_word_embeddings=True)
+    from transformers import LlamaForCausalLM, SiglipVisionModel
+
+    torch.manual_seed(1)
+    lm = LlamaForCausalLM(text)
+    vis_cfg = vision_config(16, 1, 2, 32, 32, 16)
+    tower = SiglipVisionModel(vis_cfg)
+    state = getattr(tower, "vision_model", tower).state_dict()
+    model = build_llava(vis_cfg, text, 63, language_model=lm, vision_state=state)
+    assert torch.equal(model.model.language_model.embed_tokens.weight, lm.model.embed_tokens.weight)
+    own = model.model.vision_tower
+    own = getattr(own, "vision_model", own)
+    for k, v in state.items():
+        assert torch.equal(own.state_dict()[k], v)
+    with pytest.raises(ValueError, match="vision weights lack"):
+        build_llava(vis_cfg, text, 63, vision_state={})
+
+
+# ------------------------------------------------------------------ cleaning
+
+def test_otsu_finds_the_valley_and_the_report_counts():
+    rng = np.random.default_rng(0)
+    sims = np.concatenate([rng.normal(0.8, 0.03, 800), rng.normal(0.2, 0.03, 200)])
+    bad = np.r_[np.zeros(800, bool), np.ones(200, bool)]
+    thr = C.choose_threshold(sims, "otsu")
+    assert 0.3 < thr < 0.7
+    rep = C.cleaning_report(sims, bad, thr)
+    assert rep["mismatched_caught"] == 200 and rep["clean_pairs_lost"] == 0 and rep["recall"] == 1.0
+    assert C.choose_threshold(sims, "fixed", value=0.5) == 0.5
+    assert C.choose_threshold(sims, "quantile", quantile=0.1) == pytest.approx(np.quantile(sims, 0.1))
+    with pytest.raises(ValueError, match="unknown threshold"):
+        C.choose_threshold(sims, "magic")
+
+
+def test_sigmoid_contrastive_training_separates_matched_from_swapped_pairs():
+    from infir_lib import pretrain
+
+    tok = pretrain.run("configs/toy/pretrain.yaml").load_tokenizer()
+    from infir_lib.vlm.model import make_processor
+
+    proc = make_processor(tok, 32, 16).image_processor
+    items = D.mismatch_pairs(D.make_items("caption", 300, seed=0, size=32), 0.25, seed=0)
+    torch.manual_seed(0)
+    model = C.build_siglip(tok, 32, 1, 2, 64, 32, 16, max_text_len=20)
+    untrained = C.pair_similarity(model, tok, proc, items, 20)
+    bad = np.array([it.meta["mismatched"] for it in items])
+    hist = C.train_siglip(model, tok, proc, items, steps=200, batch_size=48, lr=3e-3, seed=0, max_text_len=20)
+    sims = C.pair_similarity(model, tok, proc, items, 20)
+    assert hist[-1]["loss"] < hist[0]["loss"]
+    gap = sims[~bad].mean() - sims[bad].mean()
+    assert gap > 0.1 and gap > untrained[~bad].mean() - untrained[bad].mean() + 0.05
+
+
+# ------------------------------------------------------------------ config and plan
+
+def test_full_plan_is_about_1_6_billion_parameters():
+    from infir_lib import vlm
+
+    p = vlm.plan("configs/full/vlm.yaml")
+    assert 1.55e9 < p.parameters < 1.70e9
+    assert 0.40e9 < p.by_part["vision"] < 0.43e9
+    assert p.image_tokens == 27 * 27
+    assert p.trainable_by_stage["stage1"] == p.by_part["projector"]
+    assert "1.6" in str(p) or "1.65" in str(p)
+
+
+def test_toy_config_loads_and_bad_keys_name_the_file():
+    from infir_lib.config import ConfigError, load_config
+    from infir_lib.vlm import VLMConfig
+
+    cfg = load_config(VLMConfig, "configs/toy/vlm.yaml")
+    assert cfg.schedule == "curriculum" and cfg.image_size % cfg.patch_size == 0
+    with pytest.raises(ConfigError, match="vlm.yaml"):
+        load_config(VLMConfig, "configs/toy/vlm.yaml", {"stage9_steps": 3})
+    with pytest.raises(ConfigError):
+        load_config(VLMConfig, "configs/toy/vlm.yaml", {"stage2_mix": "{ocr: 5, holograms: 3}"})
