@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..data.arith import format_example, make_problem
+from ..data.arith import make_problem
 from ..data.corpus import CODE_TEMPLATES, TOPICS
 from .likelihood import answer_nll, multiple_choice_metrics
 
@@ -155,6 +155,33 @@ def arith_answer_nll(model, tokenizer, items: Sequence[dict]) -> float:
     return answer_nll(model, tokenizer, [it["prompt"] for it in items], [" " + it["solution"] for it in items])
 
 
+def arith_choice_items(n: int = 40, seed: int = 0, steps: Sequence[int] = (1, 2, 3), n_choices: int = 4,
+                       k_shot: int = 2) -> list[dict]:
+    """Multiple-choice arithmetic: the few-shot prompt and the worked solution up to its last ``=``;
+    the choices are the right result and ``n_choices - 1`` near misses (scored by likelihood, Eq. 2).
+
+    A likelihood view of the GSM8K-like task that can be computed at every checkpoint without
+    generation (what the paper does with NLL during pre-training).
+    """
+    rng = random.Random(ITEM_SEED + 5 + seed)
+    items = []
+    for i in range(n):
+        p = make_problem(rng, steps[i % len(steps)])
+        shots = [make_problem(rng, rng.choice(list(steps))) for _ in range(k_shot)]
+        prompt = few_shot_prompt([(s.question, s.solution) for s in shots], p.question)
+        solution = " ".join(p.steps)
+        head = prompt + " " + solution[: solution.rindex("=") + 1]
+        wrong = set()
+        while len(wrong) < n_choices - 1:
+            v = p.answer + rng.choice([-3, -2, -1, 1, 2, 3, 10])
+            if v >= 0 and v != p.answer:
+                wrong.add(v)
+        options = sorted(wrong | {p.answer}, key=lambda _: rng.random())
+        items.append({"context": head, "choices": [str(v) for v in options], "answer": options.index(p.answer),
+                      "n_steps": p.n_steps})
+    return items
+
+
 # ----------------------------------------------------------------------------------------------
 # MMLU-like: facts from the corpus
 
@@ -224,15 +251,31 @@ def code_accuracy(model, tokenizer, items: Sequence[dict], *, max_new_tokens: in
     return {"accuracy": float(np.mean(hits)), "n": len(items), "generations": gens}
 
 
-def colon_prompts(n: int = 40, seed: int = 0) -> list[str]:
-    """Math prompts that end in ':' (the pattern of InfiR §5.1.2): where a model may stop too early."""
+# Lead-ins after which a worked solution follows; crawled math pages whose formulas were stripped end
+# right after them (InfiR §5.1.2). Chapter 1's toy crawl uses the same kind of phrases.
+COLON_LEADINS = ["Let us work it out step by step:", "The calculation goes as follows:",
+                 "We can write the solution as:", "Here is the derivation:", "The steps are:",
+                 "Putting the numbers together we get:"]
+
+
+def colon_prompts(n: int = 40, seed: int = 0, kind: str = "leadin") -> list[str]:
+    """Math prompts that end in ':' (InfiR §5.1.2), where a model may stop too early.
+
+    ``kind="leadin"``: a problem followed by a lead-in phrase; ``kind="benchmark"``: the few-shot
+    benchmark's own prompt, which ends in ``Solution:``.
+    """
     rng = random.Random(ITEM_SEED + 7 + seed)
     out = []
     for i in range(n):
         p = make_problem(rng, rng.choice([1, 2, 3]))
-        out.append(f"Question: {p.question}\nSolution:" if i % 2 == 0 else format_example(p).rsplit("Answer:", 1)[0] + "Answer:")
+        if kind == "leadin":
+            out.append(f"{p.question} {COLON_LEADINS[i % len(COLON_LEADINS)]}")
+        elif kind == "benchmark":
+            out.append(f"Question: {p.question}\nSolution:")
+        else:
+            raise ValueError(f"kind must be 'leadin' or 'benchmark', got {kind!r}")
     return out
 
 
 __all__ = ["generate", "next_token_prob", "few_shot_prompt", "arith_items", "extract_answer", "arith_accuracy",
-           "arith_answer_nll", "fact_items", "fact_metrics", "code_items", "code_accuracy", "colon_prompts"]
+           "arith_answer_nll", "arith_choice_items", "fact_items", "fact_metrics", "code_items", "code_accuracy", "colon_prompts"]

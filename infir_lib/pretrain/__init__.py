@@ -68,6 +68,8 @@ def resolve_init(cfg: PretrainConfig) -> PretrainConfig:
 
 def cache_spec(cfg: PretrainConfig, eval_fn: Callable | None = None) -> dict:
     spec = {k: v for k, v in as_dict(cfg).items() if k not in NON_SEMANTIC}
+    if not spec.get("tokenizer_datasets"):
+        spec.pop("tokenizer_datasets", None)  # keys of runs made before this field existed stay valid
     if cfg.init_from and Path(cfg.init_from).exists():
         manifest = Path(cfg.init_from).parent / artifacts.MANIFEST
         spec["init_from"] = artifacts.load_json(manifest)["spec"] if manifest.exists() else str(cfg.init_from)
