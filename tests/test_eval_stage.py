@@ -1,0 +1,77 @@
+"""The eval stage: presets resolve, full configs dry-run offline, bad configs are named, tables are laid out."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from infir_lib.config import ConfigError
+from infir_lib.eval import stage, tables
+
+
+def test_presets_load_and_protocols():
+    toy = stage._as_config("configs/toy/eval.yaml")
+    full = stage._as_config("configs/full/eval.yaml")
+    assert toy.scale == "toy" and full.scale == "full" and full.dtype == "bfloat16"
+    assert set(full.models) == set(tables.HUB_IDS.values())
+    assert {stage.is_instruct(m) for m in full.models} == {True, False}
+    assert [stage.is_instruct(m) for m in full.models].count(True) == 3
+    assert stage.is_instruct("configs/toy/sft.yaml") and not stage.is_instruct("configs/toy/pretrain.yaml")
+    assert stage.is_instruct("meta-llama/Llama-3.2-1B", chat="yes")
+
+
+def test_full_plan_is_offline_and_complete():
+    text = stage.plan("configs/full/eval.yaml")
+    for model in tables.HUB_IDS.values():
+        assert model in text
+    assert "few-shot (Table 1)" in text and "zero-shot (Table 2)" in text
+    assert "1319 items" in text and "164 items" in text and "GPU-hours" in text
+
+
+def test_cli_dry_run_and_errors():
+    ok = subprocess.run([sys.executable, "-m", "infir_lib", "eval", "--config", "configs/full/eval.yaml", "--dry-run"],
+                        capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0 and "InfiX-ai/InfiR-1B-Instruct" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "infir_lib", "eval", "--config", "configs/toy/eval.yaml", "--dry-run",
+                          "benchmarks=[gsm8k,nope]"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "nope" in bad.stderr
+
+
+def test_config_errors_name_the_key(tmp_path):
+    with pytest.raises(ConfigError, match="bogus"):
+        stage._as_config("configs/toy/eval.yaml", ["bogus=1"])
+    with pytest.raises(ConfigError, match="n_samples"):
+        stage._as_config("configs/toy/eval.yaml", ["temperature=0", "n_samples=4", "ks=[1]"])
+    with pytest.raises(ConfigError, match="pass@10"):
+        stage._as_config("configs/toy/eval.yaml", ["temperature=0.8", "n_samples=4", "ks=[1,10]"])
+    bad = tmp_path / "e.yaml"
+    bad.write_text("limit: many\n")
+    with pytest.raises(ConfigError, match="limit"):
+        stage._as_config(str(bad))
+
+
+def test_benchmark_items_offline():
+    cfg = stage._as_config("configs/toy/eval.yaml", ["limit=5"])
+    items, shots = stage.benchmark_items("toy_arith", cfg)
+    assert len(items) == 5 and len(shots) == cfg.toy_shots and all("final" in it for it in items)
+    he, _ = stage.benchmark_items("humaneval", cfg)
+    assert len(he) == 5 and he[0]["task_id"] == "HumanEval/0"
+    mb, mb_shots = stage.benchmark_items("mbpp_style", cfg)
+    assert len(mb_shots) == 3 and not {r["task_id"] for r in mb} & {r["task_id"] for r in mb_shots}
+    facts, fshots = stage.benchmark_items("toy_facts", cfg)
+    assert len(facts) == 5 and all(0 <= it["answer"] < len(it["choices"]) for it in facts + fshots)
+
+
+def test_paper_tables_layout():
+    t1 = tables.paper_table(1, measured={"toy": {"HumanEval": 0.0}})
+    assert list(t1.index) == ["Llama-3.2-1B", "Qwen-2.5-1.5B", "InfiR-1B-Base", "toy"]
+    assert t1.loc["InfiR-1B-Base", "GSM8K paper"] == "63.46"
+    assert t1.loc["Qwen-2.5-1.5B", "MMLU paper"] == "63.03 (60.9)"
+    assert t1.loc["toy", "HumanEval ours"] == "0.00" and t1.loc["toy", "GSM8K ours"] == "—"
+    t2 = tables.paper_table(2)
+    assert t2.loc["InfiR-1B-Instruct", "HumanEval paper"] == "58.54"
+    assert len(t2.columns) == 2 * len(tables.TABLE2_COLUMNS)
+    with pytest.raises(ValueError):
+        tables.paper_table(3)
