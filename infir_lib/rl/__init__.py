@@ -1,0 +1,86 @@
+"""Chapter 7: curriculum reinforcement learning — Curr-ReFT and Infi-MMR on top of GRPO.
+
+    from infir_lib import rl
+    result = rl.run("configs/toy/rl_curr_reft.yaml")          # toy text curriculum on CPU, cached
+    result = rl.run("configs/toy/rl_infi_mmr.yaml")           # toy VLM, three phases
+    print(rl.plan("configs/full/rl_curr_reft_qwen.yaml"))     # the paper's run, dry-run only
+    # accelerate launch --config_file configs/accelerate/zero3_8gpu.yaml -m infir_lib rl \\
+    #     --config configs/full/rl_curr_reft_qwen.yaml
+
+Rewards are pure functions chosen by name and weight in the YAML (:mod:`.rewards`); each stage is
+one TRL ``GRPOTrainer`` run (:mod:`.grpo`); :mod:`.curriculum` holds Curr-ReFT (judge -> choice ->
+open, and rejection-sampling self-improvement), :mod:`.phases` Infi-MMR (text -> caption -> image).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from ..config import load_config
+from .config import METHODS, STAGES, RLConfig
+from .curriculum import RLResult, rejection_sampling_sft, run_text_method, start_eval
+from .rewards import REWARDS, get_reward_funcs, register_reward, total_reward
+
+
+def as_config(config, overrides=None) -> RLConfig:
+    if isinstance(config, RLConfig):
+        return dataclasses.replace(config, **(overrides or {})) if overrides else config
+    return load_config(RLConfig, config, overrides)
+
+
+def run(config: str | Path | RLConfig, overrides: dict | list | None = None) -> RLResult:
+    """Run the schedule the config's ``method`` names. Toy: on this machine, cached. Full: under accelerate."""
+    cfg = as_config(config, overrides)
+    if cfg.method in ("curr_reft", "mixed"):
+        if cfg.scale == "full":
+            return _run_full(cfg)
+        return run_text_method(cfg)
+    if cfg.scale == "full":
+        return _run_full(cfg)
+    from .phases import run_phased
+
+    return run_phased(cfg)
+
+
+def _run_full(cfg: RLConfig) -> RLResult:
+    """Full scale: the same stage chain on hub data (needs GPUs, the hub and the datasets' own columns)."""
+    import json
+
+    from datasets import load_dataset
+
+    from .grpo import run_stage
+    from .curriculum import stage_args
+
+    if not cfg.output_dir:
+        raise ValueError("a full-scale run needs output_dir (checkpoints of every stage are written there)")
+    if len(cfg.datasets) != len(cfg.stages):
+        raise ValueError(f"{len(cfg.stages)} stages {cfg.stages} need {len(cfg.stages)} datasets, got {cfg.datasets}")
+    out, path, history = Path(cfg.output_dir), cfg.model_name_or_path, []
+    processor = None
+    if cfg.model_name_or_path and "VL" in cfg.model_name_or_path:
+        from transformers import AutoProcessor
+
+        processor = AutoProcessor.from_pretrained(cfg.model_name_or_path)
+    for i, (name, ds_id) in enumerate(zip(cfg.stages, cfg.datasets)):
+        # Each dataset must already hold rows in this chapter's shape: prompt (messages), solution,
+        # answer_type, and image for vision rows (the Curr-ReFT release ships them per stage).
+        rows = list(load_dataset(ds_id, split="train"))
+        args = stage_args(cfg, i)
+        args.steps = int(len(rows) * (cfg.stage_epochs[i] if cfg.stage_epochs else 1.0) // cfg.prompts_per_step)
+        history += run_stage(path, rows, out / name, args, processor=processor, stage=name)
+        path = out / name
+    (out / "history.json").write_text(json.dumps(history))
+    (out / "result.json").write_text(json.dumps({"method": cfg.method, "stages": cfg.stages}))
+    return RLResult(out, {"method": cfg.method}, history)
+
+
+def plan(config: str | Path | RLConfig, overrides=None):
+    """The dry-run: policy size from a meta-device build, stages, rollouts, GPU-hours, memory per GPU."""
+    from .plan import plan_rl
+
+    return plan_rl(as_config(config, overrides))
+
+
+__all__ = ["RLConfig", "RLResult", "METHODS", "STAGES", "run", "plan", "as_config", "REWARDS", "get_reward_funcs",
+           "register_reward", "total_reward", "rejection_sampling_sft", "start_eval"]

@@ -1,0 +1,93 @@
+"""The RL stage config (Infi-MMR and Curr-ReFT): a YAML preset plus ``key=value`` overrides.
+
+One dataclass serves both methods and both scales. ``method`` picks the schedule:
+
+- ``curr_reft``: judge -> choice -> open, each stage from the previous checkpoint (the curriculum);
+- ``mixed``: the same rows and total steps, shuffled together (Curr-ReFT's control arm);
+- ``infi_mmr``: text-only -> image + caption -> image only (the three phases);
+- ``direct``: image-only RL for the same total steps (Infi-MMR's control arm).
+
+The papers' settings (method-notes.md) are the full preset's values: G = 4 / 2 / 4 per Curr-ReFT
+stage, β = 0.04, temperature 1, 256 completion tokens, learning rate 1e-6, one prompt per GPU on
+8 GPUs with DeepSpeed ZeRO-3, bf16.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+METHODS = ("curr_reft", "mixed", "infi_mmr", "direct")
+STAGES = {"curr_reft": ["judge", "choice", "open"], "mixed": ["mixed"],
+          "infi_mmr": ["text", "caption", "image"], "direct": ["image"]}
+
+
+@dataclass
+class RLConfig:
+    scale: Literal["toy", "full"] = "toy"
+    method: Literal["curr_reft", "mixed", "infi_mmr", "direct"] = "curr_reft"
+    seed: int = 0
+    # --- the policy RL starts from
+    base_config: str | None = "configs/toy/pretrain.yaml"  # toy: the chapter-2 model (cold-started here)
+    model_name_or_path: str | None = None  # full: a hub id (Qwen/Qwen2.5-VL-3B-Instruct) or a folder
+    vlm_config: str | None = "configs/toy/vlm.yaml"  # Infi-MMR toy: the chapter-6 VLM preset
+    cold_start_per_format: int = 200  # toy: formatted SFT rows per answer format before RL (0 = none)
+    cold_start_steps: int = 150
+    cold_start_lr: float = 1.0e-3
+    # --- the schedule: one entry per stage of the method
+    stage_steps: list[int] = field(default_factory=lambda: [20, 20, 20])
+    stage_generations: list[int] = field(default_factory=lambda: [4, 2, 4])  # G per stage (Curr-ReFT: 4/2/4)
+    rows_per_stage: int = 200
+    train_steps: list[int] = field(default_factory=lambda: [1, 2])  # difficulty of the training items
+    data_seed: int = 0
+    # --- GRPO (TRL GRPOTrainer)
+    rewards: list[str] = field(default_factory=lambda: ["accuracy", "format"])
+    reward_weights: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    beta: float = 0.04
+    learning_rate: float = 1.0e-6
+    temperature: float = 1.0
+    max_completion_length: int = 256
+    prompts_per_step: int = 8  # per optimisation step, over all devices
+    gradient_accumulation_steps: int = 1
+    bf16: bool = True  # used only where the device supports it
+    # --- rejection-sampling self-improvement (Curr-ReFT stage 2)
+    rs_samples: int = 4  # samples per prompt
+    rs_threshold: float = 85.0  # keep samples the judge scores above this (0-100)
+    rs_judge: str = "verifier"  # toy: the rule-based verifier; full: a judge model id
+    rs_prompts: int = 100
+    rs_text_rows: int = 50  # text-only rows mixed in ("general language data")
+    rs_sft_steps: int = 30
+    rs_sft_lr: float = 2.0e-7
+    # --- evaluation (greedy)
+    eval_n: int = 64
+    eval_seed: int = 10_001
+    eval_steps: list[int] = field(default_factory=lambda: [1, 2])
+    eval_max_new_tokens: int = 64
+    # --- full scale: data and launch
+    datasets: list[str] = field(default_factory=list)  # hub ids, one per stage (full scale)
+    train_examples_per_stage: list[int] = field(default_factory=list)  # for the plan
+    stage_epochs: list[float] = field(default_factory=list)
+    deepspeed: str | None = None
+    output_dir: str | None = None
+    # --- planning (dry-run) only
+    n_gpus: int = 1
+    gpu: str = "cpu"
+    assumed_mfu: float = 0.2
+    prompt_tokens: int = 512  # average prompt length incl. image tokens (plan)
+
+    def __post_init__(self):
+        n = len(STAGES[self.method])
+        for name in ("stage_steps", "stage_generations"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"method {self.method!r} has {n} stage(s) {STAGES[self.method]} but {name} has "
+                                 f"{len(getattr(self, name))} value(s)")
+        if len(self.rewards) != len(self.reward_weights):
+            raise ValueError(f"rewards has {len(self.rewards)} names but reward_weights has {len(self.reward_weights)}")
+        if any(g < 2 for g in self.stage_generations):
+            raise ValueError("every stage needs at least 2 generations per prompt (a group of one has no advantage)")
+        if not 0 <= self.rs_threshold <= 100:
+            raise ValueError(f"rs_threshold is a 0-100 judge score, got {self.rs_threshold}")
+
+    @property
+    def stages(self) -> list[str]:
+        return STAGES[self.method]

@@ -1,0 +1,206 @@
+"""Curr-ReFT and its control arm on the text toy task: stage schedules, evaluation, rejection sampling.
+
+``run_text_method(cfg)`` trains the schedule ``cfg.method`` names (``curr_reft`` or ``mixed``) from
+the cold-started policy and evaluates the result greedily on held-out rows:
+
+- in domain: arithmetic word problems in all three formats (the open format is the headline);
+- out of domain: the held-out *counting* family, open format (never trained on).
+
+``rejection_sampling_sft`` is Curr-ReFT's second stage: sample several responses per prompt, let a
+judge score them 0-100, keep those above the threshold, mix in text-only rows, and SFT on them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .. import artifacts
+from ..config import as_dict
+from ..models import load_model, load_tokenizer
+from .config import RLConfig
+from .grpo import StageArgs, run_stage
+from .policy import evaluate, set_stop_tokens, sft
+from .rewards import completion_text, extract_answer, format_reward, score_answer
+from .tasks import FORMATS, format_rows, mixed_rows
+
+# Fields that change where or how a run reports, not what it computes.
+NON_SEMANTIC = ("output_dir", "n_gpus", "gpu", "assumed_mfu", "prompt_tokens", "datasets",
+                "train_examples_per_stage", "stage_epochs", "deepspeed", "rs_samples", "rs_threshold", "rs_judge",
+                "rs_prompts", "rs_text_rows", "rs_sft_steps", "rs_sft_lr")
+
+
+@dataclass
+class RLResult:
+    output_dir: Path
+    summary: dict
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def model_dir(self) -> Path:
+        return self.output_dir / "model"
+
+    def load_model(self):
+        return load_model(self.model_dir)
+
+    def load_tokenizer(self):
+        return load_tokenizer(self.model_dir)
+
+
+def stage_rows(cfg: RLConfig) -> list[list[dict]]:
+    """The training rows of each curriculum stage (in-domain family only)."""
+    return [format_rows("arith", fmt, cfg.rows_per_stage, seed=cfg.data_seed, steps=cfg.train_steps)
+            for fmt in FORMATS]
+
+
+def eval_sets(cfg: RLConfig) -> dict[str, list[dict]]:
+    """Held-out rows: in-domain per format, and the out-of-domain counting family (open answers)."""
+    sets = {f"id_{fmt}": format_rows("arith", fmt, cfg.eval_n, seed=cfg.eval_seed, steps=cfg.eval_steps)
+            for fmt in FORMATS}
+    sets["ood_open"] = format_rows("counting", "open", cfg.eval_n, seed=cfg.eval_seed, steps=cfg.eval_steps)
+    return sets
+
+
+def evaluate_all(model_dir: Path, cfg: RLConfig) -> dict:
+    model, tok = load_model(model_dir), load_tokenizer(model_dir)
+    set_stop_tokens(model, tok)
+    return {name: {k: v for k, v in evaluate(model, tok, rows, cfg.eval_max_new_tokens).items() if k != "samples"}
+            for name, rows in eval_sets(cfg).items()}
+
+
+def stage_args(cfg: RLConfig, i: int) -> StageArgs:
+    return StageArgs(steps=cfg.stage_steps[i], num_generations=cfg.stage_generations[i],
+                     prompts_per_step=cfg.prompts_per_step, beta=cfg.beta, learning_rate=cfg.learning_rate,
+                     temperature=cfg.temperature, max_completion_length=cfg.max_completion_length,
+                     rewards=tuple(cfg.rewards), reward_weights=tuple(cfg.reward_weights), seed=cfg.seed + 1000 * i,
+                     gradient_accumulation_steps=cfg.gradient_accumulation_steps, bf16=cfg.bf16,
+                     deepspeed=cfg.deepspeed)
+
+
+def starting_policy(cfg: RLConfig) -> tuple[Path, dict]:
+    """The folder RL starts from and its spec: the hub/folder policy, or the toy model cold-started."""
+    if cfg.model_name_or_path:
+        return Path(cfg.model_name_or_path), {"model": cfg.model_name_or_path}
+    from .. import pretrain
+    from .policy import cold_start
+
+    base = pretrain.run(cfg.base_config)
+    base_spec = {"pretrain": pretrain.cache_spec(pretrain._as_config(cfg.base_config))}
+    if cfg.cold_start_per_format == 0:
+        return base.model_dir, base_spec
+    folder = cold_start(base.model_dir, base_spec, n_per_format=cfg.cold_start_per_format,
+                        steps=cfg.cold_start_steps, lr=cfg.cold_start_lr, batch=16, seed=0)
+    spec = artifacts.load_json(folder / artifacts.MANIFEST)["spec"]
+    return folder, spec
+
+
+def cache_spec(cfg: RLConfig, start_spec: dict) -> dict:
+    return {"cfg": {k: v for k, v in as_dict(cfg).items() if k not in NON_SEMANTIC}, "start": start_spec}
+
+
+def train_schedule(cfg: RLConfig, start: Path, out: Path) -> list[dict]:
+    """Run every stage of ``cfg.method`` in order, each from the previous stage's folder."""
+    rows = stage_rows(cfg)
+    if cfg.method == "mixed":
+        rows = [mixed_rows(rows, cfg.seed)]
+    history, path = [], start
+    for i, name in enumerate(cfg.stages):
+        dest = out / "stages" / name
+        history += run_stage(path, rows[i], dest, stage_args(cfg, i), stage=name)
+        path = dest
+    return history, path
+
+
+def run_text_method(cfg: RLConfig) -> RLResult:
+    """Curr-ReFT's curriculum (``curr_reft``) or its control (``mixed``) on the toy text task, cached."""
+    if cfg.method not in ("curr_reft", "mixed"):
+        raise ValueError(f"run_text_method runs curr_reft or mixed, not {cfg.method!r}")
+    start, start_spec = starting_policy(cfg)
+
+    def build(folder: Path) -> None:
+        history, final = train_schedule(cfg, start, folder)
+        model, tok = load_model(final), load_tokenizer(final)
+        model.save_pretrained(folder / "model", safe_serialization=True)
+        tok.save_pretrained(folder / "model")
+        import shutil
+        shutil.rmtree(folder / "stages")
+        summary = {"method": cfg.method, "seed": cfg.seed, "eval": evaluate_all(folder / "model", cfg),
+                   "steps": sum(cfg.stage_steps),
+                   "samples": sum(s * g * cfg.prompts_per_step for s, g in zip(cfg.stage_steps, cfg.stage_generations))}
+        (folder / "history.json").write_text(json.dumps(history))
+        (folder / "result.json").write_text(json.dumps(summary, indent=1))
+
+    folder = Path(cfg.output_dir) if cfg.output_dir else None
+    if folder is None:
+        folder = artifacts.cached("rl", cache_spec(cfg, start_spec), build, name=cfg.method)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        build(folder)
+    return RLResult(folder, json.loads((folder / "result.json").read_text()),
+                    json.loads((folder / "history.json").read_text()))
+
+
+def start_eval(cfg: RLConfig) -> dict:
+    """The cold-started policy's scores before any RL (the row every table starts from)."""
+    start, _ = starting_policy(cfg)
+    return evaluate_all(start, cfg)
+
+
+# --- rejection-sampling self-improvement ----------------------------------------------------------
+
+def verifier_judge(completion: str, row: dict) -> float:
+    """The toy judge: 0-100, from the rule-based checkers (100 = right answer in the right format).
+
+    At full scale the judge is a strong model named by ``rs_judge`` that grades the response 0-100.
+    """
+    acc = score_answer(extract_answer(completion_text(completion)), row["solution"], row["answer_type"])
+    fmt = format_reward([completion])[0]
+    return 100.0 * (0.9 * acc + 0.1 * fmt)
+
+
+def sample_responses(model, tok, rows: list[dict], k: int, max_new_tokens: int, seed: int) -> list[list[str]]:
+    """``k`` sampled (temperature 1) responses per row."""
+    import torch
+
+    torch.manual_seed(seed)
+    model.eval()
+    tok.padding_side = "left"
+    texts = [tok.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=False) for r in rows]
+    out: list[list[str]] = []
+    with torch.no_grad():
+        for i in range(0, len(texts), 16):
+            enc = tok(texts[i: i + 16], return_tensors="pt", padding=True, add_special_tokens=False)
+            gen = model.generate(**enc, do_sample=True, temperature=1.0, top_k=0, num_return_sequences=k,
+                                 max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id)
+            dec = tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            out += [dec[j * k: (j + 1) * k] for j in range(len(dec) // k)]
+    return out
+
+
+def rejection_sampling_sft(policy_dir: Path, cfg: RLConfig, out: Path, *, filtered: bool = True) -> dict:
+    """Curr-ReFT stage 2 at toy scale; ``filtered=False`` keeps every sample (the control).
+
+    Returns counts (sampled, kept, kept per format) and the evaluation of the SFT'd model.
+    """
+    model, tok = load_model(policy_dir), load_tokenizer(policy_dir)
+    set_stop_tokens(model, tok)
+    prompts = []
+    per = max(1, cfg.rs_prompts // len(FORMATS))
+    for fmt in FORMATS:
+        prompts += format_rows("arith", fmt, per, seed=cfg.data_seed + 31, steps=cfg.train_steps)
+    samples = sample_responses(model, tok, prompts, cfg.rs_samples, cfg.eval_max_new_tokens, cfg.seed)
+    kept, scores = [], []
+    for row, responses in zip(prompts, samples):
+        for resp in responses:
+            s = verifier_judge(resp, row)
+            scores.append(s)
+            if not filtered or s > cfg.rs_threshold:
+                kept.append({**row, "reference": resp.strip()})
+    # "general language data": text-only rows with reference answers, so the SFT keeps the basics
+    text_rows = format_rows("arith", "open", cfg.rs_text_rows, seed=cfg.data_seed + 57, steps=cfg.train_steps)
+    counts = {"prompts": len(prompts), "sampled": len(scores), "kept": len(kept),
+              "kept_by_format": {f: sum(r["format"] == f for r in kept) for f in FORMATS},
+              "mean_judge_score": sum(scores) / max(1, len(scores)), "text_rows": len(text_rows)}
+    history = sft(policy_dir, kept + text_rows, out, steps=cfg.rs_sft_steps, lr=cfg.rs_sft_lr, batch=16, seed=cfg.seed)
+    return {"counts": counts, "eval": evaluate_all(out, cfg), "sft_history": history}

@@ -1,0 +1,103 @@
+"""One GRPO stage through TRL's ``GRPOTrainer`` (rule-based rewards, no vLLM, CPU or GPU).
+
+For every prompt the policy samples a group of G completions; each completion i gets a reward r_i
+(the weighted sum of the configured reward functions) and the advantage
+
+    A_i = (r_i - mean(r)) / (std(r) + 1e-4)
+
+shared by all its tokens. The loss is the advantage-weighted log-likelihood plus β times a per-token
+KL estimate to a frozen reference model, k3 = exp(ref - logp) - (ref - logp) - 1 (TRL's
+``loss_type="grpo"``, ``scale_rewards="group"``, the papers' β = 0.04). A stage starts from a saved
+folder, and that folder is also its reference model, so in a curriculum each stage's KL anchor is
+the previous stage's result (Curr-ReFT: "each stage starts from the previous checkpoint").
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..models import load_tokenizer
+from ..runtime import seed_everything
+from .policy import set_stop_tokens
+from .rewards import get_reward_funcs
+
+
+@dataclass
+class StageArgs:
+    """The GRPO settings of one stage (a subset of the run config, so stages can differ)."""
+
+    steps: int
+    num_generations: int = 4
+    prompts_per_step: int = 2
+    beta: float = 0.04
+    learning_rate: float = 1e-6
+    temperature: float = 1.0
+    max_completion_length: int = 64
+    rewards: tuple[str, ...] = ("accuracy", "format")
+    reward_weights: tuple[float, ...] = (1.0, 1.0)
+    seed: int = 0
+    loss_type: str = "grpo"
+    bf16: bool = False
+    gradient_accumulation_steps: int = 1
+    deepspeed: str | None = None
+    gradient_checkpointing: bool = False  # full scale: on (3B policy + reference under ZeRO-3)
+
+
+LOGGED = ("reward", "reward_std", "kl", "completions/mean_length", "frac_reward_zero_std", "loss", "entropy")
+
+
+def grpo_config(args: StageArgs, output_dir: str):
+    """The TRL ``GRPOConfig`` of a stage (also what the full-scale dry-run shows)."""
+    from trl import GRPOConfig
+
+    return GRPOConfig(
+        output_dir=output_dir, max_steps=args.steps,
+        per_device_train_batch_size=args.num_generations * args.prompts_per_step,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        num_generations=args.num_generations, max_completion_length=args.max_completion_length,
+        temperature=args.temperature, beta=args.beta, learning_rate=args.learning_rate,
+        lr_scheduler_type="constant", warmup_steps=0,
+        loss_type=args.loss_type, scale_rewards="group", num_iterations=1,
+        reward_weights=list(args.reward_weights), logging_steps=1, save_strategy="no", report_to="none",
+        seed=args.seed, data_seed=args.seed, use_cpu=not torch.cuda.is_available(), bf16=args.bf16,
+        use_vllm=False, dataloader_num_workers=0, disable_tqdm=True, deepspeed=args.deepspeed,
+        log_completions=False, remove_unused_columns=False, gradient_checkpointing=args.gradient_checkpointing,
+    )
+
+
+def run_stage(model_path: str | Path, rows: list[dict], out: Path, args: StageArgs, processor=None,
+              stage: str = "") -> list[dict]:
+    """Train from ``model_path`` on ``rows`` for ``args.steps`` GRPO steps; save to ``out``.
+
+    Returns the per-step log (reward, reward_std, kl, mean completion length, ...), each record
+    tagged with ``stage``.
+    """
+    from datasets import Dataset
+    from trl import GRPOTrainer
+
+    if not rows:
+        raise ValueError(f"stage {stage!r} has no training rows")
+    seed_everything(args.seed)
+    funcs, weights = get_reward_funcs(list(args.rewards), list(args.reward_weights))
+    args.reward_weights = tuple(weights)
+    tokenizer = load_tokenizer(model_path)
+    keep = [{k: v for k, v in r.items() if k != "reference"} for r in rows]
+    dataset = Dataset.from_list(keep)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = GRPOTrainer(model=str(model_path), reward_funcs=funcs, args=grpo_config(args, tmp),
+                              train_dataset=dataset, processing_class=processor or tokenizer)
+        set_stop_tokens(trainer.model, tokenizer)
+        trainer.train()
+        history = []
+        for h in trainer.state.log_history:
+            if "reward" in h:
+                rec = {"stage": stage, "step": int(h["step"])}
+                rec.update({k: float(h[k]) for k in LOGGED if k in h})
+                history.append(rec)
+        trainer.save_model(str(out))
+    (processor or tokenizer).save_pretrained(str(out))
+    return history

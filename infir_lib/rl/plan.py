@@ -1,0 +1,124 @@
+"""The dry-run of an RL run: policy size (built on the meta device), stages, rollouts, cost, memory.
+
+GRPO's cost per step is dominated by sampling: G completions of up to L tokens for each prompt, then
+one forward of the reference model and one forward+backward of the policy over prompt+completion.
+FLOPs ≈ 2·N·(tokens generated) + 2·N·(tokens scored by the reference) + 6·N·(tokens trained).
+Generation runs far below peak (memory-bound, one token at a time), so the estimate charges it at a
+tenth of the assumed MFU. Memory under ZeRO-3: bf16 weights + grads + fp32 Adam state, sharded over
+the GPUs, plus the frozen reference model's bf16 weights, also sharded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..plan import GPU_MEMORY_GIB, GPU_PEAK_TFLOPS
+from .config import RLConfig
+
+# Qwen2.5-VL-3B-Instruct (its config.json), written here so the dry-run downloads nothing.
+QWEN25_VL_3B = {
+    "text": dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
+                 num_key_value_heads=2, vocab_size=151936, max_position_embeddings=128000, rope_theta=1000000.0,
+                 tie_word_embeddings=True),
+    "vision": dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=2048,
+                   patch_size=14, spatial_merge_size=2, temporal_patch_size=2,
+                   fullatt_block_indexes=[7, 15, 23, 31], window_size=112),
+}
+
+
+def count_policy_parameters(cfg: RLConfig) -> tuple[int, str]:
+    """Parameters of the policy, from a model built on the meta device (no download, no memory)."""
+    import torch
+
+    from ..models import count_parameters
+
+    name = cfg.model_name_or_path or "toy"
+    if "Qwen2.5-VL-3B" in name:
+        from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+        qcfg = Qwen2_5_VLConfig(text_config=QWEN25_VL_3B["text"], vision_config=QWEN25_VL_3B["vision"],
+                                tie_word_embeddings=True)
+        with torch.device("meta"):
+            model = Qwen2_5_VLForConditionalGeneration(qcfg)
+        return count_parameters(model), "Qwen2.5-VL-3B-Instruct architecture (meta device)"
+    if cfg.vlm_config:
+        from .. import vlm
+
+        p = vlm.plan(cfg.vlm_config)
+        n = getattr(p, "parameters", None) or getattr(p, "total_parameters", None)
+        if n is None and hasattr(p, "to_dict"):
+            d = p.to_dict()
+            n = d.get("parameters") or d.get("total_parameters")
+        if n is not None:
+            return int(n if not isinstance(n, dict) else sum(n.values())), f"the book's VLM ({cfg.vlm_config})"
+    raise ValueError(f"cannot size policy {name!r} offline; set model_name_or_path to Qwen/Qwen2.5-VL-3B-Instruct "
+                     "or vlm_config to a chapter-6 preset")
+
+
+@dataclass
+class RLPlan:
+    method: str
+    policy: str
+    parameters: int
+    stages: list[dict]
+    n_gpus: int
+    gpu: str
+    rollouts: int
+    generated_tokens: float
+    total_flops: float
+    gpu_hours: float
+    wall_hours: float
+    memory_per_gpu_gib: float
+    memory_breakdown_gib: dict
+    settings: dict
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        lines = [f"method              {self.method}", f"policy              {self.policy}",
+                 f"parameters          {self.parameters / 1e9:.3f} B ({self.parameters:,})",
+                 "stages:"]
+        for s in self.stages:
+            lines.append(f"  {s['name']:<10} data {s['dataset'] or '-'}; {s['examples']:,} prompts x {s['epochs']:g} "
+                         f"epoch(s) = {s['steps']:,} steps, G={s['generations']}, {s['rollouts']:,} rollouts")
+        mem = ", ".join(f"{k} {v:.1f}" for k, v in self.memory_breakdown_gib.items())
+        lines += [
+            "settings            " + ", ".join(f"{k}={v}" for k, v in self.settings.items()),
+            f"devices             {self.n_gpus} x {self.gpu}",
+            f"rollouts            {self.rollouts:,} completions, {self.generated_tokens / 1e6:.1f} M tokens at most",
+            f"compute             {self.total_flops:.3e} FLOPs",
+            f"estimated time      {self.gpu_hours:,.1f} GPU-hours = {self.wall_hours:,.2f} h wall-clock",
+            f"memory per GPU      {self.memory_per_gpu_gib:.1f} GiB (zero3: {mem}) of {GPU_MEMORY_GIB.get(self.gpu, '?')} GiB",
+        ]
+        return "\n".join(lines)
+
+
+def plan_rl(cfg: RLConfig) -> RLPlan:
+    n, policy = count_policy_parameters(cfg)
+    stages, rollouts, gen_tokens, flops = [], 0, 0.0, 0.0
+    for i, name in enumerate(cfg.stages):
+        examples = cfg.train_examples_per_stage[i] if i < len(cfg.train_examples_per_stage) else cfg.rows_per_stage
+        epochs = cfg.stage_epochs[i] if i < len(cfg.stage_epochs) else 1.0
+        steps = int(examples * epochs // cfg.prompts_per_step) if cfg.train_examples_per_stage else cfg.stage_steps[i]
+        g = cfg.stage_generations[i]
+        r = steps * cfg.prompts_per_step * g
+        toks = r * cfg.max_completion_length
+        seq = r * (cfg.prompt_tokens + cfg.max_completion_length)
+        stages.append({"name": name, "dataset": cfg.datasets[i] if i < len(cfg.datasets) else None,
+                       "examples": examples, "epochs": epochs, "steps": steps, "generations": g, "rollouts": r})
+        rollouts += r
+        gen_tokens += toks
+        flops += 2.0 * n * toks / 0.1 + (2.0 * n * seq if cfg.beta else 0.0) + 6.0 * n * seq
+    peak = GPU_PEAK_TFLOPS[cfg.gpu] * 1e12 * cfg.assumed_mfu
+    gpu_hours = flops / peak / 3600.0
+    gib = 1024 ** 3
+    k = max(1, cfg.n_gpus)
+    breakdown = {"policy": 2.0 * n / k / gib, "grads": 2.0 * n / k / gib, "optimizer": 12.0 * n / k / gib,
+                 "reference": (2.0 * n / k / gib) if cfg.beta else 0.0}
+    settings = {"beta": cfg.beta, "lr": cfg.learning_rate, "temperature": cfg.temperature,
+                "max_completion": cfg.max_completion_length, "prompts/step": cfg.prompts_per_step,
+                "rewards": "+".join(f"{w:g}*{r}" for r, w in zip(cfg.rewards, cfg.reward_weights)),
+                "deepspeed": cfg.deepspeed}
+    return RLPlan(cfg.method, policy, n, stages, cfg.n_gpus, cfg.gpu, rollouts, gen_tokens, flops, gpu_hours,
+                  gpu_hours / k, sum(breakdown.values()), breakdown, settings)

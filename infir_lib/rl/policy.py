@@ -1,0 +1,105 @@
+"""The policy RL starts from, and greedy evaluation of a policy on held-out rows.
+
+The papers start RL from an instruct model (Qwen2.5-VL-3B-Instruct) that already follows an answer
+format. The toy base model of chapter 2 has never seen ``<think>``/``<answer>``, so an RL reward of
+format + accuracy would be 0 for every sample and GRPO's group-normalised advantages would be 0
+too: no update at all (STACK.md). Like DeepSeek-R1's "cold start", a short SFT on a few hundred
+formatted toy items (all three Curr-ReFT formats, in-domain family only) gives the policy the
+format; RL then has something to sharpen. The cold start is a cached artifact keyed by its spec.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .. import artifacts
+from ..models import EOT, load_model, load_tokenizer
+from ..runtime import seed_everything
+from .rewards import completion_text, extract_answer, format_reward, score_answer
+from .tasks import FORMATS, format_rows, sft_pairs
+
+
+def set_stop_tokens(model, tokenizer) -> None:
+    """Generation stops at the end of the assistant turn (``<|eot_id|>``) as well as at ``<|end_of_text|>``."""
+    ids = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(EOT)]
+    model.generation_config.eos_token_id = ids
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+
+def sft(model_path: str | Path, rows: list[dict], out: Path, *, steps: int, lr: float, batch: int, seed: int,
+        max_length: int = 192) -> list[dict]:
+    """TRL ``SFTTrainer`` on prompt/completion rows (loss on the completion only); saves to ``out``."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    seed_everything(seed)
+    tokenizer = load_tokenizer(model_path)
+    model = load_model(model_path)
+    set_stop_tokens(model, tokenizer)
+    with tempfile.TemporaryDirectory() as tmp:
+        args = SFTConfig(output_dir=tmp, max_steps=steps, per_device_train_batch_size=batch, learning_rate=lr,
+                         lr_scheduler_type="cosine", warmup_steps=max(1, steps // 10), logging_steps=5,
+                         save_strategy="no", report_to="none", seed=seed, use_cpu=not torch.cuda.is_available(),
+                         bf16=False, max_length=max_length, dataloader_num_workers=0, disable_tqdm=True,
+                         gradient_checkpointing=False)
+        trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(sft_pairs(rows)),
+                             processing_class=tokenizer)
+        trainer.train()
+        history = [h for h in trainer.state.log_history if "loss" in h]
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return history
+
+
+def cold_start(base_dir: str | Path, base_spec: dict, *, n_per_format: int, steps: int, lr: float, batch: int,
+               seed: int, data_seed: int = 0) -> Path:
+    """The format cold start (cached): SFT on ``n_per_format`` in-domain rows of each Curr-ReFT format."""
+    spec = {"base": base_spec, "n_per_format": n_per_format, "steps": steps, "lr": lr, "batch": batch,
+            "seed": seed, "data_seed": data_seed, "family": "arith", "formats": list(FORMATS)}
+
+    def build(folder: Path) -> None:
+        rows = []
+        for fmt in FORMATS:
+            rows += format_rows("arith", fmt, n_per_format, seed=data_seed + 777)
+        history = sft(base_dir, rows, folder, steps=steps, lr=lr, batch=batch, seed=seed)
+        (folder / "history.json").write_text(json.dumps(history))
+
+    return artifacts.cached("rl_coldstart", spec, build, name="coldstart")
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int = 64, batch: int = 32,
+             images: list | None = None, processor=None) -> list[str]:
+    """Greedy completions for conversational prompts (left-padded batches)."""
+    model.eval()
+    outs: list[str] = []
+    tokenizer.padding_side = "left"
+    for i in range(0, len(prompts), batch):
+        chunk = prompts[i: i + batch]
+        if images is not None:
+            texts = [processor.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in chunk]
+            processor.tokenizer.padding_side = "left"
+            enc = processor(images=images[i: i + batch], text=texts, return_tensors="pt", padding=True)
+        else:
+            texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in chunk]
+            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id,
+                             eos_token_id=[tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(EOT)])
+        outs += tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    return outs
+
+
+def evaluate(model, tokenizer, rows: list[dict], max_new_tokens: int = 64, processor=None) -> dict:
+    """Greedy accuracy (the row's own checker) and format rate on ``rows``; also the mean length."""
+    images = [r["image"] for r in rows] if rows and "image" in rows[0] else None
+    texts = generate(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens, images=images, processor=processor)
+    acc = [score_answer(extract_answer(completion_text(t)), r["solution"], r["answer_type"]) for t, r in zip(texts, rows)]
+    fmt = format_reward(texts)
+    return {"accuracy": sum(acc) / max(1, len(acc)), "format": sum(fmt) / max(1, len(fmt)),
+            "length": sum(len(tokenizer(t, add_special_tokens=False).input_ids) for t in texts) / max(1, len(texts)),
+            "n": len(rows), "samples": texts[:3]}
