@@ -189,9 +189,9 @@ def _limits(timeout: float, memory_mb: int, file_mb: int, nproc: int, drop_uid: 
 
 def _hidden_dirs() -> list[str]:
     """Directories replaced by empty tmpfs inside the sandbox (homes, temp dirs, the checkout's parent)."""
-    from ..config import REPO_ROOT
+    repo_root = Path(__file__).resolve().parents[2]  # not ..config: the sandbox must not import transformers
     dirs = ["/root", "/home", os.path.expanduser("~"), "/var/tmp", "/run", "/mnt", "/media", "/srv",
-            str(REPO_ROOT.parent)]
+            str(repo_root.parent)]
     out = []
     for d in dirs:
         d = os.path.realpath(d)
