@@ -32,6 +32,13 @@ def as_config(config, overrides=None) -> RLConfig:
 def run(config: str | Path | RLConfig, overrides: dict | list | None = None) -> RLResult:
     """Run the schedule the config's ``method`` names. Toy: on this machine, cached. Full: under accelerate."""
     cfg = as_config(config, overrides)
+    from .policy import torch_threads
+
+    with torch_threads(cfg.num_threads if cfg.scale == "toy" else 0):
+        return _run(cfg)
+
+
+def _run(cfg: RLConfig) -> RLResult:
     if cfg.method in ("curr_reft", "mixed"):
         if cfg.scale == "full":
             return _run_full(cfg)

@@ -27,12 +27,13 @@ class RLConfig:
     scale: Literal["toy", "full"] = "toy"
     method: Literal["curr_reft", "mixed", "infi_mmr", "direct"] = "curr_reft"
     seed: int = 0
+    num_threads: int = 1  # torch intra-op threads for toy runs (tiny models are fastest on one; 0 = leave as is)
     # --- the policy RL starts from
     base_config: str | None = "configs/toy/pretrain.yaml"  # toy: the chapter-2 model (cold-started here)
     model_name_or_path: str | None = None  # full: a hub id (Qwen/Qwen2.5-VL-3B-Instruct) or a folder
     vlm_config: str | None = "configs/toy/vlm.yaml"  # Infi-MMR toy: the chapter-6 VLM preset
     cold_start_per_format: int = 200  # toy: formatted SFT rows per answer format before RL (0 = none)
-    cold_start_steps: int = 150
+    cold_start_steps: int = 80
     cold_start_lr: float = 1.0e-3
     # --- the schedule: one entry per stage of the method
     stage_steps: list[int] = field(default_factory=lambda: [20, 20, 20])

@@ -159,6 +159,24 @@ def verifier_judge(completion: str, row: dict) -> float:
     return 100.0 * (0.9 * acc + 0.1 * fmt)
 
 
+def select_samples(rows: list[dict], samples: list[list[str]], threshold: float | None,
+                   judge=verifier_judge) -> tuple[list[dict], list[float]]:
+    """Judge every sample; keep those scoring above ``threshold`` (all of them when it is ``None``).
+
+    Returns the kept SFT rows (the sample becomes the row's reference response) and every score.
+    """
+    if len(rows) != len(samples):
+        raise ValueError(f"{len(rows)} prompts but {len(samples)} groups of samples")
+    kept, scores = [], []
+    for row, responses in zip(rows, samples):
+        for resp in responses:
+            s = judge(resp, row)
+            scores.append(s)
+            if threshold is None or s > threshold:
+                kept.append({**row, "reference": resp.strip()})
+    return kept, scores
+
+
 def sample_responses(model, tok, rows: list[dict], k: int, max_new_tokens: int, seed: int) -> list[list[str]]:
     """``k`` sampled (temperature 1) responses per row."""
     import torch
@@ -190,13 +208,7 @@ def rejection_sampling_sft(policy_dir: Path, cfg: RLConfig, out: Path, *, filter
     for fmt in FORMATS:
         prompts += format_rows("arith", fmt, per, seed=cfg.data_seed + 31, steps=cfg.train_steps)
     samples = sample_responses(model, tok, prompts, cfg.rs_samples, cfg.eval_max_new_tokens, cfg.seed)
-    kept, scores = [], []
-    for row, responses in zip(prompts, samples):
-        for resp in responses:
-            s = verifier_judge(resp, row)
-            scores.append(s)
-            if not filtered or s > cfg.rs_threshold:
-                kept.append({**row, "reference": resp.strip()})
+    kept, scores = select_samples(prompts, samples, cfg.rs_threshold if filtered else None)
     # "general language data": text-only rows with reference answers, so the SFT keeps the basics
     text_rows = format_rows("arith", "open", cfg.rs_text_rows, seed=cfg.data_seed + 57, steps=cfg.train_steps)
     counts = {"prompts": len(prompts), "sampled": len(scores), "kept": len(kept),

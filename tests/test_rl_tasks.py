@@ -1,0 +1,101 @@
+"""Chapter 7 task rows, configs, rejection-sampling selection and the full-scale dry-run (no training)."""
+
+import collections
+
+import pytest
+
+from infir_lib.config import ConfigError
+from infir_lib.rl import as_config, plan
+from infir_lib.rl import rewards as R
+from infir_lib.rl.curriculum import select_samples, verifier_judge
+from infir_lib.rl.tasks import FORMATS, counting_problem, format_rows, make_family, mixed_rows
+
+
+def score(rows):
+    return R.total_reward([r["reference"] for r in rows], ["accuracy", "format"],
+                          solution=[r["solution"] for r in rows], answer_type=[r["answer_type"] for r in rows])
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_reference_responses_earn_full_reward(fmt):
+    rows = format_rows("arith", fmt, 40, seed=3)
+    assert score(rows) == [2.0] * 40
+
+
+def test_judge_rows_are_balanced_and_truthful():
+    rows = format_rows("arith", "judge", 200, seed=1)
+    counts = collections.Counter(r["solution"] for r in rows)
+    assert 60 < counts["yes"] < 140 and counts["yes"] + counts["no"] == 200
+    for r in rows[:50]:
+        shown = int(r["prompt"][0]["content"].split("Is the answer ")[1].split("?")[0])
+        truth = int(r["reference"].split("<answer>")[0].rstrip("</think>").split("=")[-1].rstrip("."))
+        assert (shown == truth) == (r["solution"] == "yes")
+
+
+def test_choice_rows_have_one_right_option():
+    for r in format_rows("arith", "choice", 50, seed=2):
+        text = r["prompt"][0]["content"]
+        opts = text.split("Options: ")[1].rstrip(".")
+        values = [int(tok) for tok in opts.replace("A)", "").replace("B)", "").replace("C)", "").replace("D)", "").split()]
+        assert len(values) == len(set(values)) == 4
+        answer = int(r["reference"].split("=")[-1].split(".")[0])
+        assert values["ABCD".index(r["solution"])] == answer
+
+
+def test_counting_family_is_held_out_and_correct():
+    import random
+
+    p = counting_problem(random.Random(0), n_people=3)
+    nums = [int(w) for w in p.question.replace(".", " ").split() if w.isdigit()]
+    assert p.answer == sum(nums) and p.family == "counting"
+    arith_q = {r["prompt"][0]["content"] for r in format_rows("arith", "open", 100, seed=0)}
+    ood_q = {r["prompt"][0]["content"] for r in format_rows("counting", "open", 100, seed=0)}
+    assert not arith_q & ood_q and all("in all" in q for q in ood_q)
+    with pytest.raises(KeyError, match="families"):
+        make_family("geometry", 3, 0)
+
+
+def test_mixed_rows_keep_every_row_once():
+    stages = [format_rows("arith", f, 10, seed=0) for f in FORMATS]
+    mixed = mixed_rows(stages, seed=1)
+    key = lambda r: (r["prompt"][0]["content"], r["solution"])
+    assert sorted(map(key, mixed)) == sorted(key(r) for s in stages for r in s)
+    assert [r["format"] for r in mixed] != [r["format"] for s in stages for r in s]  # actually shuffled
+
+
+def test_verifier_judge_and_selection():
+    row = format_rows("arith", "open", 1, seed=0)[0]
+    good, wrong, unformatted = row["reference"], "<think>.</think><answer>999</answer>", row["solution"]
+    assert verifier_judge(good, row) == 100.0
+    assert verifier_judge(wrong, row) == 10.0
+    assert verifier_judge(unformatted, row) == 0.0
+    kept, scores = select_samples([row], [[good, wrong, unformatted]], threshold=85)
+    assert [k["reference"] for k in kept] == [good] and scores == [100.0, 10.0, 0.0]
+    kept_all, _ = select_samples([row], [[good, wrong, unformatted]], threshold=None)
+    assert len(kept_all) == 3
+    with pytest.raises(ValueError, match="prompts"):
+        select_samples([row, row], [[good]], threshold=85)
+
+
+def test_toy_presets_load_and_stage_lengths_are_checked():
+    for name, stages in [("rl_curr_reft", 3), ("rl_mixed", 1), ("rl_infi_mmr", 3), ("rl_direct", 1)]:
+        cfg = as_config(f"configs/toy/{name}.yaml")
+        assert len(cfg.stages) == stages == len(cfg.stage_steps)
+    cur, mix = as_config("configs/toy/rl_curr_reft.yaml"), as_config("configs/toy/rl_mixed.yaml")
+    assert sum(cur.stage_steps) == sum(mix.stage_steps)  # same step budget for the two arms
+    with pytest.raises((ConfigError, ValueError), match="stage_steps"):
+        as_config("configs/toy/rl_curr_reft.yaml", ["stage_steps=[5, 5]"])
+    with pytest.raises(ConfigError, match="unknown|not keys"):
+        as_config("configs/toy/rl_curr_reft.yaml", ["group_size=4"])
+    with pytest.raises((ConfigError, ValueError), match="generations"):
+        as_config("configs/toy/rl_curr_reft.yaml", ["stage_generations=[4, 1, 4]"])
+
+
+def test_full_dry_run_uses_the_papers_settings():
+    p = plan("configs/full/rl_curr_reft_qwen.yaml")
+    assert 3.5e9 < p.parameters < 4.0e9                       # Qwen2.5-VL-3B
+    assert [s["generations"] for s in p.stages] == [4, 2, 4]
+    assert [s["epochs"] for s in p.stages] == [1, 1, 2]
+    assert p.settings["beta"] == 0.04 and p.settings["max_completion"] == 256 and p.settings["lr"] == 1e-6
+    assert p.n_gpus == 8 and "zero3" in p.settings["deepspeed"]
+    assert "3.755 B" in str(p)
