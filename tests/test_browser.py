@@ -121,7 +121,7 @@ if (!mj || !mj.startup || !mj.startup.promise) { done("MathJax is not loaded"); 
 mj.startup.promise.then(() => done("ok")).catch(e => done("MathJax failed: " + e));
 """
 
-PAGE_REPORT = """
+PAGE_REPORT = r"""
 const article = document.querySelector("article") || document.querySelector("main") || document.body;
 const imgs = Array.from(document.querySelectorAll("img"));
 const maths = Array.from(article.querySelectorAll(".math"));
@@ -134,6 +134,11 @@ return {
   math: maths.length,
   mathRendered: maths.filter(m => m.querySelector("mjx-container")).length,
   mathErrors: article.querySelectorAll("[data-mml-node='merror'], mjx-merror").length,
+  rawTex: (() => {  // TeX left as text: math the Markdown parser did not recognise as math
+    const c = article.cloneNode(true);
+    c.querySelectorAll("pre, code, script, style, mjx-container, .highlight, .output").forEach(e => e.remove());
+    return (c.textContent.match(/\\(frac|sum|math[a-z]+|operatorname|text|left|right|begin|epsilon|varepsilon|sigma|Delta|pi|log|exp|[Bb]ig)\b|\$\$/g) || []).slice(0, 5);
+  })(),
   widgets: document.querySelectorAll("script[type='application/vnd.jupyter.widget-view+json']").length,
   colab: Array.from(document.querySelectorAll("a[href*='colab.research.google.com']")).map(a => a.href),
 };
@@ -187,8 +192,10 @@ def test_page_renders(site, browser, page):
             problems.append(f"{r['math']} math elements but {math_status}")
         elif r["mathRendered"] != r["math"]:
             problems.append(f"MathJax rendered {r['mathRendered']} of {r['math']} math elements")
-        if r["mathErrors"]:
-            problems.append(f"{r['mathErrors']} equations failed to typeset (MathJax error)")
+    if r["rawTex"]:
+        problems.append(f"TeX shown as text instead of math: {r['rawTex']}")
+    if r["math"] and r["mathErrors"]:
+        problems.append(f"{r['mathErrors']} equations failed to typeset (MathJax error)")
     if r["widgets"] and not any(i["w"] > 0 for i in r["images"]):
         problems.append(f"{r['widgets']} ipywidgets but no static figure to fall back on when they cannot load")
     if page.startswith("notebooks/") and not any(h.endswith(f"/{page}.ipynb") for h in r["colab"]):
