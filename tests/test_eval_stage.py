@@ -75,3 +75,7 @@ def test_paper_tables_layout():
     assert len(t2.columns) == 2 * len(tables.TABLE2_COLUMNS)
     with pytest.raises(ValueError):
         tables.paper_table(3)
+    t5, t6 = tables.paper_table(5), tables.paper_table(6)
+    assert t5.loc["+ opc-sft-stage2 + ScaleQuest-Code", "HumanEval paper"] == "60.98"
+    assert t5.loc["Llama-3.2 1B Instruct", "MATH paper"] == "15.98 (30.6)"
+    assert t6.loc["InfiR-1B-Instruct (2M Long CoT)", "MATH500 paper"] == "0.620"
