@@ -189,14 +189,20 @@ def _limits(timeout: float, memory_mb: int, file_mb: int, nproc: int, drop_uid: 
 
 def _hidden_dirs() -> list[str]:
     """Directories replaced by empty tmpfs inside the sandbox (homes, temp dirs, the checkout's parent)."""
+    dirs = ["/root", "/home", os.path.expanduser("~"), "/var/tmp", "/run", "/mnt", "/media", "/srv"]
     repo_root = Path(__file__).resolve().parents[2]  # not ..config: the sandbox must not import transformers
-    dirs = ["/root", "/home", os.path.expanduser("~"), "/var/tmp", "/run", "/mnt", "/media", "/srv",
-            str(repo_root.parent)]
+    if (repo_root / "pyproject.toml").is_file():  # a checkout (not site-packages): hide it and its neighbours
+        dirs.append(str(repo_root.parent))
+    # a dir inside the interpreter's prefix is never hidden; a dir above it is, and the prefix is bound back
+    keep = [os.path.realpath(p) for p in _python_dirs()]
     out = []
     for d in dirs:
         d = os.path.realpath(d)
-        if d not in ("/", "/usr", "/bin", "/lib", "/etc") and os.path.isdir(d) and d not in out:
-            out.append(d)
+        if d in ("/", "/usr", "/bin", "/lib", "/etc") or not os.path.isdir(d) or d in out:
+            continue
+        if any(k != d and d.startswith(k + "/") for k in keep):  # inside the interpreter's prefix
+            continue
+        out.append(d)
     # a hidden dir inside another hidden dir is redundant and would be masked anyway
     return sorted((d for d in out if not any(d != o and d.startswith(o + "/") for o in out)), key=len)
 
