@@ -314,8 +314,12 @@ def submit_slurm(cfg: DataConfig, folder: Path) -> None:
                           job_name="infir-data", logging_dir=str(folder / "logs")).run()
 
 
+# Bump when the generator or a stage changes what it outputs, so cached corpora are rebuilt.
+DATA_VERSION = 3
+
+
 def cache_spec(cfg: DataConfig) -> dict:
-    return {k: v for k, v in as_dict(cfg).items() if k not in NON_SEMANTIC}
+    return {"data_version": DATA_VERSION, **{k: v for k, v in as_dict(cfg).items() if k not in NON_SEMANTIC}}
 
 
 def run(config="configs/toy/data.yaml", overrides: dict | list | None = None) -> DataResult:

@@ -345,6 +345,8 @@ class ReasoningRecall(Stage):
         for k, i in enumerate(cand):
             best = max(self.domains, key=lambda dom: scores[dom][k])
             docs[i].metadata["recall_score"] = float(scores[best][k])
+            for dom in self.domains:
+                docs[i].metadata[f"recall_{dom}"] = round(float(scores[dom][k]), 4)
             if scores[best][k] >= self.threshold:
                 recalled_dom[i] = best
         with self._writer() as writer:

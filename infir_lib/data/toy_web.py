@@ -223,6 +223,8 @@ def _grade(doc: dict) -> dict:
 
 def web_page(rng: random.Random) -> dict:
     sents = _sentences(rng, WEB_SENTENCES, rng.randint(5, 10))
+    if rng.random() < 0.35:  # borderline pages: a news item that argues a little, a price computed
+        sents += _sentences(rng, REASONING_SENTENCES, 1) if rng.random() < 0.5 else [_explanation(rng)]
     sents, edu = _with_fluff(rng, sents)
     return {"domain": "web", "text": _paragraphs(sents, rng), "edu": min(edu, 2), "reasoning": False}
 
@@ -249,7 +251,9 @@ def bad_web_page(rng: random.Random) -> dict:
 
 
 def reasoning_page(rng: random.Random) -> dict:
-    sents, edu = _with_fluff(rng, _sentences(rng, REASONING_SENTENCES, rng.randint(5, 8)))
+    sents = _sentences(rng, REASONING_SENTENCES, rng.randint(4, 7))
+    sents += _sentences(rng, WEB_SENTENCES, rng.choice([0, 1, 2]))  # reasoning about everyday things
+    sents, edu = _with_fluff(rng, sents)
     return _grade({"domain": "reasoning", "text": _paragraphs(sents, rng), "edu": edu, "reasoning": True})
 
 
