@@ -82,10 +82,8 @@ def format_value(v: Any) -> str:
     return str(v)
 
 
-def format_measured(measured: dict) -> str:
-    """One line a reader can check against the chapter: the arms with their seed spread first."""
-    if not measured:
-        return "(nothing measured)"
+def measured_items(measured: dict) -> list[str]:
+    """The measured numbers as separate items: the arms with their seed spread first."""
     parts = []
     if "arms" in measured and isinstance(measured["arms"], dict):
         metric = measured.get("metric", "value")
@@ -94,7 +92,12 @@ def format_measured(measured: dict) -> str:
         parts.append(f"{metric} ({direction}): {arms}")
     skip = {"arms", "metric", "higher_is_better", "margin"} if "arms" in measured else set()
     parts += [f"{k}: {format_value(v)}" for k, v in measured.items() if k not in skip]
-    return "; ".join(parts)
+    return parts
+
+
+def format_measured(measured: dict) -> str:
+    """One line a reader can check against the chapter (the overview table's cell)."""
+    return "; ".join(measured_items(measured)) if measured else "(nothing measured)"
 
 
 def effect_in_bars(measured: dict) -> float | None:
@@ -128,6 +131,7 @@ def scorecard_rows(claims: dict[int, dict | None] | None = None) -> list[dict]:
         else:
             measured = rec.get("measured", {})
             row.update(experiment=rec.get("experiment", ""), measured=format_measured(measured),
+                       measured_items=measured_items(measured) if measured else [],
                        seeds=", ".join(map(str, rec.get("seeds", []))) or "-", verdict=rec.get("verdict", NO_RESULT),
                        effect=effect_in_bars(measured), recorded=rec.get("recorded", ""), notes=rec.get("notes", ""))
         rows.append(row)
@@ -146,8 +150,13 @@ def verdict_counts(rows: list[dict]) -> dict[str, int]:
     return counts
 
 
+def _md_text(text: Any) -> str:
+    """Keep underscores in metric names from turning into emphasis."""
+    return str(text).replace("_", "\\_")
+
+
 def _cell(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    return _md_text(text).replace("|", "\\|").replace("\n", " ")
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -169,7 +178,9 @@ def claim_markdown(row: dict) -> str:
         lines.append(f"**No result recorded.** Chapter {row['chapter']}'s notebook has not saved a result for this "
                      "claim in the artifact cache (run it, then re-run this page).")
         return "\n".join(lines) + "\n"
-    lines += [f"**Toy experiment.** {row['experiment']}", "", f"**Measured.** {row['measured']}", "",
+    items = row.get("measured_items") or [row["measured"]]
+    measured = items[0] if len(items) == 1 else "\n" + "\n".join(f"- {_md_text(i)}" for i in items)
+    lines += [f"**Toy experiment.** {row['experiment']}", "", f"**Measured.** {measured}", "",
               f"**Seeds.** {row['seeds']}" + (f" · recorded {row['recorded']}" if row["recorded"] else "")]
     if row["effect"] is not None:
         lines += ["", f"**Effect in units of the verdict bar** (|x| > 1 decides): {_num(row['effect'])}"]
@@ -233,5 +244,5 @@ def render(claims: dict[int, dict | None] | None = None) -> str:
 
 
 __all__ = ["NO_RESULT", "VERDICT_COLOURS", "record_comparison", "format_measured", "mean_spread", "effect_in_bars",
-           "scorecard_rows", "missing_claims", "verdict_counts", "markdown_table", "claim_markdown",
+           "measured_items", "scorecard_rows", "missing_claims", "verdict_counts", "markdown_table", "claim_markdown",
            "summary_figure", "render", "Verdict"]
