@@ -101,7 +101,8 @@ def test_rows_show_every_claim_and_missing_ones(cache):
     table = scorecard.markdown_table(rows)
     assert table.count("\n") == 16 and "x\\|y" in table  # header, rule, 14 rows; pipes escaped
     assert "No result recorded" in scorecard.claim_markdown(rows[0])
-    assert "eps sweep" in scorecard.claim_markdown(rows[4])
+    card = scorecard.claim_markdown(rows[4])
+    assert "eps sweep" in card and "\n- ppl\\_ratio: 1.0150 ± 0.0050 (n=2)\n- note: x|y" in card
     counts = scorecard.verdict_counts(rows)
     assert counts["reproduced"] == 1 and counts[scorecard.NO_RESULT] == 13
 
