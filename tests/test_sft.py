@@ -1,0 +1,138 @@
+"""Chapter 4: the SFT stage. Masking, schedule, LoRA, data loading and the presets."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from infir_lib import sft
+from infir_lib.config import ConfigError, load_config
+from infir_lib.models import EOT, ModelArgs, build_llama, load_model, train_tokenizer
+from infir_lib.sft import SFTRunConfig, assistant_token_mask, to_messages
+from infir_lib.sft.data import load_rows, toy_arith_rows
+from infir_lib.sft.evaluate import final_answer
+from infir_lib.sft.trainer import trl_args
+
+TEXTS = ["Ann has 3 pens. Ann buys 2. How many pens does Ann have now? 3+2=5. Answer: 5"] * 20 + \
+        ["def f(x):\n    return x + 1\n", "Hello there, how are you?"] * 10
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny random Llama and a toy tokenizer saved to disk (seconds, no cache needed)."""
+    folder = tmp_path_factory.mktemp("tiny")
+    tok = train_tokenizer(TEXTS, vocab_size=400, min_frequency=1)
+    torch.manual_seed(0)
+    model = build_llama(ModelArgs(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                                  intermediate_size=64, max_position_embeddings=256), tok)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder, tok
+
+
+def _chat(user="Ann has 3 pens. Ann buys 2. How many pens?", reply="3+2=5. Answer: 5"):
+    return [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
+
+
+def test_assistant_mask_covers_exactly_the_assistant_tokens(tiny):
+    _, tok = tiny
+    msgs = _chat()
+    ids, mask = assistant_token_mask(tok, msgs)
+    assert len(ids) == len(mask)
+    learned = tok.decode([i for i, m in zip(ids, mask) if m])
+    ignored = tok.decode([i for i, m in zip(ids, mask) if not m])
+    assert learned == msgs[1]["content"] + EOT
+    assert msgs[0]["content"] in ignored and "assistant" in ignored and "3+2=5" not in ignored
+    # the mask is one contiguous block at the end (the reply and its end-of-turn token)
+    first = mask.index(1)
+    assert all(mask[first:]) and not any(mask[:first])
+
+
+def test_assistant_mask_multi_turn(tiny):
+    _, tok = tiny
+    msgs = _chat() + [{"role": "user", "content": "And then?"}, {"role": "assistant", "content": "Answer: 6"}]
+    ids, mask = assistant_token_mask(tok, msgs)
+    learned = tok.decode([i for i, m in zip(ids, mask) if m])
+    assert learned == "3+2=5. Answer: 5" + EOT + "Answer: 6" + EOT
+    assert "And then?" not in learned
+
+
+def test_trl_labels_match_the_mask(tiny, tmp_path):
+    """The trainer, as configured by the stage, trains on exactly the masked tokens."""
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    folder, tok = tiny
+    cfg = load_config(SFTRunConfig, "configs/toy/sft.yaml", {"model_name_or_path": str(folder), "max_steps": 1})
+    rows = [{"messages": _chat()}, {"messages": _chat("Ben has 9 cups. Ben loses 4.", "9-4=5. Answer: 5")}]
+    trainer = SFTTrainer(model=load_model(folder), args=trl_args(cfg, tmp_path), train_dataset=Dataset.from_list(rows),
+                         processing_class=tok)
+    for ex, row in zip(trainer.train_dataset, rows):
+        ids, mask = assistant_token_mask(tok, row["messages"])
+        assert ex["input_ids"] == ids
+        assert [int(lab != -100) for lab in ex["labels"]] == mask
+
+
+def test_run_schedule_lora_and_result(tiny, tmp_path):
+    folder, _ = tiny
+    rows = toy_arith_rows(32, seed=0)
+    res = sft.run("configs/toy/sft.yaml", {"model_name_or_path": str(folder), "max_steps": 10, "logging_steps": 1,
+                                           "eval_n": 0, "output_dir": str(tmp_path / "full")}, rows=rows)
+    assert res.metrics["steps"] == 10 and res.metrics["train_rows"] == 32
+    lrs = [h["learning_rate"] for h in res.history]
+    peak = 1e-3
+    top = lrs.index(max(lrs))
+    assert max(lrs) <= peak * (1 + 1e-6) and top <= 1  # warm-up is 10% of 10 steps: the peak comes at once
+    assert lrs[top:] == sorted(lrs[top:], reverse=True) and lrs[-1] < 0.1 * peak  # then cosine decay
+    cfg = load_config(SFTRunConfig, "configs/toy/sft.yaml")
+    assert trl_args(cfg, tmp_path).get_warmup_steps(200) == 20 and trl_args(cfg, tmp_path).lr_scheduler_type == "cosine"
+    assert res.load_model().config.hidden_size == 32 and res.load_tokenizer() is not None
+    lora = sft.run("configs/toy/sft.yaml", {"model_name_or_path": str(folder), "max_steps": 2, "use_lora": True,
+                                            "lora_r": 4, "lora_alpha": 8, "eval_n": 0,
+                                            "output_dir": str(tmp_path / "lora")}, rows=rows)
+    assert 0 < lora.metrics["trainable_parameters"] < lora.metrics["parameters"]
+    merged = lora.load_model()  # merged back: a plain Llama, no adapter weights left
+    assert not any("lora" in n for n, _ in merged.named_parameters())
+
+
+def test_rows_cached_by_content(tiny, isolated_cache):
+    folder, _ = tiny
+    over = {"model_name_or_path": str(folder), "max_steps": 1, "eval_n": 0}
+    a = sft.run("configs/toy/sft.yaml", over, rows=toy_arith_rows(8, seed=0))
+    b = sft.run("configs/toy/sft.yaml", over, rows=toy_arith_rows(8, seed=0))
+    c = sft.run("configs/toy/sft.yaml", over, rows=toy_arith_rows(8, seed=1))
+    assert a.output_dir == b.output_dir != c.output_dir
+
+
+def test_messages_sharegpt_and_errors(tmp_path):
+    row = {"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]}
+    assert to_messages(row) == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    with pytest.raises(ValueError, match="no assistant message"):
+        to_messages({"messages": [{"role": "user", "content": "hi"}]})
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]})
+                   + "\n" + json.dumps({"messages": [{"role": "wizard", "content": "x"}]}) + "\n")
+    cfg = load_config(SFTRunConfig, "configs/toy/sft.yaml", {"dataset": str(bad), "n_train": 0})
+    with pytest.raises(ValueError, match=r"bad\.jsonl:2"):
+        load_rows(cfg)
+
+
+def test_final_answer():
+    assert final_answer("3+2=5. Answer: 5") == 5
+    assert final_answer("Answer: 4 ... Answer: -7") == -7
+    assert final_answer("no answer") is None
+
+
+def test_config_errors_and_full_dry_run():
+    with pytest.raises(ConfigError, match="learning_rat"):
+        load_config(SFTRunConfig, "configs/toy/sft.yaml", {"learning_rat": 1})
+    full = load_config(SFTRunConfig, "configs/full/sft.yaml")
+    assert (full.num_train_epochs, full.learning_rate, full.warmup_ratio, full.lr_scheduler_type) == (4, 2e-5, 0.1, "cosine")
+    assert full.per_device_train_batch_size * full.gradient_accumulation_steps * full.n_gpus == 128
+    assert full.max_length == 4096 and full.assistant_only_loss
+    out = subprocess.run([sys.executable, "-m", "infir_lib", "sft", "--config", "configs/full/sft.yaml", "--dry-run"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "1.236 B" in out.stdout and "batch 128" in out.stdout
