@@ -86,8 +86,19 @@ def examples(res: DataResult, stage: str, k: int = 3, seed: int = 0, chars: int 
             seen.add(r["filter_reason"])
             out.append(r)
     out = (out + [r for r in rows if r not in out])[:k]
+    def clip(r):  # show the end of a text when its end is the reason
+        t = r["text"]
+        if len(t) <= chars:
+            return t
+        return "..." + t[-chars:] if r["filter_reason"] == "ends_with_colon" else t[:chars] + "..."
+
     return [{"id": r["id"], "reason": r["filter_reason"], "truth": r.get("defect") or r.get("domain"),
-             "text": r["text"][:chars] + ("..." if len(r["text"]) > chars else "")} for r in out]
+             "text": clip(r)} for r in out]
+
+
+def false_drops(res: DataResult, stage: str = "heuristic") -> Counter:
+    """Why a stage dropped documents the truth says it should have kept (heuristic stage)."""
+    return Counter(r["filter_reason"] for r in res.removed(stage) if r.get("defect") not in HEURISTIC_DEFECTS)
 
 
 class RecallSweep:
