@@ -98,8 +98,9 @@ def test_rows_show_every_claim_and_missing_ones(cache):
     assert rows[4]["verdict"] == "reproduced" and "1.0150 ± 0.0050 (n=2)" in rows[4]["measured"]
     assert all(r["verdict"] == scorecard.NO_RESULT for r in rows if r["claim"] != 5)
     assert scorecard.missing_claims() == [n for n in range(1, 15) if n != 5]
-    table = scorecard.markdown_table(rows)
+    table = scorecard.markdown_table(rows, measured=True)
     assert table.count("\n") == 16 and "x\\|y" in table  # header, rule, 14 rows; pipes escaped
+    assert "x\\|y" not in scorecard.markdown_table(rows) and "| 5 |" in scorecard.markdown_table(rows)
     assert "No result recorded" in scorecard.claim_markdown(rows[0])
     card = scorecard.claim_markdown(rows[4])
     assert "eps sweep" in card and "\n- ppl\\_ratio: 1.0150 ± 0.0050 (n=2)\n- note: x|y" in card

@@ -24,7 +24,7 @@ CLAIMS: dict[int, dict] = {
     2: {"chapter": 2, "paper": "InfiR §5.1.2", "claim": "Removing text that ends in a colon removes the premature end-of-text after ':'."},
     3: {"chapter": 2, "paper": "InfiR §5.1.2", "claim": "Mixing more domains needs a larger batch to keep the gradient norm stable."},
     4: {"chapter": 2, "paper": "InfiR §5.1.2", "claim": "Synthetic data in pre-training lifts base scores but not post-SFT scores."},
-    5: {"chapter": 2, "paper": "InfiR Eq. 4-6", "claim": "An e-contaminated distribution raises perplexity by at most about (1+e) yet corrupts generation about every 1/e tokens."},
+    5: {"chapter": 2, "paper": "InfiR Eq. 4-6", "claim": "An ε-contaminated distribution raises perplexity by at most about (1+ε) yet corrupts generation about every 1/ε tokens."},
     6: {"chapter": 2, "paper": "InfiR Eq. 2", "claim": "Normalized choice probability tracks accuracy more smoothly than accuracy itself."},
     7: {"chapter": 4, "paper": "InfiR §3.1", "claim": "Rejection sampling with a reward model / verifier yields better SFT data than unfiltered samples."},
     8: {"chapter": 4, "paper": "InfiR App. C", "claim": "Sandbox-verified synthetic code beats unverified code for SFT."},

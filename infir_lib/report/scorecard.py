@@ -159,12 +159,19 @@ def _cell(text: Any) -> str:
     return _md_text(text).replace("|", "\\|").replace("\n", " ")
 
 
-def markdown_table(rows: list[dict]) -> str:
-    """The overview table: claim, chapter, paper section, verdict, measured numbers."""
-    head = "| # | ch. | paper | claim | measured (mean ± sd over seeds) | verdict |\n|---|---|---|---|---|---|\n"
+def markdown_table(rows: list[dict], measured: bool = False) -> str:
+    """The overview table: claim, where the paper makes it, the chapter, the verdict.
+
+    ``measured=True`` adds a column with the measured numbers (mean ± sd over seeds); the book
+    leaves it out of the overview, which stays readable on a phone, and lists them per claim instead.
+    """
+    if measured:
+        head = "| # | claim | paper · chapter | measured (mean ± sd over seeds) | verdict |\n|---|---|---|---|---|\n"
+    else:
+        head = "| # | claim | paper · chapter | verdict |\n|---|---|---|---|\n"
     body = "".join(
-        f"| {r['claim']} | {r['chapter']} | {_cell(r['paper'])} | {_cell(r['statement'])} | "
-        f"{_cell(r['measured'] or '-')} | **{r['verdict']}** |\n" for r in rows)
+        f"| {r['claim']} | {_cell(r['statement'])} | {_cell(r['paper'])} · ch. {r['chapter']} | "
+        + (f"{_cell(r['measured'] or '-')} | " if measured else "") + f"**{r['verdict']}** |\n" for r in rows)
     return head + body
 
 
@@ -239,7 +246,7 @@ def render(claims: dict[int, dict | None] | None = None) -> str:
     rows = scorecard_rows(claims)
     counts = verdict_counts(rows)
     summary = ", ".join(f"{counts[v]} {v}" for v in VERDICT_COLOURS)
-    return "\n".join([f"# Reproduction scorecard ({summary})", "", markdown_table(rows), ""]
+    return "\n".join([f"# Reproduction scorecard ({summary})", "", markdown_table(rows, measured=True), ""]
                      + [claim_markdown(r) for r in rows])
 
 
