@@ -113,3 +113,21 @@ def test_cli_dry_run_prints_the_plan(capsys):
     assert main(["anneal", "--config", "configs/full/anneal.yaml", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "1.236 B" in out and "40.00 B" in out
+
+
+def test_eval_fn_runs_on_its_own_schedule_and_keys_the_cache(tmp_path):
+    seen = []
+
+    def eval_fn(model, tokenizer, step):
+        seen.append(step)
+        return {"probe": float(step)}
+
+    r = pretrain.run("configs/toy/pretrain.yaml", dict(TINY, max_steps=5, log_every=3, eval_every=2,
+                                                        output_dir=str(tmp_path)), eval_fn=eval_fn)
+    assert seen == [2, 4, 5]
+    assert [h["step"] for h in r.history if "probe" in h] == [2, 4, 5]
+    assert [h["step"] for h in r.history] == [2, 3, 4, 5]
+    from infir_lib.pretrain import cache_spec
+    cfg = load_config(PretrainConfig, "configs/toy/pretrain.yaml")
+    eval_fn.cache_key = "v1"
+    assert cache_spec(cfg, eval_fn) != cache_spec(cfg) and cache_spec(cfg, eval_fn)["eval_fn"] == "v1"

@@ -68,7 +68,7 @@ def make_eval_fn(val_texts: Sequence[str], mc_items: Sequence[dict], colon_promp
 
     def eval_fn(model, tokenizer, step: int) -> dict:
         mc = multiple_choice_metrics(model, tokenizer, mc_items)
-        return {"val_nll": nll_per_token(text_logprobs(model, tokenizer, val_texts, max_tokens=256)),
+        return {"val_nll": nll_per_token(text_logprobs(model, tokenizer, val_texts, max_tokens=128)),
                 "mc_acc": mc["accuracy"], "mc_pnorm": mc["p_norm_correct"],
                 "p_eos_colon": float(next_token_prob(model, tokenizer, colon_prompts, tokenizer.eos_token_id).mean())}
 
@@ -78,7 +78,7 @@ def make_eval_fn(val_texts: Sequence[str], mc_items: Sequence[dict], colon_promp
 
 def reference_filter(texts: Sequence[str], model, tokenizer, fraction: float = 0.2) -> tuple[list[str], dict]:
     """Keep the texts a reference model finds meaningful: drop the ``fraction`` with highest NLL/token."""
-    scores = [nll_per_token(lp) for lp in text_logprobs(model, tokenizer, texts, max_tokens=256)]
+    scores = [nll_per_token(lp) for lp in text_logprobs(model, tokenizer, texts, max_tokens=128)]
     keep = drop_worst(scores, fraction)
     kept = [t for t, k in zip(texts, keep) if k]
     return kept, {"n": len(texts), "kept": int(keep.sum()), "dropped": int((~keep).sum()),

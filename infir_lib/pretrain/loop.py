@@ -156,14 +156,15 @@ def train(cfg: PretrainConfig, out: Path, eval_fn: Callable | None = None) -> di
         tokens_since += tokens_per_step
         bar.update(1)
 
-        if state.step % cfg.log_every == 0 or state.step == total_steps:
+        do_eval = bool(cfg.eval_every) and (state.step % cfg.eval_every == 0 or state.step == total_steps)
+        if state.step % cfg.log_every == 0 or state.step == total_steps or do_eval:
             loss_mean = accelerator.reduce(loss_sum, reduction="mean").item()
             now = time.perf_counter()
             rec = {"step": state.step, "loss": loss_mean, "grad_norm": grad_norm, "grad_norm_max": gnorm_max,
                    "nonfinite_grad_steps": nonfinite, "lr": scheduler.get_last_lr()[0],
                    "tokens": state.step * tokens_per_step, "tokens_per_s": tokens_since / max(1e-9, now - t_last)}
             t_last, tokens_since, gnorm_max = now, 0, 0.0
-            if cfg.eval_every and (state.step % cfg.eval_every == 0 or state.step == total_steps):
+            if do_eval:
                 rec["val_loss"] = validation_loss(model, data.val, accelerator.device)
                 if eval_fn is not None:
                     rec.update(eval_fn(accelerator.unwrap_model(model), tokenizer, state.step))
