@@ -216,3 +216,22 @@ def rejection_sampling_sft(policy_dir: Path, cfg: RLConfig, out: Path, *, filter
               "mean_judge_score": sum(scores) / max(1, len(scores)), "text_rows": len(text_rows)}
     history = sft(policy_dir, kept + text_rows, out, steps=cfg.rs_sft_steps, lr=cfg.rs_sft_lr, batch=16, seed=cfg.seed)
     return {"counts": counts, "eval": evaluate_all(out, cfg), "sft_history": history}
+
+
+def self_improve(config, filtered: bool = True, overrides: dict | None = None) -> dict:
+    """Curr-ReFT stage 2 after the curriculum run of ``config`` (cached): counts, scores, SFT curve."""
+    from . import as_config, run
+    from .policy import torch_threads
+
+    cfg = as_config(config, overrides)
+    with torch_threads(cfg.num_threads):
+        policy = run(cfg)
+        spec = {"policy": artifacts.load_json(policy.output_dir / artifacts.MANIFEST)["spec"], "filtered": filtered,
+                "rs": {k: v for k, v in as_dict(cfg).items() if k.startswith("rs_")}}
+
+        def build(folder: Path) -> None:
+            res = rejection_sampling_sft(policy.model_dir, cfg, folder / "model", filtered=filtered)
+            (folder / "result.json").write_text(json.dumps(res, indent=1))
+
+        folder = artifacts.cached("rl_rs", spec, build, name="filtered" if filtered else "unfiltered")
+    return json.loads((folder / "result.json").read_text())
