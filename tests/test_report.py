@@ -55,6 +55,15 @@ def test_record_load_round_trip(cache):
     assert [n for n, r in claims.items() if r is None] == [n for n in range(1, 15) if n != 3]
 
 
+def test_record_keeps_numpy_numbers_as_numbers(cache):
+    import numpy as np
+    report.record_claim(7, experiment="x", measured={"acc": np.array([0.5, 0.75], dtype=np.float32), "n": np.int64(3)},
+                        verdict="inconclusive")
+    rec = report.load_claims()[7]
+    assert rec["measured"] == {"acc": [0.5, 0.75], "n": 3}
+    assert "0.62 ± 0.12 (n=2)" in scorecard.format_measured(rec["measured"])
+
+
 def test_record_rejects_bad_claim_and_verdict(cache):
     with pytest.raises(KeyError):
         report.record_claim(15, experiment="x", measured={}, verdict="reproduced")

@@ -65,6 +65,15 @@ def verdict_from_seeds(treatment: list[float], control: list[float], higher_is_b
     return "inconclusive"
 
 
+def _plain(obj):
+    """NumPy / torch numbers and arrays as plain JSON numbers and lists (anything else as text)."""
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    return str(obj)
+
+
 def record_claim(claim: int, *, experiment: str, measured: dict, verdict: Verdict, seeds: list[int] | None = None,
                  notes: str = "") -> Path:
     """Save what a notebook measured for a claim (called by the chapter notebooks)."""
@@ -77,7 +86,7 @@ def record_claim(claim: int, *, experiment: str, measured: dict, verdict: Verdic
            "experiment": experiment, "measured": measured, "verdict": verdict,
            "seeds": seeds or [], "notes": notes, "recorded": time.strftime("%Y-%m-%dT%H:%M:%S")}
     path = results_dir() / f"claim_{claim:02d}.json"
-    path.write_text(json.dumps(rec, indent=1, default=str))
+    path.write_text(json.dumps(rec, indent=1, default=_plain))
     return path
 
 
