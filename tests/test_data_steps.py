@@ -137,3 +137,10 @@ def test_decontam_removes_a_gsm8k_question_and_keeps_a_9_gram():
     assert kept == ["nine"]
     assert [r["id"] for r in stage.removed] == ["leak", "ten"]
     assert stage.removed[0]["benchmark"] == "gsm8k"
+
+
+def test_code_language_from_metadata():
+    assert steps.code_language({"lang": "Python"}) == "python"
+    assert steps.code_language({"max_stars_repo_path": "src/util.JS"}) == "javascript"
+    assert steps.code_language({"path": "a/b/c.f90"}) == "fortran"
+    assert steps.code_language({}) == ""

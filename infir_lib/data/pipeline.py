@@ -44,6 +44,8 @@ class DataConfig:
     sources: list[str] = field(default_factory=lambda: ["toy:raw"])
     n_docs: int = 20000  # toy sources: how many documents to generate
     text_field: str = "text"
+    text_fields: dict = field(default_factory=dict)  # per-source text column, e.g. {"bigcode/starcoderdata": "content"}
+    source_kinds: dict = field(default_factory=dict)  # per-source route: web / math_web / wiki / code (default web)
     max_doc_chars: int = 200_000  # longer documents are skipped and counted (never silently)
     # 1. heuristic filtering
     code_languages: list[str] = field(default_factory=lambda: ["python", "javascript", "java", "c"])
@@ -142,8 +144,10 @@ class SourceReader(PipelineStep):
     stage = "read"
 
     def __init__(self, sources: list[str], n_docs: int, seed: int, text_field: str = "text",
-                 max_doc_chars: int = 200_000, report_dir: str | None = None):
+                 max_doc_chars: int = 200_000, report_dir: str | None = None, text_fields: dict | None = None,
+                 source_kinds: dict | None = None):
         super().__init__()
+        self.text_fields, self.source_kinds = dict(text_fields or {}), dict(source_kinds or {})
         self.sources, self.n_docs, self.seed = list(sources), n_docs, seed
         self.text_field, self.max_doc_chars, self.report_dir = text_field, max_doc_chars, report_dir
 
@@ -151,13 +155,14 @@ class SourceReader(PipelineStep):
         counts: Counter = Counter()
         skipped = []
         for source in self.sources:
-            for k, row in enumerate(iter_documents(source, n_docs=self.n_docs, seed=self.seed, text_field=self.text_field)):
+            field_name = self.text_fields.get(source, self.text_field)
+            for k, row in enumerate(iter_documents(source, n_docs=self.n_docs, seed=self.seed, text_field=field_name)):
                 if k % world_size != rank:
                     continue
-                text = row.get(self.text_field)
+                text = row.get(field_name)
                 doc_id = str(row.get("id", f"{source}#{k}"))
                 if not isinstance(text, str):
-                    raise ValueError(f"{source}: document {doc_id} (#{k}): field '{self.text_field}' is "
+                    raise ValueError(f"{source}: document {doc_id} (#{k}): field '{field_name}' is "
                                      f"{type(text).__name__}, expected a string")
                 counts["docs_in"] += 1
                 if not text.strip():
@@ -171,8 +176,9 @@ class SourceReader(PipelineStep):
                 counts["docs_out"] += 1
                 counts["tokens_out"] += len(tokens(text))
                 self.stat_update("documents")
-                metadata = {k2: v for k2, v in row.items() if k2 not in (self.text_field, "id")}
-                yield Document(text=text, id=doc_id, metadata={"source": "web", **metadata})
+                metadata = {k2: v for k2, v in row.items() if k2 not in (field_name, "id")}
+                kind = self.source_kinds.get(source) or (metadata.get("source") if source.startswith("toy:") else "web")
+                yield Document(text=text, id=doc_id, metadata={**metadata, "source": kind or "web", "origin_source": source})
         if self.report_dir:
             Path(self.report_dir).mkdir(parents=True, exist_ok=True)
             (Path(self.report_dir) / "read.json").write_text(json.dumps(
@@ -212,7 +218,8 @@ def build_pipeline(cfg: DataConfig, folder: Path, benchmarks: dict[str, list[str
     negatives = [r["text"] for r in _texts(cfg.recall_negative_source, cfg.recall_negatives * cfg.recall_rounds,
                                              cfg.seed + 3000)]
     return [
-        SourceReader(cfg.sources, cfg.n_docs, cfg.seed, cfg.text_field, cfg.max_doc_chars, report_dir=reports),
+        SourceReader(cfg.sources, cfg.n_docs, cfg.seed, cfg.text_field, cfg.max_doc_chars, report_dir=reports,
+                     text_fields=cfg.text_fields, source_kinds=cfg.source_kinds),
         HeuristicFilter(cfg.code_languages, cfg.max_line_length, cfg.min_alnum_fraction, cfg.drop_colon_endings,
                         cfg.word_tokenizer, cfg.prose_sources, report_dir=reports, exclusion_writer=removed("heuristic")),
         ReasoningRecall(seeds, negatives, cfg.recall_domains, cfg.recall_rounds, cfg.recall_threshold, cfg.recall_negatives,
@@ -315,7 +322,7 @@ def submit_slurm(cfg: DataConfig, folder: Path) -> None:
 
 
 # Bump when the generator or a stage changes what it outputs, so cached corpora are rebuilt.
-DATA_VERSION = 3
+DATA_VERSION = 4
 
 
 def cache_spec(cfg: DataConfig) -> dict:
