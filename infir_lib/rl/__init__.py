@@ -64,15 +64,16 @@ def _run_full(cfg: RLConfig) -> RLResult:
     if len(cfg.datasets) != len(cfg.stages):
         raise ValueError(f"{len(cfg.stages)} stages {cfg.stages} need {len(cfg.stages)} datasets, got {cfg.datasets}")
     out, path, history = Path(cfg.output_dir), cfg.model_name_or_path, []
-    processor = None
-    if cfg.model_name_or_path and "VL" in cfg.model_name_or_path:
-        from transformers import AutoProcessor
+    from transformers import AutoProcessor
 
-        processor = AutoProcessor.from_pretrained(cfg.model_name_or_path)
+    processor = AutoProcessor.from_pretrained(cfg.model_name_or_path)
+    if not hasattr(processor, "image_processor"):  # a text-only policy: its tokenizer is the processing class
+        processor = None
     for i, (name, ds_id) in enumerate(zip(cfg.stages, cfg.datasets)):
         # Each dataset must already hold rows in this chapter's shape: prompt (messages), solution,
         # answer_type, and image for vision rows (the Curr-ReFT release ships them per stage).
-        rows = list(load_dataset(ds_id, split="train"))
+        repo, _, subset = ds_id.partition(":")
+        rows = list(load_dataset(repo, subset or None, split="train"))
         args = stage_args(cfg, i)
         args.steps = int(len(rows) * (cfg.stage_epochs[i] if cfg.stage_epochs else 1.0) // cfg.prompts_per_step)
         history += run_stage(path, rows, out / name, args, processor=processor, stage=name)
