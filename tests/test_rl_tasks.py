@@ -99,3 +99,34 @@ def test_full_dry_run_uses_the_papers_settings():
     assert p.settings["beta"] == 0.04 and p.settings["max_completion"] == 256 and p.settings["lr"] == 1e-6
     assert p.n_gpus == 8 and "zero3" in p.settings["deepspeed"]
     assert "3.755 B" in str(p)
+
+
+def test_infi_mmr_forms_and_captions():
+    from infir_lib.rl.vision import caption, visual_rows
+    from infir_lib.vlm.data import make_visual_math
+    import random
+
+    text, cap, img = (visual_rows(f, 30, seed=2) for f in ("text", "caption", "image"))
+    assert all("image" not in r for r in text) and all("image" in r for r in cap + img)
+    assert [r["solution"] for r in text] == [r["solution"] for r in cap] == [r["solution"] for r in img]
+    assert all("Caption:" in r["prompt"][0]["content"][1]["text"] for r in cap)
+    assert all("Caption:" not in r["prompt"][0]["content"][1]["text"] for r in img)
+    assert score(text + cap + img) == [2.0] * 90
+    rng = random.Random(0)
+    for _ in range(30):  # the caption states what the truth is computed from
+        item = make_visual_math(rng, 64)
+        c, meta = caption(item), item.meta
+        if meta.get("kind") in ("chart_max", "chart_count"):
+            assert all(str(v) in c for v in meta["values"])
+        elif meta.get("kind") == "area":
+            assert f"{meta['a']} wide" in c and f"{meta['b']} tall" in c
+    with pytest.raises(KeyError, match="forms"):
+        visual_rows("video", 1, seed=0)
+
+
+def test_cli_dry_run_toy_and_full(capsys):
+    from infir_lib.cli import main
+
+    assert main(["rl", "--config", "configs/toy/rl_curr_reft.yaml", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "toy Llama" in out and "judge" in out and "open" in out

@@ -41,6 +41,13 @@ def count_policy_parameters(cfg: RLConfig) -> tuple[int, str]:
         with torch.device("meta"):
             model = Qwen2_5_VLForConditionalGeneration(qcfg)
         return count_parameters(model), "Qwen2.5-VL-3B-Instruct architecture (meta device)"
+    text_only = cfg.method in ("curr_reft", "mixed") and cfg.scale == "toy"
+    if text_only and cfg.base_config and not cfg.model_name_or_path:
+        from ..models import build_llama
+        from ..pretrain import _as_config
+
+        return count_parameters(build_llama(_as_config(cfg.base_config), device="meta")), \
+            f"toy Llama of {cfg.base_config} (meta device)"
     if cfg.vlm_config:
         from .. import vlm
 
