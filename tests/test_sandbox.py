@@ -47,7 +47,12 @@ def _sandbox_uid_processes() -> list[str]:
             except OSError:
                 continue
             if 61000 <= uid < 65000:
-                out.append(entry.name)
+                try:
+                    state = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                except OSError:
+                    continue
+                if state != "Z":  # a zombie is already dead, waiting for init to reap it
+                    out.append(entry.name)
     return out
 
 
@@ -294,3 +299,45 @@ def test_hostile_cannot_regain_privileges():
     assert v.passed and v.stdout.splitlines()[-1] == "denied"
     if os.geteuid() == 0:
         assert v.stdout.split()[0] != "0"
+
+
+SYSTEM_PY = "/usr/bin/python3"
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists(SYSTEM_PY), reason="needs root and a system python")
+def test_rlimit_fallback_drops_to_a_throwaway_uid_when_it_can():
+    """As root without bwrap, with an interpreter other users can read: a throwaway uid, caps enforced."""
+    repo = str(Path(__file__).resolve().parents[1])
+    programs = {
+        "uid": ("import os\nprint(os.getuid())", {}),
+        "kill": ("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n", {}),
+        "bomb": ("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
+                 {"timeout": 2, "nproc": 16}),
+        "write": (f"open({repo + '/pwned'!r}, 'w').write('x')\n", {}),
+        "setsid": ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(300)\nprint(1)\n", {}),
+    }
+    script = (
+        "import json, sys, warnings\n"
+        f"sys.path.insert(0, {repo!r})\n"
+        "warnings.simplefilter('ignore')\n"
+        "from infir_lib.eval import sandbox as s\n"
+        "if not s._fallback_can_drop_uid():\n"
+        "    print(json.dumps({'skip': True})); raise SystemExit\n"
+        f"programs = json.loads({json.dumps(json.dumps(programs))})\n"
+        "out = {}\n"
+        "for name, (code, kw) in programs.items():\n"
+        "    v = s.run_program(code, backend='rlimit', **kw)\n"
+        "    out[name] = v.stdout if name == 'uid' else v.status\n"
+        "print(json.dumps(out))\n"
+    )
+    r = subprocess.run([SYSTEM_PY, "-c", script], capture_output=True, text=True, timeout=240, cwd="/tmp")
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    if out.get("skip"):
+        pytest.skip("the system python cannot import its stdlib under another uid here")
+    assert out["uid"] != "0" and int(out["uid"]) >= 61000
+    assert out["kill"] == "crashed" and out["bomb"] == "timeout" and out["write"] == "crashed"
+    assert out["setsid"] == "passed"
+    assert not Path(repo, "pwned").exists()
+    time.sleep(0.3)
+    assert _sandbox_uid_processes() == []

@@ -14,8 +14,12 @@ Where ``bwrap`` is missing (some Colab or cluster images) the **rlimit** backend
 a plain subprocess with the same limits, a scratch directory and a scrubbed environment, and warns
 loudly. It does NOT protect: the file system (the program can read and, with your permissions,
 write or delete your files), the network, other processes (it can signal the parent: same uid), and
-as root it cannot stop a fork bomb (root ignores ``RLIMIT_NPROC``). Install bubblewrap
-(``apt-get install bubblewrap``) before running model-written code on a machine you care about.
+as root it cannot stop a fork bomb (root ignores ``RLIMIT_NPROC``). One mitigation: as root, when the
+interpreter is readable by other users (e.g. ``/usr/bin/python3`` on Colab, not a ``/root/.pyenv``
+build), the fallback runs the program under a throwaway uid, so it cannot signal your processes or
+write files it does not own and the process-count limit applies; it can still read world-readable
+files and use the network. Install bubblewrap (``apt-get install bubblewrap``) before running
+model-written code on a machine you care about.
 
 A verdict is passed only when the program (and its tests) ran to the end: the runner prints a
 secret nonce it read from stdin after the last test, so ``os._exit(0)`` or ``sys.exit(0)`` before
@@ -260,12 +264,18 @@ def _read_capped(proc: subprocess.Popen, nonce: str, deadline: float, max_output
     buf = {"out": bytearray(), "err": bytearray()}
     total, why = 0, None
     open_streams = 2
+    exited_at = None
     while open_streams:
         left = deadline - time.monotonic()
         if left <= 0:
             why = "timeout"
             break
-        for key, _ in sel.select(timeout=min(left, 0.5)):
+        if exited_at is None and proc.poll() is not None:
+            exited_at = time.monotonic()
+        elif exited_at is not None and time.monotonic() - exited_at > 0.5:
+            break  # the program exited but something it started still holds the pipes: stop reading
+        events = sel.select(timeout=min(left, 0.1 if exited_at is not None else 0.5))
+        for key, _ in events:
             chunk = os.read(key.fileobj.fileno(), 65536)
             if not chunk:
                 sel.unregister(key.fileobj)
@@ -283,6 +293,20 @@ def _read_capped(proc: subprocess.Popen, nonce: str, deadline: float, max_output
             break
     sel.close()
     return buf["out"].decode(errors="replace"), buf["err"].decode(errors="replace"), why, total
+
+
+def _read_available(stream) -> str:
+    os.set_blocking(stream.fileno(), False)
+    chunks = []
+    try:
+        while sum(map(len, chunks)) < 4 * TAIL:
+            chunk = os.read(stream.fileno(), 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except BlockingIOError:
+        pass
+    return b"".join(chunks)[: 4 * TAIL].decode(errors="replace")
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -317,9 +341,42 @@ def _classify(rc: int | None, out: str, err: str, why: str | None, nonce: str, c
     return "crashed", None, (last[-1][:300] if last else f"exit status {rc}")
 
 
+def _reap_uid(uid: int) -> None:
+    """SIGKILL every process running under ``uid`` (a throwaway uid only this sandbox run used)."""
+    for _ in range(3):
+        found = False
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                try:
+                    if entry.stat().st_uid == uid:
+                        found = True
+                        os.kill(int(entry.name), signal.SIGKILL)
+                except OSError:
+                    pass
+        if not found:
+            return
+        time.sleep(0.05)
+
+
+@lru_cache(maxsize=None)
+def _fallback_can_drop_uid() -> bool:
+    """As root without bwrap: can the interpreter still import the standard library under a throwaway uid?
+
+    (Not when it lives under a private home such as /root/.pyenv.) If it can, the rlimit backend runs
+    programs under that uid, which stops them signalling our processes or writing our files and makes
+    the process-count limit apply.
+    """
+    probe = "import json, socket, collections, math, re, itertools, functools, heapq, string, hashlib, random\nprint('ok')"
+    try:
+        v = run_program(probe, backend="rlimit", timeout=20, _drop_uid=True)
+    except Exception:
+        return False
+    return v.passed and v.stdout == "ok"
+
+
 def run_program(code: str, *, tests: str | None = None, timeout: float = 5, memory_mb: int = 512,
                 max_output: int = 1 << 20, file_mb: int = 16, tmp_mb: int = 64, nproc: int = 32,
-                backend: str | None = None) -> Verdict:
+                backend: str | None = None, _drop_uid: bool | None = None) -> Verdict:
     """Run ``code`` (then ``tests``, in the same namespace) in the sandbox and return its verdict.
 
     ``timeout`` is wall-clock seconds (the CPU limit is the same, rounded up); ``memory_mb`` the
@@ -333,7 +390,8 @@ def run_program(code: str, *, tests: str | None = None, timeout: float = 5, memo
         _warn_fallback()
     nonce = secrets.token_hex(16)
     root = os.geteuid() == 0
-    uid = random.SystemRandom().randrange(61000, 64999) if (root and backend == "bwrap") else None
+    drop = root and (backend == "bwrap" or (_drop_uid is not False and (_drop_uid or _fallback_can_drop_uid())))
+    uid = random.SystemRandom().randrange(61000, 64999) if drop else None
     box = tempfile.mkdtemp(prefix="infir-sbx-")
     scratch = None
     try:
@@ -352,6 +410,9 @@ def run_program(code: str, *, tests: str | None = None, timeout: float = 5, memo
             cwd = scratch
             env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": scratch, "LANG": "C.UTF-8",
                    "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": scratch}
+            if uid is not None:
+                os.chmod(scratch, 0o777)
+                env["INFIR_SANDBOX_UID"] = str(uid)
         preexec = _limits(timeout, memory_mb, file_mb, nproc, drop_uid=uid is not None)
         start = time.monotonic()
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -367,10 +428,12 @@ def run_program(code: str, *, tests: str | None = None, timeout: float = 5, memo
         except subprocess.TimeoutExpired:
             _kill(proc)
             rc = proc.wait()
-        if not why:  # drain what is left (bounded: the program has exited)
-            out += proc.stdout.read(4 * TAIL).decode(errors="replace")
-            err += proc.stderr.read(4 * TAIL).decode(errors="replace")
         _kill(proc)  # no process left behind in its session (rlimit backend; bwrap's PID namespace is gone)
+        if backend == "rlimit" and uid is not None:
+            _reap_uid(uid)  # and none under its throwaway uid that left the session (setsid)
+        if not why:  # what is left in the pipes, without waiting for a writer that may still hold them
+            out += _read_available(proc.stdout)
+            err += _read_available(proc.stderr)
         proc.stdout.close()
         proc.stderr.close()
         seconds = time.monotonic() - start
