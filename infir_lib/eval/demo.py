@@ -102,6 +102,8 @@ def drifting_checkpoints(rows: list[dict], true_accuracy: float = 0.6, n_checkpo
     return curves
 
 
+# Attacks for the sandbox's verdict table. Run them ONLY with the bubblewrap backend: under the rlimit
+# fallback (as root) a fork bomb is not stopped and a program can delete system files or kill its parent.
 HOSTILE_PROGRAMS = {
     "infinite loop": "while True:\n    pass\n",
     "fork bomb": "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
