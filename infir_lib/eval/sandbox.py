@@ -47,7 +47,7 @@ import sys
 import tempfile
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from functools import lru_cache
 from pathlib import Path
 
@@ -476,18 +476,13 @@ def run_programs(codes: list[str], workers: int = 2, progress: bool = True, test
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = {pool.submit(run_program, c, tests=t, backend=backend, **kwargs): i
                    for i, (c, t) in enumerate(zip(codes, tests))}
-        for fut in _as_completed(futures):
+        for fut in as_completed(futures):
             out[futures[fut]] = fut.result()
             if bar is not None:
                 bar.update(1)
     if bar is not None:
         bar.close()
     return out  # type: ignore[return-value]
-
-
-def _as_completed(futures):
-    from concurrent.futures import as_completed
-    return as_completed(futures)
 
 
 # ---------------------------------------------------------------- command line
