@@ -342,8 +342,9 @@ def contaminated_generation(model, tokenizer, prompts: Sequence[str], eps: float
     out = {"eps": eps, "tokens": n, "from_r": from_r, "from_r_rate": from_r / n if n else float("nan"),
            "corrupted": bad, "corrupted_rate": bad / n if n else float("nan"),
            "tokens_per_corruption": (n / bad) if bad else float("inf")}
+    texts = [tokenizer.decode(g, skip_special_tokens=True).split("\n")[0] for g in gens]
+    out["texts"] = texts  # first line of each generation, for task-specific scoring
     if answers is not None:
-        texts = [tokenizer.decode(g, skip_special_tokens=True).split("\n")[0] for g in gens]
         out["accuracy"] = float(np.mean([extract_answer(t) == a for t, a in zip(texts, answers)]))
     return out
 

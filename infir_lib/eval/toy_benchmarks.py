@@ -182,6 +182,23 @@ def arith_choice_items(n: int = 40, seed: int = 0, steps: Sequence[int] = (1, 2,
     return items
 
 
+def chat_answer_nll(model, tokenizer, items: Sequence[dict]) -> float:
+    """NLL per token of the reference solutions as assistant replies (Llama-3 chat template).
+
+    The post-SFT counterpart of :func:`arith_answer_nll`: same problems, asked the way chapter 4's
+    SFT data asks them (``infir_lib.sft.data.arith_prompt``), the reply ending with ``<|eot_id|>``.
+    """
+    from ..sft.data import arith_prompt
+
+    bos = tokenizer.bos_token or ""
+    prompts = []
+    for it in items:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": arith_prompt(it["question"])}],
+                                             tokenize=False, add_generation_prompt=True)
+        prompts.append(text[len(bos):] if bos and text.startswith(bos) else text)  # BOS is added when scoring
+    return answer_nll(model, tokenizer, prompts, [it["solution"] + "<|eot_id|>" for it in items])
+
+
 # ----------------------------------------------------------------------------------------------
 # MMLU-like: facts from the corpus
 
@@ -278,4 +295,4 @@ def colon_prompts(n: int = 40, seed: int = 0, kind: str = "leadin") -> list[str]
 
 
 __all__ = ["generate", "next_token_prob", "few_shot_prompt", "arith_items", "extract_answer", "arith_accuracy",
-           "arith_answer_nll", "arith_choice_items", "fact_items", "fact_metrics", "code_items", "code_accuracy", "colon_prompts"]
+           "arith_answer_nll", "chat_answer_nll", "arith_choice_items", "fact_items", "fact_metrics", "code_items", "code_accuracy", "colon_prompts"]
