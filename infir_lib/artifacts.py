@@ -40,7 +40,9 @@ def cache_root() -> Path:
 
 def spec_hash(spec: Any) -> str:
     """A stable short hash of plain data (dicts are hashed with sorted keys)."""
-    blob = json.dumps({"format": CACHE_FORMAT, "spec": spec}, sort_keys=True, default=str)
+    from . import __version__  # a new release of the library never reuses an old release's artifacts
+
+    blob = json.dumps({"format": CACHE_FORMAT, "version": __version__, "spec": spec}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
