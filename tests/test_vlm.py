@@ -96,7 +96,7 @@ def test_scene_caption_matches_drawn_colours():
     for _ in range(20):
         it = D.make_scene(rng)
         for obj in it.meta["objects"]:
-            assert f"a {obj['color']} {obj['shape']} on the {obj['position']}" in it.answer
+            assert f"{obj['color']} {obj['shape']} {obj['position']}" in it.answer
             col = {"left": 0, "middle": 1, "right": 2}[obj["position"]]
             xs = range(col * 21 + 2, col * 21 + 19)
             pixels = {it.image.getpixel((x, y)) for x in xs for y in range(64)}
@@ -253,8 +253,11 @@ def test_sigmoid_contrastive_training_separates_matched_from_swapped_pairs():
     hist = C.train_siglip(model, tok, proc, items, steps=200, batch_size=48, lr=3e-3, seed=0, max_text_len=20)
     sims = C.pair_similarity(model, tok, proc, items, 20)
     assert hist[-1]["loss"] < hist[0]["loss"]
-    gap = sims[~bad].mean() - sims[bad].mean()
-    assert gap > 0.1 and gap > untrained[~bad].mean() - untrained[bad].mean() + 0.05
+    def auc(x):  # probability that a true pair scores above a swapped one
+        return float((x[~bad][:, None] > x[bad][None, :]).mean())
+
+    print("AUC untrained", auc(untrained), "trained", auc(sims))
+    assert auc(sims) > 0.7 and auc(sims) > auc(untrained) + 0.15
 
 
 # ------------------------------------------------------------------ config and plan
@@ -280,3 +283,16 @@ def test_toy_config_loads_and_bad_keys_name_the_file():
         load_config(VLMConfig, "configs/toy/vlm.yaml", {"stage9_steps": 3})
     with pytest.raises(ConfigError):
         load_config(VLMConfig, "configs/toy/vlm.yaml", {"stage2_mix": "{ocr: 5, holograms: 3}"})
+
+
+def test_blind_baseline_counts_the_best_fixed_answer():
+    from infir_lib.vlm.train import blind_baseline
+
+    items = D.make_items("grounding", 60, seed=0)
+    base = blind_baseline({"grounding": items, "vmath": D.make_items("vmath", 60, seed=0)})
+    # 3 buttons on 6 slots: a fixed click hits well under half of the targets, but more than none
+    assert 0.05 < base["acc_grounding"] < 0.5
+    from collections import Counter
+
+    vm = D.make_items("vmath", 60, seed=0)
+    assert base["acc_vmath"] == Counter(i.answer for i in vm).most_common(1)[0][1] / 60

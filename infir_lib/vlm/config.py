@@ -21,6 +21,11 @@ class VLMConfig:
     # language model: the pretrain preset that built it (toy: its cached artifact; full: the 1B sizes)
     lm_config: str = "configs/toy/pretrain.yaml"
     lm_name_or_path: str | None = None  # full scale: InfiR-1B-Base (a hub id or path)
+    # text warm-up of the toy LM on the answers' language (no images): InfiR-1B already knows its
+    # language; the toy LM of chapter 2 has never seen "red circle left" or "(312, 625)"
+    lm_warmup_steps: int = 150
+    lm_warmup_items: int = 2000
+    lm_warmup_lr: float = 2e-3
     # vision tower (SigLIP); full scale: the So400m sizes and hub id
     vision_name_or_path: str | None = None
     image_size: int = 64
@@ -32,7 +37,7 @@ class VLMConfig:
     # contrastive pre-training of the toy tower and App. E cleaning
     contrastive_pairs: int = 2000
     mismatch_share: float = 0.2
-    siglip_steps: int = 300
+    siglip_steps: int = 200
     siglip_batch_size: int = 64
     siglip_lr: float = 2e-3
     max_text_len: int = 24
@@ -46,17 +51,17 @@ class VLMConfig:
     stage2_mix: dict = field(default_factory=lambda: {"ocr": 600, "grounding": 600})
     stage2_replay: float = 0.2  # share of stage-1 rows kept in stage 2 ("retain some samples")
     stage3_mix: dict = field(default_factory=lambda: {"gui_task": 600, "vmath": 600})
-    stage1_steps: int = 100
-    stage2_steps: int = 150
-    stage3_steps: int = 150
-    stage1_lr: float = 2e-3
-    stage2_lr: float = 1e-3
-    stage3_lr: float = 5e-4
+    stage1_steps: int = 40
+    stage2_steps: int = 60
+    stage3_steps: int = 60
+    stage1_lr: float = 3e-3
+    stage2_lr: float = 3e-3
+    stage3_lr: float = 1e-3
     batch_size: int = 16
     # evaluation
-    eval_items: int = 60
+    eval_items: int = 40
     eval_seed: int = 12345
-    gui_episodes: int = 24
+    gui_episodes: int = 8
     log_every: int = 10
     num_threads: int = 1  # torch threads for the toy runs (0: leave as is); not part of the cache key
     # full scale: the paper's data by hub id (Table 9), and the planner's assumptions

@@ -128,7 +128,7 @@ def make_scene(rng: random.Random, size: int = 64) -> VItem:
         cy = size * rng.uniform(0.35, 0.65)
         _draw_shape(d, shape, cx, cy, size / 8, COLORS[color])
         objs.append({"shape": shape, "color": color, "position": POSITIONS[s]})
-    caption = " and ".join(f"a {o['color']} {o['shape']} on the {o['position']}" for o in objs) + "."
+    caption = ", ".join(f"{o['color']} {o['shape']} {o['position']}" for o in objs) + "."
     return VItem(img, "Describe the image.", caption, "caption", {"objects": objs, "count": n})
 
 

@@ -24,9 +24,9 @@ from . import contrastive as C
 from .config import VLMConfig
 from .data import make_items, make_mix, mismatch_pairs
 from .model import build_llava, load_processor, load_vlm, make_processor, params_by_part, torch_threads
-from .train import Codec, answer_loss, evaluate, gui_task_success, train_stage
+from .train import Codec, answer_loss, evaluate, gui_task_success, train_stage, warm_up_text
 
-EVAL_KINDS = ("grounding", "ocr", "vmath", "caption")
+EVAL_KINDS = ("grounding", "ocr", "vmath")
 
 
 def as_config(config, overrides=None) -> VLMConfig:
@@ -37,12 +37,44 @@ def as_config(config, overrides=None) -> VLMConfig:
 
 # --------------------------------------------------------------------------- language model
 
-def language_model(cfg: VLMConfig):
-    """The toy LM of chapter 2 (from the artifact cache) and its tokenizer."""
+def base_language_model(cfg: VLMConfig):
+    """The toy LM of chapter 2 (from the artifact cache), its tokenizer and its cache spec."""
     from .. import pretrain
 
     r = pretrain.run(cfg.lm_config)
     return r.load_model(), r.load_tokenizer(), pretrain.cache_spec(pretrain._as_config(cfg.lm_config))
+
+
+WARMUP_FIELDS = ("data_seed", "lm_warmup_steps", "lm_warmup_items", "lm_warmup_lr", "stage1_mix", "stage2_mix",
+                 "stage3_mix", "image_size")
+
+
+def language_model(cfg: VLMConfig):
+    """The LM the VLM is built on: chapter 2's toy LM after a short text-only warm-up (cached).
+
+    The warm-up trains on the prompts and answers of every data family with the images left out, so the
+    LM knows the words and formats ("red circle left.", "(312, 625)") but not which one an image calls
+    for: that has to come through the projector. InfiR-1B-Base needs no such step (it knows English).
+    """
+    lm, tok, spec = base_language_model(cfg)
+    if cfg.lm_warmup_steps <= 0:
+        return lm, tok, spec
+    wspec = {"lm": spec, **{k: getattr(cfg, k) for k in WARMUP_FIELDS}}
+
+    def build(folder: Path) -> None:
+        with torch_threads(cfg.num_threads):
+            kinds = ["caption", "count", *cfg.stage2_mix, *cfg.stage3_mix]
+            per = max(1, cfg.lm_warmup_items // len(kinds))
+            items = make_mix({k: per for k in dict.fromkeys(kinds)}, cfg.data_seed + 7, cfg.image_size)
+            history = warm_up_text(lm, tok, items, cfg.lm_warmup_steps, 32, cfg.lm_warmup_lr, cfg.data_seed)
+            lm.save_pretrained(folder / "model")
+            tok.save_pretrained(folder / "model")
+            artifacts.save_json(history, folder / "history.json")
+
+    folder = artifacts.cached("vlm-lm", wspec, build, name="warm")
+    from ..models import load_model, load_tokenizer
+
+    return load_model(folder / "model"), load_tokenizer(folder / "model"), wspec
 
 
 # --------------------------------------------------------------------------- tower + cleaning
@@ -80,8 +112,10 @@ def caption_pool(cfg: VLMConfig):
 
 
 def tower(cfg: VLMConfig) -> TowerResult:
-    """Pre-train the tiny SigLIP on the noisy caption pool and score every pair (cached)."""
-    _, tok, lm_spec = language_model(cfg)
+    """Pre-train the tiny SigLIP on the noisy caption pool and score every pair (cached).
+
+    It needs only the tokenizer, so it does not depend on the LM's warm-up."""
+    _, tok, lm_spec = base_language_model(cfg)
     spec = {"lm": lm_spec, **{k: getattr(cfg, k) for k in TOWER_FIELDS}}
 
     def build(folder: Path) -> None:
@@ -155,6 +189,11 @@ def eval_sets(cfg: VLMConfig, codec: Codec):
     return {k: codec.encode(make_items(k, cfg.eval_items, cfg.eval_seed, cfg.image_size)) for k in EVAL_KINDS}
 
 
+def caption_eval_set(cfg: VLMConfig, codec: Codec):
+    """Clean held-out captions, scored by loss (exact captions are too strict a test for a toy model)."""
+    return codec.encode(make_items("caption", cfg.eval_items * 2, cfg.eval_seed, cfg.image_size))
+
+
 def stage_plan(cfg: VLMConfig, s1: list) -> list[tuple[str, str, list, int, float]]:
     """(stage name, parts key, rows, steps, lr) in order; the end-to-end arm sees the union."""
     import random
@@ -189,17 +228,18 @@ def _build_vlm(cfg: VLMConfig, folder: Path) -> dict:
     processor = make_processor(tok, cfg.image_size, cfg.patch_size)
     codec = Codec(processor)
     evals = eval_sets(cfg, codec)
+    captions = caption_eval_set(cfg, codec)
     s1, cleaning = stage1_items(cfg, tw)
     history, per_stage = [], {}
     for name, parts, rows, steps, lr in stage_plan(cfg, s1):
         enc = codec.encode(rows)
         history += train_stage(model, codec, enc, parts, steps, cfg.batch_size, lr, cfg.seed, name,
                                cfg.log_every)
-        per_stage[name] = {"rows": len(rows), "steps": steps, **evaluate(model, codec, evals)}
+        per_stage[name] = {"rows": len(rows), "steps": steps, **evaluate(model, codec, evals),
+                           "caption_loss": answer_loss(model, codec, captions)}
     metrics = dict(per_stage[list(per_stage)[-1]])
     metrics.pop("rows"), metrics.pop("steps")
     metrics["gui_task_success"] = gui_task_success(model, codec, cfg.gui_episodes, cfg.eval_seed, cfg.image_size)
-    metrics["caption_loss"] = answer_loss(model, codec, evals["caption"])
     model.save_pretrained(folder / "model")
     processor.save_pretrained(folder / "model")
     summary = {"metrics": metrics, "per_stage": per_stage, "cleaning": cleaning, "history": history,
@@ -253,9 +293,10 @@ def alignment_run(cfg: VLMConfig, clean: bool, seed: int) -> dict:
         rows, cleaning = stage1_items(dataclasses.replace(cfg, stage1_mix={}), tw, clean=clean)
         hist = train_stage(model, codec, codec.encode(rows), "stage1", cfg.stage1_steps, cfg.batch_size,
                            cfg.stage1_lr, seed, "stage1", cfg.log_every)
-        held = codec.encode(make_items("caption", cfg.eval_items * 2, cfg.eval_seed, cfg.image_size))
+        held = caption_eval_set(cfg, codec)
         res = {"clean": clean, "seed": seed, "rows": len(rows), "heldout_caption_loss": answer_loss(model, codec, held),
-               **{f"caption_{k}": v for k, v in evaluate(model, codec, {"exact": held}).items()}, "history": hist}
+               **{f"caption_{k}": v for k, v in evaluate(model, codec, {"exact": held}).items()}, "history": hist,
+               "cleaning": cleaning}
         artifacts.save_json(res, folder / "result.json")
 
     return artifacts.load_json(artifacts.cached("vlm-align", spec, build, name="clean" if clean else "noisy")

@@ -120,6 +120,44 @@ def train_stage(model, codec: Codec, enc: Encoded, parts, steps: int, batch_size
     return history
 
 
+def warm_up_text(lm, tok, items: list[VItem], steps: int, batch_size: int, lr: float, seed: int) -> list[dict]:
+    """Text-only training of the LM on the chat turns of ``items`` without their images (loss on answers)."""
+    seed_everything(seed)
+    eot = tok.convert_tokens_to_ids("<|eot_id|>")
+    rows = []
+    for it in items:
+        msgs = [{"role": "user", "content": it.prompt}]
+        p = tok(tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True),
+                add_special_tokens=False)["input_ids"]
+        a = tok(it.answer, add_special_tokens=False)["input_ids"] + [eot]
+        rows.append((p, a))
+    opt = torch.optim.AdamW(lm.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 10) * max(0.1, 1 - s / steps))
+    rng = random.Random(seed)
+    lm.train()
+    history = []
+    for step in range(1, steps + 1):
+        batch = [rows[i] for i in rng.sample(range(len(rows)), min(batch_size, len(rows)))]
+        width = max(len(p) + len(a) for p, a in batch)
+        ids = torch.full((len(batch), width), tok.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for r, (p, a) in enumerate(batch):
+            ids[r, :len(p) + len(a)] = torch.tensor(p + a)
+            labels[r, len(p):len(p) + len(a)] = torch.tensor(a)
+            mask[r, :len(p) + len(a)] = 1
+        loss = lm(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(lm.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        if step % 10 == 0 or step == steps:
+            history.append({"step": step, "loss": loss.item()})
+    lm.eval()
+    return history
+
+
 @torch.no_grad()
 def answer_loss(model, codec: Codec, enc: Encoded, batch_size: int = 64) -> float:
     """Mean teacher-forced loss on the answer tokens (the alignment measure of claim 11)."""
@@ -183,3 +221,24 @@ def gui_task_success(model, codec: Codec, n_episodes: int, seed: int, size: int 
         for e, p in zip(live, preds):
             e.step(parse_click(p))
     return sum(e.success for e in envs) / max(1, len(envs))
+
+
+def blind_baseline(items_by_kind: dict[str, list[VItem]]) -> dict[str, float]:
+    """The best a model that ignores the image can do: one fixed answer for every item of a kind.
+
+    Grounding: the best single click among the set's own answers (click-in-box); otherwise the most common
+    answer. Accuracies near these numbers mean the model has not learnt to look.
+    """
+    from collections import Counter
+
+    out = {}
+    for kind, items in items_by_kind.items():
+        if not items:
+            continue
+        if kind in ("grounding", "gui_task"):
+            candidates = {parse_click(it.answer) for it in items}
+            best = max(sum(inside(c, it.meta["box"]) for it in items) for c in candidates)
+        else:
+            best = Counter(it.answer for it in items).most_common(1)[0][1]
+        out[f"acc_{kind}"] = best / len(items)
+    return out
