@@ -255,7 +255,7 @@ def code_items(n: int = 30, seed: int = 0) -> list[dict]:
     for i in range(n):
         t, cut_after, pattern = cases[i % len(cases)]
         code = CODE_TEMPLATES[t].format(n=rng.randint(0, 999), k=rng.randint(0, 9))
-        cut = code.index(cut_after) + len(cut_after)
+        cut = code.rindex(cut_after) + len(cut_after)  # the last occurrence: the line the pattern describes
         items.append({"prompt": code[:cut], "pattern": pattern, "template": t})
     return items
 

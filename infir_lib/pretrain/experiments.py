@@ -30,13 +30,26 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def without_colon_endings(source: str = "toy:raw") -> str:
-    """Register ``toy:ch2-nocolon`` = ``source`` minus documents whose text ends in ':' (the colon rule).
+def domain_subset(source: str, domains: Sequence[str], name: str, field: str = "domain") -> str:
+    """Register ``toy:<name>``: the documents of ``source`` whose ``field`` is in ``domains``.
+
+    ``n_docs`` is passed to ``source``; the subset is what survives (e.g. the math pages of the crawl).
+    """
+    domains = tuple(domains)
+
+    def make(n_docs: int, seed: int) -> list[dict]:
+        return [d for d in iter_documents(source, n_docs=n_docs, seed=seed, limit=n_docs) if d.get(field) in domains]
+
+    register_toy_source(name, make)
+    return "toy:" + name
+
+
+def without_colon_endings(source: str = "toy:raw", name: str = "ch2-nocolon") -> str:
+    """Register ``toy:<name>`` = ``source`` minus documents whose text ends in ':' (the colon rule).
 
     Everything else is identical, so a model trained on it differs from one trained on ``source`` by
     that one rule. The number removed is kept on the function (``.removed``) and reported.
     """
-    name = "ch2-nocolon"
 
     def make(n_docs: int, seed: int) -> list[dict]:
         docs = list(iter_documents(source, n_docs=n_docs, seed=seed, limit=n_docs))
@@ -161,6 +174,6 @@ def spike_stats(norms: Sequence[float]) -> dict:
     return {"mean": float(n.mean()), "cv": float(n.std() / n.mean()), "max_over_median": float(n.max() / np.median(n))}
 
 
-__all__ = ["SMALL", "COLON_LEADINS", "without_colon_endings", "colon_rule_counts", "make_eval_fn",
+__all__ = ["SMALL", "COLON_LEADINS", "domain_subset", "without_colon_endings", "colon_rule_counts", "make_eval_fn",
            "reference_filter", "history_series", "spearman", "smoothness", "domain_blocks", "gradient_norms",
            "spike_stats"]
