@@ -42,7 +42,7 @@ def trl_args(cfg: SFTRunConfig, out: Path):
         gradient_accumulation_steps=cfg.gradient_accumulation_steps, weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm, max_length=cfg.max_length, packing=cfg.packing,
         assistant_only_loss=cfg.assistant_only_loss, bf16=bool(cfg.bf16 and use_cuda),
-        gradient_checkpointing=cfg.gradient_checkpointing, deepspeed=cfg.deepspeed, fsdp=cfg.fsdp or "",
+        activation_checkpointing=cfg.gradient_checkpointing, deepspeed=cfg.deepspeed, fsdp=cfg.fsdp or "",
         logging_steps=cfg.logging_steps, save_strategy="no", report_to=[], use_cpu=not use_cuda,
         disable_tqdm=True, dataloader_num_workers=0)
 
