@@ -16,6 +16,10 @@ from .config import VLMConfig
 from .model import STAGE_TRAINABLE, build_llava, params_by_part, vision_config
 
 
+def _fmt(n: float) -> str:
+    return f"{n / 1e9:.3f} B" if n >= 1e9 else f"{n / 1e6:,.1f} M" if n >= 1e6 else f"{n / 1e3:,.1f} k"
+
+
 @dataclass
 class VLMPlan:
     parameters: int
@@ -24,6 +28,7 @@ class VLMPlan:
     image_tokens: int
     datasets: dict
     training: TrainingPlan | None
+    note: str = ""
 
     def to_dict(self) -> dict:
         return {"parameters": self.parameters, "by_part": self.by_part, "trainable_by_stage": self.trainable_by_stage,
@@ -32,10 +37,12 @@ class VLMPlan:
 
     def __str__(self) -> str:
         lines = [f"VLM parameters      {self.parameters / 1e9:.3f} B ({self.parameters:,})"]
-        lines += [f"  {k:<17} {v / 1e6:,.1f} M" for k, v in self.by_part.items()]
+        lines += [f"  {k:<17} {_fmt(v)}" for k, v in self.by_part.items()]
         lines.append(f"image tokens        {self.image_tokens} per image")
         for stage, n in self.trainable_by_stage.items():
-            lines.append(f"{stage:<19} trains {n / 1e6:,.1f} M parameters; data: {self.datasets.get(stage) or '(toy generators)'}")
+            lines.append(f"{stage:<19} trains {_fmt(n)} parameters; data: {self.datasets.get(stage) or '(toy generators)'}")
+        if self.note:
+            lines.append(self.note)
         if self.training is not None:
             lines += ["compute (all stages, as if every parameter trained):", str(self.training)]
         return "\n".join(lines)
@@ -68,4 +75,6 @@ def plan_vlm(cfg: VLMConfig) -> VLMPlan:
                                  n_heads=text.num_attention_heads, n_gpus=cfg.n_gpus,
                                  micro_batch=cfg.micro_batch_size, gpu=cfg.gpu, mfu=cfg.assumed_mfu,
                                  sharding=cfg.sharding, checkpointing=True)
-    return VLMPlan(total, by_part, trainable, n_img, datasets, training)
+    note = ("note: the LM is counted with the config's vocab_size; the toy tokenizer trained in chapter 2 is "
+            "smaller, so the built toy model (result.summary['parameters']) is smaller too") if cfg.scale == "toy" else ""
+    return VLMPlan(total, by_part, trainable, n_img, datasets, training, note)
