@@ -72,8 +72,12 @@ def _as_config(config, overrides=None) -> SynthConfig:
     return load_config(SynthConfig, config, overrides)
 
 
+# Bump when the toy generators or selection rules change what a config produces.
+PIPELINE_VERSION = 2
+
+
 def cache_spec(cfg: SynthConfig) -> dict:
-    return {k: v for k, v in as_dict(cfg).items() if k not in NON_SEMANTIC}
+    return {**{k: v for k, v in as_dict(cfg).items() if k not in NON_SEMANTIC}, "pipeline_version": PIPELINE_VERSION}
 
 
 def _write(folder: Path, rows, candidates, funnel) -> None:

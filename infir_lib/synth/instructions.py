@@ -124,7 +124,7 @@ def seed_math(rng: random.Random, n_steps: int, uid: str) -> MathInstruction:
 
 
 def seed_code(rng: random.Random, n_steps: int, uid: str) -> CodeInstruction:
-    ins = CodeInstruction(f"f{rng.randint(10, 99)}", [], uid=uid)
+    ins = CodeInstruction("solve", [], uid=uid)  # one name: the toy model need not learn to copy names
     for _ in range(n_steps):
         op = rng.choice(["+", "-", "*"])
         ins.ops.append((op, rng.randint(2, 3) if op == "*" else rng.randint(1, 9)))
