@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set everything up on a fresh machine (idempotent, quick when already done):
-#   - system tools the book uses: bubblewrap (the code sandbox) and chromium (the browser test),
+#   - system tools the book uses: bubblewrap (the code sandbox) and chromium + chromium-driver (the browser test),
 #     installed with apt when running as root on Debian/Ubuntu; otherwise a notice;
 #   - a virtual environment in .venv with the exact pins of pyproject.toml (torch 2.13.0 CPU wheel).
 set -euo pipefail
@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 need=()
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     echo "[setup] installing system packages: ${need[*]}"
