@@ -85,7 +85,7 @@ def _run_full(cfg: RLConfig) -> RLResult:
 
 def plan(config: str | Path | RLConfig, overrides=None):
     """The dry-run: policy size from a meta-device build, stages, rollouts, GPU-hours, memory per GPU."""
-    from .plan import plan_rl
+    from .planning import plan_rl
 
     return plan_rl(as_config(config, overrides))
 
