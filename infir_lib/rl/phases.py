@@ -75,7 +75,12 @@ def run_phased(cfg: RLConfig) -> RLResult:
         folder.mkdir(parents=True, exist_ok=True)
         build(folder)
     else:
-        folder = artifacts.cached("rl", cache_spec(cfg, start_spec), build, name=cfg.method)
+        from .vision import chapter6_vision
+
+        source = chapter6_vision(cfg.vlm_config)  # cached; its spec is part of ours (a new VLM -> a new run)
+        spec = cache_spec(cfg, start_spec)
+        spec["vlm"] = artifacts.load_json(source.output_dir / artifacts.MANIFEST)["spec"] if source else None
+        folder = artifacts.cached("rl", spec, build, name=cfg.method)
     return RLResult(folder, json.loads((folder / "result.json").read_text()),
                     json.loads((folder / "history.json").read_text()))
 
