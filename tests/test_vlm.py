@@ -239,9 +239,11 @@ def test_otsu_finds_the_valley_and_the_report_counts():
 
 
 def test_sigmoid_contrastive_training_separates_matched_from_swapped_pairs():
-    from infir_lib import pretrain
+    from infir_lib.config import load_config
+    from infir_lib.pretrain.config import PretrainConfig
+    from infir_lib.pretrain.packing import get_tokenizer
 
-    tok = pretrain.run("configs/toy/pretrain.yaml").load_tokenizer()
+    tok = get_tokenizer(load_config(PretrainConfig, "configs/toy/pretrain.yaml"))  # the toy BPE only (no LM)
     from infir_lib.vlm.model import make_processor
 
     proc = make_processor(tok, 32, 16).image_processor
