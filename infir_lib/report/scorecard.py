@@ -212,7 +212,8 @@ def summary_figure(rows: list[dict]):
         e = r["effect"]
         if e is None:
             label = NO_RESULT if r["verdict"] == NO_RESULT else f"{r['verdict']} (no two-arm numbers)"
-            ax.text(0, y, label, ha="center", va="center", fontsize=8, color=colour, style="italic")
+            ax.text(0, y, label, ha="center", va="center", fontsize=8, color=colour, style="italic", zorder=3,
+                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.0})
         else:
             shown = max(-lim / 1.15, min(lim / 1.15, e))
             ax.barh(y, shown, color=colour, height=0.6)
@@ -224,6 +225,7 @@ def summary_figure(rows: list[dict]):
     ax.axvline(0, color="k", lw=0.5)
     ax.set_yticks(ys, [f"claim {r['claim']} (ch. {r['chapter']})" for r in rows], fontsize=8)
     ax.set_xlim(-lim, lim)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.set_xlabel("treatment − control, in units of max(margin, seed spread)")
     ax.set_title("Effect size per claim (dashed: verdict thresholds)", fontsize=10)
     counts = verdict_counts(rows)
