@@ -1,0 +1,46 @@
+"""Chapter 6 pipeline contract (what chapter 7 relies on): vlm.run -> cached model + processor, on a
+miniature config in an isolated cache (a 5-step LM, a few steps per stage)."""
+
+from __future__ import annotations
+
+import yaml
+
+from infir_lib.models import count_parameters
+
+
+def _mini(tmp_path):
+    pre = yaml.safe_load(open("configs/toy/pretrain.yaml"))
+    pre.update(max_steps=4, toy_docs=300, tokenizer_train_docs=300, warmup_steps=1, eval_every=0, log_every=2)
+    lm_cfg = tmp_path / "pretrain_mini.yaml"
+    lm_cfg.write_text(yaml.safe_dump(pre))
+    return {"lm_config": str(lm_cfg), "lm_warmup_steps": 3, "lm_warmup_items": 40, "contrastive_pairs": 48,
+            "siglip_steps": 3, "siglip_batch_size": 16, "stage1_mix": "{count: 8}", "stage2_mix": "{ocr: 8, grounding: 8}",
+            "stage3_mix": "{gui_task: 8, vmath: 8}", "stage1_steps": 2, "stage2_steps": 2, "stage3_steps": 2,
+            "batch_size": 4, "eval_items": 4, "gui_episodes": 2, "log_every": 1}
+
+
+def test_run_builds_a_cached_llava_that_loads_and_answers(tmp_path, isolated_cache):
+    from infir_lib import vlm
+    from infir_lib.vlm.train import Codec, generate
+
+    ov = _mini(tmp_path)
+    r = vlm.run("configs/toy/vlm.yaml", ov)
+    assert (r.model_dir / "config.json").is_file()
+    assert list(r.summary["per_stage"]) == ["stage1", "stage2", "stage3"]
+    assert {"acc_grounding", "acc_ocr", "acc_vmath", "gui_task_success"} <= set(r.metrics)
+    # stage 1 trained only the projector, stage 2 vision + projector, stage 3 everything
+    trained = {h["stage"]: h["trainable"] for h in r.history}
+    parts = r.summary["parameters"]
+    assert trained["stage1"] == parts["projector"]
+    assert trained["stage2"] == parts["projector"] + parts["vision"]
+    assert trained["stage3"] == count_parameters(r.load_model())
+    model, processor = r.load_model(), r.load_processor()
+    codec = Codec(processor)
+    items = vlm.make_items("grounding", 2, seed=5)
+    answers = generate(model, codec, codec.encode(items), max_new_tokens=4)
+    assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+    again = vlm.run("configs/toy/vlm.yaml", ov)  # cached: same folder, no rebuild
+    assert again.output_dir == r.output_dir and again.metrics == r.metrics
+    e2e = vlm.run("configs/toy/vlm.yaml", {**ov, "schedule": "end_to_end"})
+    assert list(e2e.summary["per_stage"]) == ["end_to_end"] and e2e.output_dir != r.output_dir
+    assert e2e.summary["per_stage"]["end_to_end"]["steps"] == 6
