@@ -74,3 +74,18 @@ def test_arith_choice_answer_is_the_true_result():
         last = it["context"].split("Solution: ")[-1]
         expr = last.rsplit(" ", 1)[-1].rstrip("=")
         assert eval(expr) == int(it["choices"][it["answer"]])  # noqa: S307 - digits and + - * only
+
+
+def test_eval_fn_measures_only_what_it_is_given():
+    from infir_lib.models import ModelArgs, build_llama, train_tokenizer
+
+    tok = train_tokenizer(["Ann has 3 pens. The steps are: 3+1=4. Answer: 4"] * 10, vocab_size=300)
+    torch.manual_seed(0)
+    model = build_llama(ModelArgs(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                                  intermediate_size=32), tok)
+    colon_only = ex.make_eval_fn([], [], ["The steps are:"], name="t")
+    out = colon_only(model, tok, 1)
+    assert set(out) == {"p_eos_colon"} and 0.0 < out["p_eos_colon"] < 1.0
+    full = ex.make_eval_fn(["Ann has 3 pens."], tb.arith_choice_items(2, k_shot=1), ["The steps are:"], name="t")
+    assert set(full(model, tok, 1)) == {"val_nll", "mc_acc", "mc_pnorm", "p_eos_colon"}
+    assert full.cache_key != colon_only.cache_key

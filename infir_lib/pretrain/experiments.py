@@ -76,14 +76,21 @@ def make_eval_fn(val_texts: Sequence[str], mc_items: Sequence[dict], colon_promp
     - ``val_nll``: NLL per token on the (already filtered) held-out web sample (Eq. 1);
     - ``mc_acc`` / ``mc_pnorm``: multiple-choice accuracy and normalized choice probability (Eq. 2);
     - ``p_eos_colon``: mean probability of end-of-text right after prompts ending in ':' (§5.1.2).
+
+    An empty list switches its measurement off (evaluation is a large share of a toy run's time).
     """
     val_texts, mc_items, colon_prompts = list(val_texts), list(mc_items), list(colon_prompts)
 
     def eval_fn(model, tokenizer, step: int) -> dict:
-        mc = multiple_choice_metrics(model, tokenizer, mc_items)
-        return {"val_nll": nll_per_token(text_logprobs(model, tokenizer, val_texts, max_tokens=128)),
-                "mc_acc": mc["accuracy"], "mc_pnorm": mc["p_norm_correct"],
-                "p_eos_colon": float(next_token_prob(model, tokenizer, colon_prompts, tokenizer.eos_token_id).mean())}
+        out = {}
+        if val_texts:
+            out["val_nll"] = nll_per_token(text_logprobs(model, tokenizer, val_texts, max_tokens=128))
+        if mc_items:
+            mc = multiple_choice_metrics(model, tokenizer, mc_items)
+            out.update(mc_acc=mc["accuracy"], mc_pnorm=mc["p_norm_correct"])
+        if colon_prompts:
+            out["p_eos_colon"] = float(next_token_prob(model, tokenizer, colon_prompts, tokenizer.eos_token_id).mean())
+        return out
 
     eval_fn.cache_key = f"{name}-eval-{_digest([val_texts, mc_items, colon_prompts])}"
     return eval_fn
