@@ -6,6 +6,7 @@ import importlib.metadata
 import os
 import platform
 import random
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -53,3 +54,31 @@ def print_versions() -> None:
     device = pick_device()
     print(" | ".join(f"{k} {val}" for k, val in v.items()))
     print(f"device: {device}  threads: {torch.get_num_threads()}")
+
+
+@contextmanager
+def torch_threads(n: int):
+    """Run with ``n`` intra-op threads (0: leave as is), then restore.
+
+    A model of a million parameters is fastest on one thread, and on a shared 2-core machine two
+    threads can be several times slower than one, so the toy presets pin it.
+    """
+    old = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def pad_batch(seqs: list[list[int]], pad_id: int, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token lists -> (ids, attention mask). Left padding for generation, right padding for scoring."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        span = slice(width - len(s), width) if left else slice(0, len(s))
+        ids[i, span] = torch.as_tensor(s, dtype=torch.long)
+        mask[i, span] = 1
+    return ids, mask

@@ -18,7 +18,7 @@ from infir_lib.vlm.model import build_llava, set_trainable, trainable_by_part, v
 @pytest.fixture(autouse=True)
 def _one_thread():
     """Tiny models run fastest on one thread (and a shared 2-core machine punishes two)."""
-    from infir_lib.vlm.model import torch_threads
+    from infir_lib.runtime import torch_threads
 
     with torch_threads(1):
         yield

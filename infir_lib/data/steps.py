@@ -27,7 +27,7 @@ import os
 import random
 import re
 import tempfile
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable
 

@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..runtime import pad_batch
 from . import code as code_eval
 from .extract import extract_answer, is_equivalent
 
@@ -109,12 +110,8 @@ def generate(model, tokenizer, prompts: Sequence[str], *, chat: bool = False, ma
     out: list[list[str]] = []
     for b in range(0, len(encoded), batch_size):
         chunk = encoded[b: b + batch_size]
-        width = max(len(s) for s in chunk)
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for i, s in enumerate(chunk):
-            ids[i, width - len(s):] = torch.as_tensor(s)
-            mask[i, width - len(s):] = 1
+        ids, mask = pad_batch(chunk, pad, left=True)
+        width = ids.shape[1]
         kw = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0 else dict(do_sample=False)
         gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
                              pad_token_id=pad, eos_token_id=stop_ids or None, num_return_sequences=n, **kw)

@@ -27,6 +27,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..runtime import pad_batch
+
 # ----------------------------------------------------------------------------------------------
 # pure functions on log-probabilities
 
@@ -138,12 +140,7 @@ def sequence_logprobs(model, sequences: Sequence[Sequence[int]], *, batch_size: 
     ranks: list[np.ndarray] = []
     for b in range(0, len(sequences), batch_size):
         chunk = [list(s) for s in sequences[b: b + batch_size]]
-        width = max(len(s) for s in chunk)
-        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for i, s in enumerate(chunk):
-            ids[i, : len(s)] = torch.as_tensor(s)
-            mask[i, : len(s)] = 1
+        ids, mask = pad_batch(chunk, pad_id)
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
         logp = torch.log_softmax(logits[:, :-1], dim=-1)
         target = ids[:, 1:].to(device)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..data.arith import make_problem
+from ..runtime import pad_batch
 from ..data.corpus import CODE_TEMPLATES, TOPICS
 from .likelihood import answer_nll, multiple_choice_metrics
 
@@ -55,12 +56,8 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = 
     out: list = []
     for b in range(0, len(encoded), batch_size):
         chunk = encoded[b: b + batch_size]
-        width = max(len(s) for s in chunk)
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for i, s in enumerate(chunk):
-            ids[i, width - len(s):] = torch.as_tensor(s)
-            mask[i, width - len(s):] = 1
+        ids, mask = pad_batch(chunk, pad, left=True)
+        width = ids.shape[1]
         kw = dict(do_sample=True, top_k=0, top_p=1.0, temperature=1.0) if do_sample else dict(do_sample=False)
         gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
                              pad_token_id=pad, eos_token_id=sorted(stop_ids),
@@ -92,12 +89,7 @@ def next_token_prob(model, tokenizer, prompts: Sequence[str], token_id: int, bat
     probs = []
     for b in range(0, len(encoded), batch_size):
         chunk = encoded[b: b + batch_size]
-        width = max(len(s) for s in chunk)
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for i, s in enumerate(chunk):
-            ids[i, : len(s)] = torch.as_tensor(s)
-            mask[i, : len(s)] = 1
+        ids, mask = pad_batch(chunk, pad)
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
         last = torch.as_tensor([len(s) - 1 for s in chunk], device=device)
         p = torch.softmax(logits[torch.arange(len(chunk), device=device), last], dim=-1)[:, token_id]

@@ -9,7 +9,6 @@ The freezing helpers implement the curriculum of §4.3: which of the three parts
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -131,17 +130,6 @@ def params_by_part(model: LlavaForConditionalGeneration) -> dict[str, int]:
     return out
 
 
-@contextmanager
-def torch_threads(n: int):
-    """Run with ``n`` intra-op threads, then restore. Tiny models are fastest on one thread, and on a
-    shared 2-core machine two threads can be many times slower than one (measured: 0.04 s vs 2 s a step)."""
-    old = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def load_vlm(path: str | Path) -> LlavaForConditionalGeneration:

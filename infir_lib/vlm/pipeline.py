@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +22,8 @@ from ..runtime import seed_everything
 from . import contrastive as C
 from .config import VLMConfig
 from .data import make_items, make_mix, mismatch_pairs
-from .model import build_llava, load_processor, load_vlm, make_processor, params_by_part, torch_threads
+from ..runtime import torch_threads
+from .model import build_llava, load_processor, load_vlm, make_processor, params_by_part
 from .train import Codec, answer_loss, evaluate, gui_task_success, train_stage, warm_up_text
 
 EVAL_KINDS = ("grounding", "ocr", "vmath")
