@@ -219,13 +219,16 @@ def _python_dirs() -> list[str]:
 
 
 def _bwrap_command(box: str, tmp_mb: int, uid: int | None) -> list[str]:
-    cmd = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-    hidden = _hidden_dirs()
+    # The scratch /tmp comes first: the interpreter (a virtualenv, say) may itself live under /tmp,
+    # and is bound back below like everything else that a hidden directory covers.
+    cmd = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+           "--perms", "01777", "--size", str(tmp_mb << 20), "--tmpfs", "/tmp"]
+    hidden = [d for d in _hidden_dirs() if d != "/tmp" and not d.startswith("/tmp/")]
     for d in hidden:
         cmd += ["--perms", "0755", "--tmpfs", d]
     made: set[str] = set()
     for d in _python_dirs():
-        for h in hidden:
+        for h in hidden + ["/tmp"]:
             if d == h or d.startswith(h + "/"):
                 # intermediate directories on the tmpfs must be traversable by the dropped uid
                 parts = d[len(h):].strip("/").split("/")[:-1]
@@ -236,8 +239,7 @@ def _bwrap_command(box: str, tmp_mb: int, uid: int | None) -> list[str]:
                         cmd += ["--perms", "0755", "--dir", sub]
                 cmd += ["--ro-bind", d, d]
                 break
-    cmd += ["--perms", "01777", "--size", str(tmp_mb << 20), "--tmpfs", "/tmp",
-            "--ro-bind", box, "/tmp/.infir", "--chdir", "/tmp",
+    cmd += ["--ro-bind", box, "/tmp/.infir", "--chdir", "/tmp",
             "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
     if uid is None:  # unprivileged: a user namespace is what lets bwrap do the rest
         cmd += ["--unshare-user"]
