@@ -58,3 +58,16 @@ def test_seeding_is_deterministic():
     b = build_llama(args)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     assert pick_device("cpu").type == "cpu" and pick_device().type in ("cpu", "cuda", "mps")
+
+
+def test_toy_training_gives_identical_numbers_twice(tmp_path):
+    from infir_lib import pretrain
+    tiny = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                intermediate_size=64, seq_len=32, global_batch_size=4, micro_batch_size=2, toy_docs=120,
+                tokenizer_train_docs=120, tokenizer_vocab_size=300, warmup_steps=1, log_every=1, eval_every=2,
+                max_steps=4)
+    a = pretrain.run("configs/toy/pretrain.yaml", dict(tiny, output_dir=str(tmp_path / "a")))
+    b = pretrain.run("configs/toy/pretrain.yaml", dict(tiny, output_dir=str(tmp_path / "b")))
+    keys = ("step", "loss", "grad_norm", "lr", "val_loss")
+    assert [[h.get(k) for k in keys] for h in a.history] == [[h.get(k) for k in keys] for h in b.history]
+    assert a.summary["weights_sha256"] == b.summary["weights_sha256"]
