@@ -26,7 +26,7 @@ import yaml
 pytestmark = pytest.mark.after_book
 
 REPO = Path(__file__).resolve().parents[1]
-HTML = Path(os.environ.get("INFIR_BOOK_HTML", REPO / "_build" / "site" / "_build" / "html"))
+HTML = Path(os.environ.get("INFIR_BOOK_HTML", REPO / "_book" / "_build" / "html"))
 SCREENSHOTS = REPO / "_build" / "screenshots"
 CHROME_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",

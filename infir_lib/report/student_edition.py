@@ -35,7 +35,7 @@ import nbformat
 
 # An opening fence of a solution block: backticks or colons (MyST colon_fence), then the directive.
 _OPEN = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|:{3,})\s*\{(?P<directive>admonition|dropdown)\}\s*(?P<title>.*)$")
-SKIP_DIRS = {".git", ".venv", ".cache", "_build", "__pycache__", ".ipynb_checkpoints", ".pytest_cache"}
+SKIP_DIRS = {".git", ".venv", ".cache", "_build", "_book", "_student-book", "__pycache__", ".ipynb_checkpoints", ".pytest_cache"}
 SOLUTION_TAG = "solution"
 
 

@@ -2,7 +2,7 @@
 
 nbmake (like nbclient, which it uses) records when each cell started and finished in the cell's
 ``metadata.execution``. After ``scripts/build_book.sh`` has executed the book, those timestamps are in
-the executed copies under ``_build/site/notebooks/``; the teacher's guide and chapter 8 show them
+the executed copies under ``_book/notebooks/``; the teacher's guide and chapter 8 show them
 instead of typed-in estimates. A notebook with no timestamps (outputs stripped, never run) is
 reported as not measured.
 """
