@@ -5,7 +5,7 @@ import torch
 from infir_lib.models import ModelArgs, build_llama, load_model, train_tokenizer
 from infir_lib.rl import rewards as R
 from infir_lib.rl.grpo import StageArgs, run_stage
-from infir_lib.rl.policy import torch_threads
+from infir_lib.runtime import torch_threads
 from infir_lib.rl.tasks import format_rows
 
 

@@ -32,7 +32,7 @@ def as_config(config, overrides=None) -> RLConfig:
 def run(config: str | Path | RLConfig, overrides: dict | list | None = None) -> RLResult:
     """Run the schedule the config's ``method`` names. Toy: on this machine, cached. Full: under accelerate."""
     cfg = as_config(config, overrides)
-    from .policy import torch_threads
+    from ..runtime import torch_threads
 
     with torch_threads(cfg.num_threads if cfg.scale == "toy" else 0):
         return _run(cfg)

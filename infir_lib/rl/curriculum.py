@@ -13,7 +13,7 @@ judge score them 0-100, keep those above the threshold, mix in text-only rows, a
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import artifacts
@@ -221,7 +221,7 @@ def rejection_sampling_sft(policy_dir: Path, cfg: RLConfig, out: Path, *, filter
 def self_improve(config, filtered: bool = True, overrides: dict | None = None) -> dict:
     """Curr-ReFT stage 2 after the curriculum run of ``config`` (cached): counts, scores, SFT curve."""
     from . import as_config, run
-    from .policy import torch_threads
+    from ..runtime import torch_threads
 
     cfg = as_config(config, overrides)
     with torch_threads(cfg.num_threads):

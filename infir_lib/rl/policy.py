@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -22,19 +21,6 @@ from ..models import EOT, load_model, load_tokenizer
 from ..runtime import seed_everything
 from .rewards import completion_text, extract_answer, format_reward, score_answer
 from .tasks import FORMATS, format_rows, sft_pairs
-
-
-@contextmanager
-def torch_threads(n: int):
-    """Run with ``n`` torch threads, then restore (a 1 M-parameter model is fastest on one thread, and
-    on a shared machine two threads can be several times slower than one)."""
-    old = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def set_stop_tokens(model, tokenizer) -> None:
