@@ -3,7 +3,7 @@
     from infir_lib import vlm
     result = vlm.run("configs/toy/vlm.yaml")                   # toy VLM through the curriculum
     model, processor = result.load_model(), result.load_processor()
-    # accelerate launch -m infir_lib vlm --config configs/full/vlm.yaml   (full scale)
+    print(vlm.plan("configs/full/vlm.yaml"))                   # full scale: plan only (training not implemented yet)
 """
 
 from __future__ import annotations
@@ -259,8 +259,9 @@ def run(config="configs/toy/vlm.yaml", overrides: dict | list | None = None) -> 
     """Build the toy VLM through the configured schedule (cached by config unless ``output_dir`` is set)."""
     cfg = as_config(config, overrides)
     if cfg.scale == "full":
-        raise RuntimeError("the full-scale VLM needs a GPU cluster and the hub: launch it with accelerate "
-                           "(see plan() for what it would cost); this toy builder only runs scale: toy")
+        raise NotImplementedError("full-scale VLM training (SigLIP-So400m + the 1B LM on Table 9 data) is not "
+                                  "implemented yet: only plan()/--dry-run work at scale: full; this builder "
+                                  "runs scale: toy")
     if cfg.output_dir:
         out = Path(cfg.output_dir)
         out.mkdir(parents=True, exist_ok=True)
