@@ -125,3 +125,19 @@ def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> in
 def load_model(path: str | Path, dtype: torch.dtype | None = None) -> LlamaForCausalLM:
     """Reload a saved model (toy artifact folder or hub id)."""
     return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype or torch.float32)
+
+
+class SavedModelMixin:
+    """For stage results that saved a model + tokenizer under ``<output_dir>/model``."""
+
+    output_dir: Path
+
+    @property
+    def model_dir(self) -> Path:
+        return self.output_dir / "model"
+
+    def load_model(self):
+        return load_model(self.model_dir)
+
+    def load_tokenizer(self):
+        return load_tokenizer(self.model_dir)

@@ -17,7 +17,7 @@ from typing import Callable
 
 from .. import artifacts
 from ..config import as_dict, load_config
-from ..models import build_llama, count_parameters, load_model, load_tokenizer
+from ..models import SavedModelMixin, build_llama, count_parameters
 from ..plan import plan_training
 from . import toy_mixes  # noqa: F401  (registers the toy:ch2-* sources)
 from .config import PretrainConfig
@@ -28,23 +28,15 @@ NON_SEMANTIC = ("output_dir", "log_every", "resume", "n_gpus", "gpu", "assumed_m
 
 
 @dataclass
-class PretrainResult:
+class PretrainResult(SavedModelMixin):
     output_dir: Path
     summary: dict
     history: list[dict]
 
-    @property
-    def model_dir(self) -> Path:
-        return self.output_dir / "model"
-
-    def load_model(self):
-        return load_model(self.model_dir)
-
-    def load_tokenizer(self):
-        return load_tokenizer(self.model_dir)
 
     def checkpoints(self) -> list[Path]:
         return sorted((self.output_dir / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
+
 
 
 def _as_config(config: str | Path | PretrainConfig, overrides=None) -> PretrainConfig:

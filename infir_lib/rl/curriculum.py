@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .. import artifacts
 from ..config import as_dict
-from ..models import load_model, load_tokenizer
+from ..models import SavedModelMixin, load_model, load_tokenizer
 from .config import RLConfig
 from .grpo import StageArgs, run_stage
 from .policy import evaluate, set_stop_tokens, sft
@@ -32,20 +32,10 @@ NON_SEMANTIC = ("output_dir", "n_gpus", "gpu", "assumed_mfu", "prompt_tokens", "
 
 
 @dataclass
-class RLResult:
+class RLResult(SavedModelMixin):
     output_dir: Path
     summary: dict
     history: list[dict] = field(default_factory=list)
-
-    @property
-    def model_dir(self) -> Path:
-        return self.output_dir / "model"
-
-    def load_model(self):
-        return load_model(self.model_dir)
-
-    def load_tokenizer(self):
-        return load_tokenizer(self.model_dir)
 
 
 def stage_rows(cfg: RLConfig) -> list[list[dict]]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .. import artifacts
 from ..config import as_dict, load_config
-from ..models import load_model, load_tokenizer
+from ..models import SavedModelMixin
 from .config import SFTRunConfig
 from .data import assistant_token_mask, load_rows, problem_to_row, rows_digest, to_messages, toy_arith_rows
 from .trainer import estimated_steps, train
@@ -28,24 +28,14 @@ NON_SEMANTIC = ("output_dir", "logging_steps", "n_gpus", "gpu", "assumed_mfu", "
 
 
 @dataclass
-class SFTResult:
+class SFTResult(SavedModelMixin):
     output_dir: Path
     metrics: dict
     history: list[dict]
 
     @property
-    def model_dir(self) -> Path:
-        return self.output_dir / "model"
-
-    @property
     def summary(self) -> dict:
         return self.metrics
-
-    def load_model(self):
-        return load_model(self.model_dir)
-
-    def load_tokenizer(self):
-        return load_tokenizer(self.model_dir)
 
 
 def _as_config(config, overrides=None) -> SFTRunConfig:
