@@ -77,6 +77,17 @@ class VLMConfig:
     assumed_mfu: float = 0.3
     sharding: Literal["ddp", "fsdp", "zero2", "zero3"] = "ddp"
     output_dir: str | None = None
+    # full-scale training path (infir_lib.vlm.full); none of these are part of the toy cache key
+    init: Literal["pretrained", "random"] = "pretrained"  # random: towers from config sizes, no weights (smoke tests)
+    tokenizer_name_or_path: str | None = None  # default: lm_name_or_path; init=random without one: a small BPE
+    clean_model_name_or_path: str | None = None  # App. E scorer (a SiglipModel); default: vision_name_or_path
+    clean_calibration: int = 2000  # stage-1 pairs scored first to set an otsu/quantile cut (fixed: unused)
+    clean_text_len: int = 64  # SigLIP-So400m's text length
+    max_steps: int = 0  # > 0: cap every stage at this many optimizer steps (smoke tests); 0: from stage_samples
+    mixed_precision: Literal["no", "bf16", "fp16"] = "bf16"  # on a GPU; a CPU run always uses fp32
+    gradient_checkpointing: bool = False
+    shuffle_buffer: int = 1000  # streaming shuffle buffer per dataset
+    resume: bool = True  # skip stages whose checkpoint is complete in output_dir
 
     def __post_init__(self):
         if not 0 < self.patch_size <= self.image_size:

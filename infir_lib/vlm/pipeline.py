@@ -3,7 +3,8 @@
     from infir_lib import vlm
     result = vlm.run("configs/toy/vlm.yaml")                   # toy VLM through the curriculum
     model, processor = result.load_model(), result.load_processor()
-    print(vlm.plan("configs/full/vlm.yaml"))                   # full scale: plan only (training not implemented yet)
+    print(vlm.plan("configs/full/vlm.yaml"))                   # full scale: the plan (--dry-run)
+    # full scale: vlm.run("configs/full/vlm.yaml") -> infir_lib.vlm.full.run_full (accelerate, hub data)
 """
 
 from __future__ import annotations
@@ -248,20 +249,26 @@ def _build_vlm(cfg: VLMConfig, folder: Path) -> dict:
     return summary
 
 
+# fields only the full path reads (added after the toy cache keys were fixed: keep them out of the key)
+FULL_ONLY = ("init", "tokenizer_name_or_path", "clean_model_name_or_path", "clean_calibration", "clean_text_len",
+             "max_steps", "mixed_precision", "gradient_checkpointing", "shuffle_buffer", "resume")
+
+
 def cache_spec(cfg: VLMConfig) -> dict:
     _, _, lm_spec = language_model(cfg)
     skip = {"output_dir", "log_every", "num_threads", "n_gpus", "gpu", "assumed_mfu", "sharding", "stage1_datasets",
-            "stage2_datasets", "stage3_datasets", "stage_samples", "seq_len", "global_batch_size", "micro_batch_size"}
+            "stage2_datasets", "stage3_datasets", "stage_samples", "seq_len", "global_batch_size", "micro_batch_size", *FULL_ONLY}
     return {"lm": lm_spec, **{k: v for k, v in as_dict(cfg).items() if k not in skip}}
 
 
 def run(config="configs/toy/vlm.yaml", overrides: dict | list | None = None) -> VLMResult:
-    """Build the toy VLM through the configured schedule (cached by config unless ``output_dir`` is set)."""
+    """Build the VLM through the configured schedule: ``scale: toy`` on generated data, cached by config unless
+    ``output_dir`` is set; ``scale: full`` through :func:`infir_lib.vlm.full.run_full` (same stage function)."""
     cfg = as_config(config, overrides)
-    if cfg.scale == "full":
-        raise NotImplementedError("full-scale VLM training (SigLIP-So400m + the 1B LM on Table 9 data) is not "
-                                  "implemented yet: only plan()/--dry-run work at scale: full; this builder "
-                                  "runs scale: toy")
+    if cfg.scale == "full":  # SigLIP-So400m + the 1B LM on Table 9 data, through accelerate
+        from .full import run_full
+
+        return run_full(cfg)
     if cfg.output_dir:
         out = Path(cfg.output_dir)
         out.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ exact text, visual math = exact number, GUI tasks = episodes finished (a toy And
 
 from __future__ import annotations
 
+import contextlib
 import random
 from dataclasses import dataclass
 
@@ -82,42 +83,102 @@ class Codec:
         return {"input_ids": ids, "attention_mask": mask, "pixel_values": enc.pixel_values[idx]}
 
 
-def train_stage(model, codec: Codec, enc: Encoded, parts, steps: int, batch_size: int, lr: float, seed: int,
-                stage: str = "", log_every: int = 10, eval_fn=None) -> list[dict]:
-    """AdamW on the unfrozen ``parts`` for ``steps`` steps (warmup then linear decay); loss history."""
-    seed_everything(seed)
-    trainable = set_trainable(model, parts)
+def stage_lr(step: int, steps: int) -> float:
+    """The lr multiplier at optimizer step ``step`` (0-based): 10% linear warm-up, then linear decay to 10%."""
+    warm = max(1, steps // 10)
+    return min(1.0, (step + 1) / warm) * max(0.1, 1 - step / steps)
+
+
+def fit_stage(model, batches, parts, steps: int, lr: float, *, optimizer=None, accelerator=None, accum: int = 1,
+              stage: str = "", log_every: int = 10, eval_fn=None, progress: bool = False,
+              max_grad_norm: float = 1.0) -> list[dict]:
+    """One curriculum stage, shared by the toy run and the full run: freeze all but ``parts``, then
+    ``steps`` optimizer steps of AdamW, each over ``accum`` micro-batches drawn from the iterator ``batches``.
+
+    * toy: no ``optimizer`` (a fresh AdamW over the unfrozen parameters, as if the stage started
+      anew), no ``accelerator`` (plain PyTorch on the CPU), ``accum=1``;
+    * full: the accelerate-prepared model and the one optimizer built over every parameter (frozen ones
+      get no gradient, so AdamW skips them); its moments are reset here so each stage starts fresh like
+      the toy's. ``accelerator.backward`` handles bf16 autocast/scaling, ``no_sync`` skips the gradient
+      all-reduce on all but the last micro-batch, ``clip_grad_norm_`` works on FSDP shards.
+
+    The lr follows :func:`stage_lr`; the loss history has one record every ``log_every`` steps.
+    """
+    inner = accelerator.unwrap_model(model) if accelerator is not None else model
+    trainable = set_trainable(inner, parts)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError(f"stage {stage!r} has nothing to train (parts={parts})")
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    warm = max(1, steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * max(0.1, 1 - s / steps))
-    rng = random.Random(seed)
-    order: list[int] = []
+    if optimizer is None:
+        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    else:
+        optimizer.state.clear()  # fresh moments: a new stage trains a new set of parts at a new lr
+    main = accelerator is None or accelerator.is_local_main_process
+    bar = None
+    if progress and main:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, desc=stage or "train", unit="step")
     history = []
     model.train()
     for step in range(1, steps + 1):
+        for group in optimizer.param_groups:
+            group["lr"] = lr * stage_lr(step - 1, steps)
+        total = 0.0
+        for k in range(accum):
+            batch = next(batches)
+            if accelerator is None:
+                loss = model(**batch).loss
+                (loss / accum).backward()
+            else:
+                sync = k == accum - 1
+                with (contextlib.nullcontext() if sync else accelerator.no_sync(model)):
+                    loss = model(**batch).loss
+                    accelerator.backward(loss / accum)
+            total += loss.detach().float() / accum
+        if accelerator is None:
+            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+        else:
+            accelerator.clip_grad_norm_(params, max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{total.item():.3f}")
+        if step % log_every == 0 or step == steps:
+            value = total if accelerator is None else accelerator.reduce(total.to(accelerator.device), "mean")
+            rec = {"stage": stage, "step": step, "loss": float(value), "trainable": sum(trainable.values())}
+            if eval_fn is not None and step == steps:
+                rec.update(eval_fn(model))
+            history.append(rec)
+    if bar is not None:
+        bar.close()
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return history
+
+
+def toy_batches(codec: "Codec", enc: Encoded, batch_size: int, seed: int):
+    """Endless shuffled passes over the encoded toy rows, ``batch_size`` rows at a time."""
+    rng = random.Random(seed)
+    order: list[int] = []
+    while True:
         if len(order) < batch_size:
             more = list(range(len(enc.items)))
             rng.shuffle(more)
             order += more
         idx, order = order[:batch_size], order[batch_size:]
-        loss = model(**codec.train_batch(enc, idx)).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        if step % log_every == 0 or step == steps:
-            rec = {"stage": stage, "step": step, "loss": loss.item(), "trainable": sum(trainable.values())}
-            if eval_fn is not None and step == steps:
-                rec.update(eval_fn(model))
-            history.append(rec)
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(True)
-    return history
+        yield codec.train_batch(enc, idx)
+
+
+def train_stage(model, codec: Codec, enc: Encoded, parts, steps: int, batch_size: int, lr: float, seed: int,
+                stage: str = "", log_every: int = 10, eval_fn=None) -> list[dict]:
+    """The toy stage: :func:`fit_stage` on the CPU over the generated rows (the full run calls the same
+    :func:`fit_stage` with hub data and accelerate, see :mod:`infir_lib.vlm.full`)."""
+    seed_everything(seed)
+    return fit_stage(model, toy_batches(codec, enc, batch_size, seed), parts, steps, lr, stage=stage,
+                     log_every=log_every, eval_fn=eval_fn)
 
 
 def warm_up_text(lm, tok, items: list[VItem], steps: int, batch_size: int, lr: float, seed: int) -> list[dict]:

@@ -1,0 +1,383 @@
+"""Full-scale VLM data: InfiR Table 9 datasets by hub id or local path, normalised to one schema.
+
+A dataset entry in a config is ``path[:config][@split]``: a hub id (streamed, nothing is downloaded up
+front) or a local folder (parquet / jsonl / an imagefolder, or a ``save_to_disk`` folder), e.g.
+``HuggingFaceM4/the_cauldron:textcaps@train`` or ``/data/screens@test``. ``datasets`` reads it; a small
+adapter per format turns each row into a :class:`Conversation` (one image, user/assistant turns).
+
+Adapters, chosen from the columns a dataset has (the first that fits wins):
+
+=============  =====================================================  ==========================================
+format         columns                                                 examples from Table 9
+=============  =====================================================  ==========================================
+``cauldron``   ``images`` (list) + ``texts`` [{user, assistant}]      the_cauldron subsets: TextCaps, VQAv2,
+                                                                       OCR-VQA, TextVQA, DocVQA, ChartQA, AI2D...
+``llava``      image + ``conversations`` [{from, value}] or            LLaVA/ShareGPT-style sets (ShareGPT-4o,
+               ``messages`` [{role, content}]                          ALLaVA, ...) exported with their images
+``grounding``  image + ``instruction`` + ``bbox`` (x0, y0, x1, y1)     ScreenSpot / SeeClick-style GUI grounding
+``qa``         image + question|query + answer|answers|label|          VQAv2, TextVQA, DocVQA, ChartQA,
+               multiple_choice_answer                                  MathVista (``decoded_image``)
+``caption``    image + caption|caption_str|text                        TextCaps, COCO captions
+=============  =====================================================  ==========================================
+
+Anything else raises :class:`UnsupportedDataset` naming the dataset and the columns it found. Rows
+the adapter cannot use (several images, an empty answer, an unreadable image) are skipped and counted.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from PIL import Image
+
+from .data import SCALE, format_click
+
+IMAGE_COLUMNS = ("image", "images", "decoded_image", "img")
+QUESTION_COLUMNS = ("question", "query", "prompt")
+ANSWER_COLUMNS = ("answer", "answers", "label", "multiple_choice_answer")
+CAPTION_COLUMNS = ("caption", "caption_str", "text", "captions")
+CAPTION_PROMPT = "Describe the image briefly."
+FORMATS = ("cauldron", "llava", "grounding", "qa", "caption")
+
+
+class UnsupportedDataset(ValueError):
+    """A dataset whose columns match no adapter (the message names it and lists its columns)."""
+
+
+@dataclass
+class Conversation:
+    """One training row: an image and one or more (user, assistant) turns; the image goes with the first."""
+
+    image: Image.Image
+    turns: list[tuple[str, str]]
+    source: str = ""
+
+
+@dataclass
+class DatasetSpec:
+    path: str
+    name: str | None = None
+    split: str = "train"
+
+    @property
+    def local(self) -> bool:
+        return Path(self.path).exists()
+
+    def __str__(self) -> str:
+        return self.path + (f":{self.name}" if self.name else "") + f"@{self.split}"
+
+
+def parse_spec(text: str) -> DatasetSpec:
+    """``path[:config][@split]`` -> :class:`DatasetSpec` (split defaults to ``train``)."""
+    rest, split = (text.rsplit("@", 1) + ["train"])[:2] if "@" in text else (text, "train")
+    path, name = (rest.split(":", 1) if ":" in rest else (rest, None))
+    if not path:
+        raise ValueError(f"dataset entry {text!r}: empty path")
+    return DatasetSpec(path, name or None, split or "train")
+
+
+# --------------------------------------------------------------------------- loading
+
+def load_rows(spec: DatasetSpec, seed: int = 0, rank: int = 0, world_size: int = 1, shuffle_buffer: int = 1000):
+    """The dataset as an iterable of row dicts: a local folder is read (memory-mapped), a hub id is
+    streamed; both are shuffled (seeded) and split between the ``world_size`` processes."""
+    from datasets import DatasetDict, load_dataset, load_from_disk
+    from datasets.distributed import split_dataset_by_node
+
+    if spec.local:
+        folder = Path(spec.path)
+        if (folder / "dataset_info.json").exists() or (folder / "dataset_dict.json").exists():
+            ds = load_from_disk(str(folder))
+            if isinstance(ds, DatasetDict):
+                if spec.split not in ds:
+                    raise ValueError(f"dataset {spec}: no split {spec.split!r}; splits: {sorted(ds)}")
+                ds = ds[spec.split]
+        else:
+            ds = load_dataset(str(folder), spec.name, split=spec.split)
+        ds = ds.shuffle(seed=seed)
+    else:
+        ds = load_dataset(spec.path, spec.name, split=spec.split, streaming=True)
+        ds = ds.shuffle(seed=seed, buffer_size=shuffle_buffer)
+    if world_size > 1:
+        ds = split_dataset_by_node(ds, rank=rank, world_size=world_size)
+    return ds
+
+
+def to_image(value, root: Path | None = None) -> Image.Image:
+    """A PIL image from what ``datasets`` gives: an image, {bytes, path}, or a path (relative to ``root``)."""
+    if isinstance(value, Image.Image):
+        img = value
+    elif isinstance(value, dict) and value.get("bytes"):
+        img = Image.open(io.BytesIO(value["bytes"]))
+    elif isinstance(value, (dict, str)):
+        path = Path(value["path"] if isinstance(value, dict) else value)
+        if root is not None and not path.is_absolute():
+            path = root / path
+        img = Image.open(path)
+    else:
+        raise TypeError(f"cannot read an image from {type(value).__name__}")
+    return img.convert("RGB")
+
+
+# --------------------------------------------------------------------------- adapters
+
+def _first(row: dict, names) -> str | None:
+    return next((n for n in names if n in row), None)
+
+
+def _text(value) -> str:
+    """An answer field as one string: a list of answers -> the most common; {answer: ...} dicts unwrapped."""
+    if isinstance(value, dict):
+        value = value.get("answer", value.get("text", ""))
+    if isinstance(value, (list, tuple)):
+        vals = [_text(v) for v in value if _text(v)]
+        return Counter(vals).most_common(1)[0][0] if vals else ""
+    return "" if value is None else str(value).strip()
+
+
+def _strip_image_tag(text: str) -> str:
+    return text.replace("<image>", "").strip()
+
+
+def detect_format(columns: list[str], name: str = "") -> str:
+    """Which adapter reads a dataset with these columns; :class:`UnsupportedDataset` otherwise."""
+    cols = set(columns)
+    has_image = any(c in cols for c in IMAGE_COLUMNS)
+    if {"images", "texts"} <= cols:
+        return "cauldron"
+    if not has_image:
+        raise UnsupportedDataset(f"dataset {name}: no image column (looked for {list(IMAGE_COLUMNS)}); columns "
+                                 f"found: {sorted(cols)}. Supported formats: {', '.join(FORMATS)} "
+                                 f"(see infir_lib/vlm/hub_data.py)")
+    if cols & {"conversations", "messages"}:
+        return "llava"
+    if {"instruction", "bbox"} <= cols:
+        return "grounding"
+    if cols & set(QUESTION_COLUMNS) and cols & set(ANSWER_COLUMNS):
+        return "qa"
+    if cols & set(CAPTION_COLUMNS):
+        return "caption"
+    raise UnsupportedDataset(f"dataset {name}: columns {sorted(cols)} match no adapter. Supported formats: "
+                             f"cauldron (images + texts), llava (image + conversations|messages), grounding "
+                             f"(image + instruction + bbox), qa (image + {'|'.join(QUESTION_COLUMNS)} + "
+                             f"{'|'.join(ANSWER_COLUMNS)}), caption (image + {'|'.join(CAPTION_COLUMNS)})")
+
+
+class Skip(Exception):
+    """A row the adapter cannot use; the reason is counted."""
+
+
+def adapt(row: dict, fmt: str, root: Path | None = None, source: str = "") -> Conversation:
+    """One dataset row -> a :class:`Conversation` (raises :class:`Skip` with a reason)."""
+    img_col = _first(row, IMAGE_COLUMNS)
+    value = row.get(img_col) if img_col else None
+    if isinstance(value, (list, tuple)):
+        if len(value) != 1:
+            raise Skip("multi_image" if value else "no_image")
+        value = value[0]
+    if value is None:
+        raise Skip("no_image")
+    try:
+        image = to_image(value, root)
+    except Exception as e:  # noqa: BLE001 - a broken image is a skipped row, counted
+        raise Skip(f"bad_image:{type(e).__name__}")
+    if fmt == "cauldron":
+        turns = [(_strip_image_tag(t["user"]), str(t["assistant"]).strip()) for t in row["texts"]]
+    elif fmt == "llava":
+        msgs = row.get("conversations") or row.get("messages") or []
+        role = lambda m: (m.get("from") or m.get("role") or "").lower()
+        content = lambda m: m.get("value") if "value" in m else m.get("content")
+        turns, user = [], None
+        for m in msgs:
+            text = content(m)
+            if isinstance(text, list):  # [{"type": "text", "text": ...}, {"type": "image"}]
+                text = " ".join(p.get("text", "") for p in text if p.get("type") == "text")
+            if role(m) in ("human", "user"):
+                user = _strip_image_tag(text or "")
+            elif role(m) in ("gpt", "assistant") and user is not None:
+                turns.append((user, (text or "").strip()))
+                user = None
+    elif fmt == "grounding":
+        turns = [(f"{row['instruction'].strip()} Answer with the click point (x, y) on the 0-{SCALE} scale.",
+                  _click(row["bbox"], image.size))]
+    elif fmt == "qa":
+        q = row[_first(row, QUESTION_COLUMNS)]
+        turns = [(_strip_image_tag(str(q)), _text(row[_first(row, ANSWER_COLUMNS)]))]
+    elif fmt == "caption":
+        turns = [(CAPTION_PROMPT, _text(row[_first(row, CAPTION_COLUMNS)]))]
+    else:
+        raise ValueError(f"unknown format {fmt!r}; formats: {FORMATS}")
+    turns = [(u, a) for u, a in turns if a]
+    if not turns:
+        raise Skip("empty_answer")
+    return Conversation(image, turns, source)
+
+
+def _click(bbox, size: tuple[int, int]) -> str:
+    """The centre of an (x0, y0, x1, y1) box as "(x, y)" on the [0, 1000] scale; boxes with every
+    coordinate <= 1 are taken as relative, others as pixels of the image."""
+    x0, y0, x1, y1 = (float(v) for v in bbox[:4])
+    w, h = (1.0, 1.0) if max(x0, y0, x1, y1) <= 1.0 else (float(size[0]), float(size[1]))
+    cx, cy = (x0 + x1) / 2 / w, (y0 + y1) / 2 / h
+    return format_click(round(min(max(cx, 0.0), 1.0) * SCALE), round(min(max(cy, 0.0), 1.0) * SCALE))
+
+
+# --------------------------------------------------------------------------- streams
+
+@dataclass
+class SourceStats:
+    read: int = 0
+    used: int = 0
+    skipped: Counter = field(default_factory=Counter)
+
+    def to_dict(self) -> dict:
+        return {"read": self.read, "used": self.used, "skipped": dict(self.skipped)}
+
+
+class DatasetStream:
+    """Endless conversations from one dataset (re-opened, reshuffled, when a pass ends)."""
+
+    def __init__(self, text: str, seed: int = 0, rank: int = 0, world_size: int = 1, shuffle_buffer: int = 1000):
+        self.spec = parse_spec(text)
+        self.seed, self.rank, self.world_size, self.shuffle_buffer = seed, rank, world_size, shuffle_buffer
+        self.stats = SourceStats()
+        self.root = Path(self.spec.path) if self.spec.local else None
+        self._epoch = 0
+        self._it = self._open()
+        first = next(self._it, None)
+        if first is None:
+            raise ValueError(f"dataset {self.spec} is empty")
+        self.format = detect_format(list(first), str(self.spec))
+        self._pending = [first]
+
+    def _open(self) -> Iterator[dict]:
+        return iter(load_rows(self.spec, self.seed + self._epoch, self.rank, self.world_size, self.shuffle_buffer))
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> Conversation:
+        while True:
+            row = self._pending.pop() if self._pending else next(self._it, None)
+            if row is None:  # a pass is over: reshuffle and go again (unless nothing in it was usable)
+                if self.stats.used == 0:
+                    raise ValueError(f"dataset {self.spec}: no usable row (skipped: {dict(self.stats.skipped)})")
+                self._epoch += 1
+                self._it = self._open()
+                continue
+            self.stats.read += 1
+            try:
+                conv = adapt(row, self.format, self.root, str(self.spec))
+            except Skip as s:
+                self.stats.skipped[str(s)] += 1
+                continue
+            self.stats.used += 1
+            return conv
+
+
+def mix(streams: list, seed: int, weights: list[float] | None = None) -> Iterator[Conversation]:
+    """Draw from several streams (uniformly, or by ``weights``), seeded."""
+    rng = random.Random(seed)
+    weights = weights or [1.0] * len(streams)
+    while True:
+        yield next(rng.choices(streams, weights)[0])
+
+
+# --------------------------------------------------------------------------- tokenising
+
+IGNORE = -100
+
+
+class ConversationCollator:
+    """Conversations -> a right-padded batch: the chat template renders the turns (the first user turn
+    carries the image), ``<image>`` becomes one placeholder per patch, labels cover the assistant turns
+    only (the prompt is masked, as InfiR's SFT does), and sequences are cut at ``max_len``."""
+
+    def __init__(self, processor, max_len: int):
+        self.processor = processor
+        self.tok = processor.tokenizer
+        size = processor.image_processor.size
+        self.n_image_tokens = (size["height"] // processor.patch_size) * (size["width"] // processor.patch_size)
+        self.max_len = max_len
+        if self.n_image_tokens + 8 > max_len:
+            raise ValueError(f"seq_len={max_len} leaves no room for text after {self.n_image_tokens} image tokens")
+
+    def _render(self, messages, generation: bool) -> str:
+        return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation)
+
+    def encode(self, conv: Conversation) -> tuple[list[int], list[int]]:
+        """Token ids and labels of one conversation (segments split where the template adds a turn)."""
+        ids, labels, messages, done = [], [], [], ""
+        for i, (user, answer) in enumerate(conv.turns):
+            content = ([{"type": "image"}] if i == 0 else []) + [{"type": "text", "text": user}]
+            messages.append({"role": "user", "content": content})
+            prompt = self._render(messages, True)
+            messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+            full = self._render(messages, False)
+            if not (prompt.startswith(done) and full.startswith(prompt)):
+                raise ValueError("the chat template does not render turns as a growing prefix; cannot mask prompts")
+            p = self.tok(prompt[len(done):].replace("<image>", "<image>" * self.n_image_tokens),
+                         add_special_tokens=False)["input_ids"]
+            a = self.tok(full[len(prompt):], add_special_tokens=False)["input_ids"]
+            ids += p + a
+            labels += [IGNORE] * len(p) + a
+            done = full
+        return ids[: self.max_len], labels[: self.max_len]
+
+    def __call__(self, convs: list[Conversation]) -> dict:
+        import torch
+
+        enc = [self.encode(c) for c in convs]
+        width = max(len(i) for i, _ in enc)
+        pad = self.tok.pad_token_id
+        ids = torch.full((len(enc), width), pad, dtype=torch.long)
+        labels = torch.full((len(enc), width), IGNORE, dtype=torch.long)
+        mask = torch.zeros((len(enc), width), dtype=torch.long)
+        for r, (i, l) in enumerate(enc):
+            ids[r, : len(i)] = torch.tensor(i)
+            labels[r, : len(l)] = torch.tensor(l)
+            mask[r, : len(i)] = 1
+        pix = self.processor.image_processor([c.image for c in convs], return_tensors="pt")["pixel_values"]
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels, "pixel_values": pix}
+
+
+def batches(rows: Iterator[Conversation], collate: ConversationCollator, micro_batch: int, device=None):
+    """Endless micro-batches (tensors moved to ``device``)."""
+    while True:
+        batch = collate([next(rows) for _ in range(micro_batch)])
+        yield {k: v.to(device) for k, v in batch.items()} if device is not None else batch
+
+
+# --------------------------------------------------------------------------- local stand-ins
+
+def write_local_dataset(folder: str | Path, items, fmt: str = "llava") -> Path:
+    """Write generated :class:`~infir_lib.vlm.data.VItem` rows as a parquet dataset in one of the Table-9
+    formats above (tests and GPU smoke runs point a full config at it instead of the hub)."""
+    from datasets import Dataset, Image as ImageFeature
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if fmt == "llava":
+        data = {"image": [it.image for it in items],
+                "conversations": [[{"from": "human", "value": "<image>\n" + it.prompt},
+                                   {"from": "gpt", "value": it.answer}] for it in items]}
+    elif fmt == "qa":
+        data = {"image": [it.image for it in items], "question": [it.prompt for it in items],
+                "answers": [[it.answer] for it in items]}
+    elif fmt == "caption":
+        data = {"image": [it.image for it in items], "caption": [it.answer for it in items]}
+    elif fmt == "cauldron":
+        data = {"images": [[it.image] for it in items],
+                "texts": [[{"user": it.prompt, "assistant": it.answer, "source": it.task}] for it in items]}
+    else:
+        raise ValueError(f"write_local_dataset: format {fmt!r} not one of llava, qa, caption, cauldron")
+    ds = Dataset.from_dict(data)
+    if "image" in data:
+        ds = ds.cast_column("image", ImageFeature())
+    ds.to_parquet(str(folder / "train-00000-of-00001.parquet"))
+    return folder
