@@ -381,3 +381,30 @@ def write_local_dataset(folder: str | Path, items, fmt: str = "llava") -> Path:
         ds = ds.cast_column("image", ImageFeature())
     ds.to_parquet(str(folder / "train-00000-of-00001.parquet"))
     return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m infir_lib.vlm.hub_data OUT [--rows N] [--size PX]``: three local stage datasets from the
+    toy generators (OUT/captions in the llava format, OUT/ocr in the qa format, OUT/vmath in the cauldron
+    format), for smoke-testing the full path with no download."""
+    import argparse
+
+    from .data import make_items, mismatch_pairs
+
+    ap = argparse.ArgumentParser(prog="python -m infir_lib.vlm.hub_data", description=main.__doc__)
+    ap.add_argument("out")
+    ap.add_argument("--rows", type=int, default=256)
+    ap.add_argument("--size", type=int, default=384)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    out = Path(a.out)
+    caps = mismatch_pairs(make_items("caption", a.rows, a.seed, a.size), 0.1, a.seed)
+    write_local_dataset(out / "captions", caps, "llava")
+    write_local_dataset(out / "ocr", make_items("ocr", a.rows, a.seed + 1, a.size), "qa")
+    write_local_dataset(out / "vmath", make_items("vmath", a.rows, a.seed + 2, a.size), "cauldron")
+    print(f"wrote {out}/captions (llava), {out}/ocr (qa), {out}/vmath (cauldron): {a.rows} rows each, {a.size} px")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import time
 from dataclasses import dataclass
 
 import torch
@@ -120,6 +121,8 @@ def fit_stage(model, batches, parts, steps: int, lr: float, *, optimizer=None, a
 
         bar = tqdm(total=steps, desc=stage or "train", unit="step")
     history = []
+    timed = accelerator is not None  # full runs also log speed (kept out of the toy's reproducible history)
+    clock, tokens = time.perf_counter(), 0
     model.train()
     for step in range(1, steps + 1):
         for group in optimizer.param_groups:
@@ -127,6 +130,8 @@ def fit_stage(model, batches, parts, steps: int, lr: float, *, optimizer=None, a
         total = 0.0
         for k in range(accum):
             batch = next(batches)
+            if timed:
+                tokens += int(batch["attention_mask"].sum())
             if accelerator is None:
                 loss = model(**batch).loss
                 (loss / accum).backward()
@@ -148,6 +153,12 @@ def fit_stage(model, batches, parts, steps: int, lr: float, *, optimizer=None, a
         if step % log_every == 0 or step == steps:
             value = total if accelerator is None else accelerator.reduce(total.to(accelerator.device), "mean")
             rec = {"stage": stage, "step": step, "loss": float(value), "trainable": sum(trainable.values())}
+            if timed:  # this process's tokens per second since the last record, and peak GPU memory
+                now = time.perf_counter()
+                rec["tokens_per_s"] = tokens / max(now - clock, 1e-9)
+                clock, tokens = now, 0
+                if torch.cuda.is_available():
+                    rec["max_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
             if eval_fn is not None and step == steps:
                 rec.update(eval_fn(model))
             history.append(rec)
