@@ -19,6 +19,7 @@ STAGES = {
     "data": "infir_lib.data",
     "pretrain": "infir_lib.pretrain",
     "anneal": "infir_lib.pretrain",
+    "tokenize": "infir_lib.pretrain.shards",
     "synth": "infir_lib.synth",
     "sft": "infir_lib.sft",
     "eval": "infir_lib.eval",

@@ -24,7 +24,10 @@ from .config import PretrainConfig
 from .loop import train
 
 # Fields that change where or how a run reports, not what it computes: left out of the cache key.
-NON_SEMANTIC = ("output_dir", "log_every", "resume", "n_gpus", "gpu", "assumed_mfu", "sharding", "stop_after_steps")
+NON_SEMANTIC = ("output_dir", "log_every", "resume", "n_gpus", "gpu", "assumed_mfu", "sharding", "stop_after_steps",
+                "tokenize_tasks", "tokenize_executor", "slurm_partition", "slurm_time", "max_tokens_per_file")
+# Fields added after toy runs were cached: left out of the key at their defaults, so those runs stay valid.
+LATER_FIELDS = {"tokenized_path": None, "val_blocks": 32}
 
 
 @dataclass
@@ -62,6 +65,9 @@ def cache_spec(cfg: PretrainConfig, eval_fn: Callable | None = None) -> dict:
     spec = {k: v for k, v in as_dict(cfg).items() if k not in NON_SEMANTIC}
     if not spec.get("tokenizer_datasets"):
         spec.pop("tokenizer_datasets", None)  # keys of runs made before this field existed stay valid
+    for key, default in LATER_FIELDS.items():
+        if spec.get(key) == default:
+            spec.pop(key, None)
     if cfg.init_from and Path(cfg.init_from).exists():
         manifest = Path(cfg.init_from).parent / artifacts.MANIFEST
         spec["init_from"] = artifacts.load_json(manifest)["spec"] if manifest.exists() else str(cfg.init_from)

@@ -24,6 +24,15 @@ class DataArgs:
     tokenizer_datasets: list[str] = field(default_factory=list)
     tokenizer_vocab_size: int = 4096
     tokenizer_train_docs: int = 4000
+    # Full scale: train from datatrove token files (``python -m infir_lib tokenize`` writes them) instead of
+    # packing ``toy_docs`` documents in memory. None -> the in-memory toy path.
+    tokenized_path: str | None = None
+    val_blocks: int = 32  # per source, held out of the token files for validation
+    max_tokens_per_file: int = 0  # 0 -> one token file per tokenization task
+    tokenize_tasks: int = 1
+    tokenize_executor: Literal["local", "slurm"] = "local"
+    slurm_partition: str = "cpu"
+    slurm_time: str = "24:00:00"
 
 
 @dataclass

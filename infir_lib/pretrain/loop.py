@@ -1,7 +1,8 @@
 """The pre-training loop: readable, nanoGPT-sized, on accelerate (InfiR §2.4).
 
-One function trains at both scales. Per optimisation step it takes ``global_batch_size`` packed
-blocks chosen by :func:`batch_indices`, splits them over devices and micro-batches (gradient
+One function trains at both scales. Per optimisation step it takes ``global_batch_size`` blocks
+(packed in memory at toy scale, read from datatrove token files at full scale: ``data.batch_rows``),
+splits them over devices and micro-batches (gradient
 accumulation = global / (micro x world)), clips the gradient norm and logs loss, gradient norm,
 learning rate and tokens/s. Checkpoints hold model, optimizer, schedule and step, so a run that is
 stopped and resumed ends with exactly the weights of an uninterrupted run.
@@ -26,7 +27,8 @@ from ..models import build_llama, count_parameters, load_model
 from ..plan import grad_accum_steps
 from ..runtime import seed_everything
 from .config import PretrainConfig
-from .packing import batch_indices, get_packed_data, get_tokenizer
+from .packing import get_packed_data, get_tokenizer
+from .shards import TokenBlocks
 
 
 def lr_lambda(cfg: PretrainConfig, total_steps: int) -> Callable[[int], float]:
@@ -94,9 +96,12 @@ def train(cfg: PretrainConfig, out: Path, eval_fn: Callable | None = None) -> di
     seed_everything(cfg.seed)
 
     tokenizer = get_tokenizer(cfg)
-    data = get_packed_data(cfg, cfg.seq_len, tokenizer)
-    if len(data.train) < cfg.global_batch_size:
-        raise ValueError(f"only {len(data.train)} training blocks of {cfg.seq_len} tokens, fewer than one global "
+    if cfg.tokenized_path:  # full scale: token files written by `python -m infir_lib tokenize`
+        data = TokenBlocks.open(cfg, cfg.seq_len, tokenizer)
+    else:  # toy scale: documents packed in memory (cached)
+        data = get_packed_data(cfg, cfg.seq_len, tokenizer)
+    if len(data) < cfg.global_batch_size:
+        raise ValueError(f"only {len(data)} training blocks of {cfg.seq_len} tokens, fewer than one global "
                          f"batch ({cfg.global_batch_size}); raise toy_docs or lower seq_len/global_batch_size")
     total_steps = cfg.max_steps
     if cfg.total_tokens:
@@ -134,11 +139,11 @@ def train(cfg: PretrainConfig, out: Path, eval_fn: Callable | None = None) -> di
     t_last, tokens_since = time.perf_counter(), 0
     gnorm_max, nonfinite = 0.0, 0  # the largest gradient norm since the last log line, and overflow count
     while state.step < total_steps:
-        idx = batch_indices(state.step, cfg.global_batch_size, len(data.train), cfg.seed)
-        mine = idx[rank * per_rank: (rank + 1) * per_rank]
+        rows = data.batch_rows(state.step, cfg.global_batch_size, cfg.seed)
+        mine = rows[rank * per_rank: (rank + 1) * per_rank]
         loss_sum = torch.zeros((), device=accelerator.device)
         for m in range(accum):
-            x = torch.as_tensor(data.train[mine[m * cfg.micro_batch_size: (m + 1) * cfg.micro_batch_size]],
+            x = torch.as_tensor(data.blocks(mine[m * cfg.micro_batch_size: (m + 1) * cfg.micro_batch_size]),
                                 dtype=torch.long, device=accelerator.device)
             ctx = accelerator.no_sync(model) if m < accum - 1 else nullcontext()
             with ctx:
@@ -190,7 +195,7 @@ def train(cfg: PretrainConfig, out: Path, eval_fn: Callable | None = None) -> di
     (out / f"rank{rank}.sha256").write_text(digest)
     result = {"steps": state.step, "parameters": n_params, "tokens": state.step * tokens_per_step,
               "world_size": world, "grad_accum": accum, "final_loss": state.history[-1]["loss"] if state.history else None,
-              "weights_sha256": digest, "train_blocks": len(data.train), "n_docs": data.n_docs}
+              "weights_sha256": digest, "train_blocks": len(data), "n_docs": data.n_docs}
     if accelerator.is_main_process:
         unwrapped.save_pretrained(out / "model", safe_serialization=True)
         tokenizer.save_pretrained(out / "model")

@@ -70,6 +70,16 @@ class PackedData:
     def train_tokens(self) -> int:
         return int(self.train.size)
 
+    # The sampler interface the loop uses (shared with shards.TokenBlocks, the full-scale data).
+    def __len__(self) -> int:
+        return len(self.train)
+
+    def batch_rows(self, step: int, global_batch: int, seed: int) -> np.ndarray:
+        return batch_indices(step, global_batch, len(self.train), seed)
+
+    def blocks(self, rows: np.ndarray) -> np.ndarray:
+        return self.train[rows]
+
 
 def pack(token_lists: list[list[int]], seq_len: int) -> np.ndarray:
     """Concatenate token lists and cut into full blocks; the ragged tail is dropped (and counted)."""
