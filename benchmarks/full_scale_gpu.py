@@ -1,5 +1,6 @@
 """The full-scale path on one GPU, with nothing downloaded: the library's own pre-training loop and
-TRL SFT on the Llama-3.2-1B architecture (random weights, bf16), fed by library-generated text.
+TRL SFT on the Llama-3.2-1B architecture (random weights, bf16), fed by library-generated text
+through the full-scale data path (datatrove token files, weighted block sampler).
 
     python benchmarks/full_scale_gpu.py --out /tmp/full_scale_gpu      # needs a CUDA GPU
 
@@ -21,6 +22,7 @@ from pathlib import Path
 import torch
 
 from infir_lib import pretrain, sft
+from infir_lib.pretrain import shards
 from infir_lib.plan import implied_mfu
 
 
@@ -31,12 +33,16 @@ def gpu_key() -> str:
 
 def pretrain_part(out: Path, steps: int, global_batch: int, micro: int, seq_len: int) -> dict:
     torch.cuda.reset_peak_memory_stats()
-    overrides = {"datasets": ["toy:raw"], "weights": [1.0], "tokenizer_name_or_path": None,
-                 "tokenizer_datasets": ["toy:raw"], "toy_docs": 12000, "total_tokens": 0.0, "max_steps": steps,
+    overrides = {"datasets": ["toy:raw", "toy:simple"], "weights": [0.75, 0.25], "tokenizer_name_or_path": None,
+                 "tokenizer_datasets": ["toy:raw"], "toy_docs": 12000, "tokenized_path": str(out / "tokens"),
+                 "tokenize_executor": "local", "tokenize_tasks": 4, "val_blocks": 8,
+                 "total_tokens": 0.0, "max_steps": steps,
                  "warmup_steps": 2, "global_batch_size": global_batch, "micro_batch_size": micro,
-                 "seq_len": seq_len, "log_every": 5, "eval_every": 0, "checkpoint_every": 0,
+                 "seq_len": seq_len, "log_every": 5, "eval_every": steps, "checkpoint_every": 0,
                  "output_dir": str(out / "pretrain")}
     t0 = time.perf_counter()
+    tokens = shards.run("configs/full/pretrain.yaml", overrides)["tokens_per_source"]  # datatrove token files
+    t_tok = time.perf_counter() - t0
     r = pretrain.run("configs/full/pretrain.yaml", overrides)
     cfg = pretrain._as_config("configs/full/pretrain.yaml", overrides)
     steady = [h["tokens_per_s"] for h in r.history[1:]] or [r.history[-1]["tokens_per_s"]]
@@ -46,6 +52,7 @@ def pretrain_part(out: Path, steps: int, global_batch: int, micro: int, seq_len:
             "grad_accum": r.summary["grad_accum"], "tokens_per_s_per_gpu": tps,
             "mfu": implied_mfu(tps, r.summary["parameters"], cfg.num_hidden_layers, seq_len, cfg.hidden_size, gpu_key()),
             "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30, "wall_s": time.perf_counter() - t0,
+            "tokenize_s": t_tok, "tokens_per_source": tokens, "val_loss": r.history[-1].get("val_loss"),
             "model_dir": str(r.model_dir)}
 
 
