@@ -136,3 +136,63 @@ def test_config_errors_and_full_dry_run():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "1.236 B" in out.stdout and "batch 128" in out.stdout
+
+
+def _fused_loss_and_grads(folder, chunk_size=None):
+    """Loss and gradients through TRL's fused LM head (the path ``SFTTrainer`` trains with)."""
+    from trl.trainer.utils import add_fused_lm_head
+
+    from infir_lib.sft.trainer import logprob_tiles_fit_vocab
+
+    model = load_model(folder)
+    add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
+    ids = torch.randint(0, model.config.vocab_size, (3, 17), generator=torch.Generator().manual_seed(0))
+    labels = ids.clone()
+    labels[:, :5] = -100
+    if chunk_size is None:
+        out = model(input_ids=ids, labels=labels, fused_lm_head=True)
+    else:
+        with logprob_tiles_fit_vocab(model.config.vocab_size) as used:
+            assert used == chunk_size
+            out = model(input_ids=ids, labels=labels, fused_lm_head=True)
+    out.loss.backward()
+    return out.loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def test_logprob_tiles_fit_vocab_same_numbers(tiny):
+    """The smaller LM-head tile changes memory only: loss and every gradient are bit-identical."""
+    from trl.trainer import utils as trl_utils
+
+    from infir_lib.sft.trainer import logprob_tiles_fit_vocab
+
+    folder, tok = tiny
+    default = trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE
+    vocab = load_model(folder).config.vocab_size
+    fitted = -(-vocab // 256) * 256
+    assert vocab <= fitted < default
+    loss_a, grads_a = _fused_loss_and_grads(folder)
+    loss_b, grads_b = _fused_loss_and_grads(folder, chunk_size=fitted)
+    assert torch.equal(loss_a, loss_b)
+    assert all(torch.equal(grads_a[n], grads_b[n]) for n in grads_a)
+    assert trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE == default  # restored
+    with logprob_tiles_fit_vocab(default + 1) as used:  # a vocabulary wider than one tile: left alone
+        assert used == default
+
+
+def test_train_uses_vocab_sized_tiles(tiny, tmp_path, monkeypatch):
+    from trl.trainer import utils as trl_utils
+
+    folder, _ = tiny
+    seen = []
+    fn = trl_utils._ChunkedLogProbFunction
+    original = fn.apply
+
+    def spy(*args):
+        seen.append(args[5])  # chunk_size
+        return original(*args)
+
+    monkeypatch.setattr(fn, "apply", spy)
+    sft.run("configs/toy/sft.yaml", {"model_name_or_path": str(folder), "max_steps": 2, "eval_n": 0,
+                                     "output_dir": str(tmp_path / "out")}, rows=toy_arith_rows(8, seed=0))
+    vocab = load_model(folder).config.vocab_size
+    assert seen and all(vocab <= s < trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE for s in seen)
