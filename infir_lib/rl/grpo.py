@@ -22,7 +22,7 @@ import torch
 
 from ..models import load_tokenizer
 from ..runtime import seed_everything
-from .policy import set_stop_tokens
+from .policy import no_scratch_fill, ready_for_generation, set_stop_tokens
 from .rewards import get_reward_funcs
 
 
@@ -91,13 +91,16 @@ def run_stage(model_path: str | Path, rows: list[dict], out: Path, args: StageAr
         trainer = GRPOTrainer(model=str(model_path), reward_funcs=funcs, args=grpo_config(args, tmp),
                               train_dataset=dataset, processing_class=processor or tokenizer)
         set_stop_tokens(trainer.model, tokenizer)
-        trainer.train()
+        ready_for_generation(trainer.model)  # sample with the KV cache (a cold start saves use_cache=False)
+        with no_scratch_fill():
+            trainer.train()
         history = []
         for h in trainer.state.log_history:
             if "reward" in h:
                 rec = {"stage": stage, "step": int(h["step"])}
                 rec.update({k: float(h[k]) for k in LOGGED if k in h})
                 history.append(rec)
+        ready_for_generation(trainer.model)
         trainer.save_model(str(out))
     (processor or tokenizer).save_pretrained(str(out))
     return history

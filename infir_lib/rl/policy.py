@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -28,6 +29,41 @@ def set_stop_tokens(model, tokenizer) -> None:
     ids = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(EOT)]
     model.generation_config.eos_token_id = ids
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+
+@contextmanager
+def no_scratch_fill():
+    """Train without NaN-filling fresh tensors (``torch.utils.deterministic.fill_uninitialized_memory``).
+
+    ``seed_everything`` turns on deterministic algorithms, and with them PyTorch fills every
+    ``torch.empty`` with NaN, a guard against kernels that read memory they never wrote. TRL's
+    chunked log-prob kernel allocates a [tokens x 32,768] scratch tile per call (sized for big
+    vocabularies; ours has 4,096 entries) and writes it before reading it, so the fill changes no
+    result, but on a CPU it costs about 0.2 s per call: most of a toy SFT or GRPO step. The
+    deterministic algorithms themselves stay on (``tests/test_rl_grpo.py`` checks that a stage is
+    still bit-for-bit repeatable).
+    """
+    import torch.utils.deterministic as det
+
+    old = det.fill_uninitialized_memory
+    det.fill_uninitialized_memory = False
+    try:
+        yield
+    finally:
+        det.fill_uninitialized_memory = old
+
+
+def ready_for_generation(model) -> None:
+    """Turn the KV cache back on before saving: trainers save ``use_cache=False`` into the config.
+
+    A policy saved that way (and a LLaVA assembled from it, which copies the text config) would
+    re-run the whole sequence, image included, for every generated token: about 8x slower sampling.
+    """
+    model.config.use_cache = True
+    text = getattr(model.config, "text_config", None)
+    if text is not None:
+        text.use_cache = True
+    model.generation_config.use_cache = True
 
 
 def sft(model_path: str | Path, rows: list[dict], out: Path, *, steps: int, lr: float, batch: int, seed: int,
@@ -48,8 +84,10 @@ def sft(model_path: str | Path, rows: list[dict], out: Path, *, steps: int, lr: 
                          gradient_checkpointing=False)
         trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(sft_pairs(rows)),
                              processing_class=tokenizer)
-        trainer.train()
+        with no_scratch_fill():
+            trainer.train()
         history = [h for h in trainer.state.log_history if "loss" in h]
+    ready_for_generation(model)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     return history

@@ -117,6 +117,9 @@ def assemble_vlm(lm_dir: Path, out: Path, vlm_config: str | None, seed: int = 0)
                             language_model=lm)
         origin = "randomly initialised tower and projector"
     processor = make_processor(tok, size, patch)
+    from .policy import ready_for_generation
+
+    ready_for_generation(model)  # else every sampled token re-encodes the image and the whole prompt
     model.generation_config.eos_token_id = [tok.eos_token_id, tok.convert_tokens_to_ids("<|eot_id|>")]
     model.generation_config.pad_token_id = tok.pad_token_id
     model.save_pretrained(out, safe_serialization=True)
