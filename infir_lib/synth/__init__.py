@@ -76,8 +76,12 @@ def _as_config(config, overrides=None) -> SynthConfig:
 PIPELINE_VERSION = 2
 
 
+FULL_ONLY = ("temperature", "max_new_tokens", "generation_batch")  # the LLM's generation settings
+
+
 def cache_spec(cfg: SynthConfig) -> dict:
-    return {**{k: v for k, v in as_dict(cfg).items() if k not in NON_SEMANTIC}, "pipeline_version": PIPELINE_VERSION}
+    skip = NON_SEMANTIC + (FULL_ONLY if cfg.scale == "toy" else ())
+    return {**{k: v for k, v in as_dict(cfg).items() if k not in skip}, "pipeline_version": PIPELINE_VERSION}
 
 
 def _write(folder: Path, rows, candidates, funnel) -> None:

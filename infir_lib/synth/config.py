@@ -23,6 +23,10 @@ class SynthConfig:
     # responses
     n_candidates: int = 4
     teacher_model: str | None = None  # full: Qwen/Qwen2.5-32B-Instruct
+    # full-scale generation (evolver, teacher and difficulty judge)
+    temperature: float = 0.8
+    max_new_tokens: int = 2048
+    generation_batch: int = 8  # prompts per generate() call
     step_error: float = 0.25
     no_steps: float = 0.1
     code_bug: float = 0.3

@@ -67,20 +67,21 @@ def run_full(cfg: SynthConfig, log=print) -> tuple[list[dict], list[dict], list[
     funnel = []
     seeds = load_seeds(cfg)
     funnel.append(_step("seed instructions", 0, len(seeds), added=len(seeds)))
-    evolver = LLMTeacher(cfg.evolver_model or cfg.teacher_model)
+    gen = dict(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.generation_batch)
+    evolver = LLMTeacher(cfg.evolver_model or cfg.teacher_model, **gen)
     rng = random.Random(cfg.seed)
-    instructions = []
-    for s in seeds:
-        instructions.append(s)
-        cur = s
-        for k in range(cfg.evolutions_per_seed):
-            op = rng.choice(cfg.evolution_ops)
-            cur = {**cur, "uid": f"{cur['uid']}+{op}", "instruction": evolver.evolve(cur["instruction"], op)}
-            instructions.append(cur)
+    instructions, level = list(seeds), list(seeds)
+    for _ in range(cfg.evolutions_per_seed):  # each level evolves the previous one, all in one batch
+        ops = [rng.choice(cfg.evolution_ops) for _ in level]
+        evolved = evolver.evolve_many([(ins["instruction"], op) for ins, op in zip(level, ops)])
+        level = [{**ins, "uid": f"{ins['uid']}+{op}", "instruction": text} for ins, op, text in zip(level, ops, evolved)]
+        instructions += level
     funnel.append(_step("instruction evolution", len(seeds), len(instructions), added=len(instructions) - len(seeds)))
-    teacher = evolver if cfg.teacher_model == (cfg.evolver_model or cfg.teacher_model) else LLMTeacher(cfg.teacher_model)
-    for ins in instructions:
-        ins["candidates"] = teacher.candidates(ins["instruction"], ins["domain"], cfg.n_candidates)
+    same = cfg.teacher_model == (cfg.evolver_model or cfg.teacher_model)
+    teacher = evolver if same else LLMTeacher(cfg.teacher_model, **gen)
+    replies = teacher.candidates_many([(ins["instruction"], ins["domain"]) for ins in instructions], cfg.n_candidates)
+    for ins, cands in zip(instructions, replies):
+        ins["candidates"] = cands
     funnel.append(_step("step-by-step responses", len(instructions), len(instructions)))
 
     # Code: the reply must hold a code block and its tests (asked for by prompts/respond_code.txt).
@@ -116,13 +117,15 @@ def run_full(cfg: SynthConfig, log=print) -> tuple[list[dict], list[dict], list[
     rules = [k for k in kept if k["domain"] == "code" or has_reasoning_steps_text(k["candidates"][k["chosen"]]["response"])]
     funnel.append(_step("rule filters", len(kept), len(rules), removed={"no reasoning steps": len(kept) - len(rules)}))
     rows = []
-    for ins in rules:
-        label = judge_difficulty(teacher, ins["instruction"])
+    labels = judge_difficulty(teacher, [ins["instruction"] for ins in rules])
+    for ins, (label, parsed) in zip(rules, labels):
         rows.append({"messages": [{"role": "user", "content": ins["instruction"]},
                                   {"role": "assistant", "content": ins["candidates"][ins["chosen"]]["response"]}],
                      "uid": ins["uid"], "domain": ins["domain"], "difficulty": label,
                      "difficulty_score": DIFFICULTY_LABELS.index(label) + 1})
-    funnel.append(_step("labels (domain, difficulty, quality)", len(rules), len(rows)))
+    unparsed = sum(not parsed for _, parsed in labels)
+    funnel.append(_step("labels (domain, difficulty, quality)", len(rules), len(rows),
+                        difficulty_unparsed_set_to_medium=unparsed))
     sampled = diversity_sample(rows, cfg.per_domain, cfg.seed) if cfg.per_domain else rows
     funnel.append(_step("diversity sampling", len(rows), len(sampled), removed={"over the per-domain cap": len(rows) - len(sampled)}))
     return sampled, [json.loads(json.dumps(i, default=str)) for i in instructions], funnel
@@ -133,9 +136,11 @@ def has_reasoning_steps_text(response: str) -> bool:
     return has_reasoning_steps(response) or len(re.findall(r"(?m)^\s*(?:Step\s*\d+|\d+[.)])", response)) >= 2
 
 
-def judge_difficulty(teacher: LLMTeacher, instruction: str) -> str:
-    reply = teacher.complete(load_prompt("difficulty").format(instruction=instruction), 1)[0].lower()
-    for label in sorted(DIFFICULTY_LABELS, key=len, reverse=True):
-        if label in reply:
-            return label
-    return "medium"
+def judge_difficulty(teacher: LLMTeacher, instructions: list[str]) -> list[tuple[str, bool]]:
+    """The judge's App. B level per instruction, and whether its reply named one (else "medium", counted)."""
+    out = []
+    for reply in (r[0].lower() for r in teacher.complete_many(
+            [load_prompt("difficulty").format(instruction=i) for i in instructions], 1)):
+        label = next((lab for lab in sorted(DIFFICULTY_LABELS, key=len, reverse=True) if lab in reply), None)
+        out.append((label or "medium", label is not None))
+    return out

@@ -82,26 +82,44 @@ def toy_candidates(ins, n: int, rng: random.Random, args: TeacherArgs) -> list[d
 
 
 class LLMTeacher:
-    """Full scale: sample ``n`` step-by-step replies per instruction from an instruct LLM by hub id."""
+    """Full scale: sample step-by-step replies from an instruct LLM (hub id or local folder), in batches.
 
-    def __init__(self, model_id: str, temperature: float = 0.8, max_new_tokens: int = 2048):
+    Prompts are left-padded and generated together (``batch_size`` prompts x ``n`` samples per call);
+    a serving engine (vLLM, TGI) is faster still, and the plan's throughput assumes one.
+    """
+
+    def __init__(self, model_id: str, temperature: float = 0.8, max_new_tokens: int = 2048, batch_size: int = 8):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        self.tok = AutoTokenizer.from_pretrained(model_id)
+        self.tok = AutoTokenizer.from_pretrained(model_id, padding_side="left")
+        if self.tok.pad_token is None:
+            self.tok.pad_token = self.tok.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(model_id, dtype="auto", device_map="auto")
-        self.temperature, self.max_new_tokens = temperature, max_new_tokens
+        self.temperature, self.max_new_tokens, self.batch_size = temperature, max_new_tokens, batch_size
+
+    def complete_many(self, prompts: list[str], n: int) -> list[list[str]]:
+        """``n`` sampled replies for each prompt (user turn of the model's chat template)."""
+        out = []
+        for b in range(0, len(prompts), self.batch_size):
+            chats = [[{"role": "user", "content": p}] for p in prompts[b: b + self.batch_size]]
+            enc = self.tok.apply_chat_template(chats, add_generation_prompt=True, padding=True, return_tensors="pt",
+                                               return_dict=True).to(self.model.device)
+            ids = self.model.generate(**enc, do_sample=True, temperature=self.temperature, num_return_sequences=n,
+                                      max_new_tokens=self.max_new_tokens, pad_token_id=self.tok.pad_token_id)
+            texts = self.tok.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            out += [texts[k * n: (k + 1) * n] for k in range(len(chats))]
+        return out
 
     def complete(self, prompt: str, n: int) -> list[str]:
-        ids = self.tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                           return_tensors="pt", return_dict=True).to(self.model.device)
-        out = self.model.generate(**ids, do_sample=True, temperature=self.temperature, num_return_sequences=n,
-                                  max_new_tokens=self.max_new_tokens)
-        return self.tok.batch_decode(out[:, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+        return self.complete_many([prompt], n)[0]
 
-    def candidates(self, instruction: str, domain: str, n: int) -> list[dict]:
-        prompt = load_prompt("respond_code" if domain == "code" else "respond_step_by_step").format(
-            instruction=instruction)
-        return [{"response": r, "teacher_error": None} for r in self.complete(prompt, n)]
+    def candidates_many(self, items: list[tuple[str, str]], n: int) -> list[list[dict]]:
+        """Candidates for many (instruction, domain) pairs: code asks for code + tests, the rest for steps."""
+        prompts = [load_prompt("respond_code" if domain == "code" else "respond_step_by_step").format(
+            instruction=instruction) for instruction, domain in items]
+        return [[{"response": r, "teacher_error": None} for r in replies] for replies in self.complete_many(prompts, n)]
 
-    def evolve(self, instruction: str, operator: str) -> str:
-        return self.complete(load_prompt(f"evolve_{operator}").format(instruction=instruction), 1)[0].strip()
+    def evolve_many(self, items: list[tuple[str, str]]) -> list[str]:
+        """One evolved instruction per (instruction, operator) pair, with the operator's prompt."""
+        prompts = [load_prompt(f"evolve_{op}").format(instruction=instruction) for instruction, op in items]
+        return [r[0].strip() for r in self.complete_many(prompts, 1)]
