@@ -79,3 +79,35 @@ def test_paper_tables_layout():
     assert t5.loc["+ opc-sft-stage2 + ScaleQuest-Code", "HumanEval paper"] == "60.98"
     assert t5.loc["Llama-3.2 1B Instruct", "MATH paper"] == "15.98 (30.6)"
     assert t6.loc["InfiR-1B-Instruct (2M Long CoT)", "MATH500 paper"] == "0.620"
+
+
+def test_full_preset_runs_on_local_standin_models(tmp_path):
+    """The full eval path (models by folder/hub id, real GSM8K and HumanEval) on two tiny random models."""
+    import json
+
+    from infir_lib.data.benchmarks import shared_data_dir
+    from infir_lib.models import ModelArgs, build_llama, train_tokenizer
+
+    gsm8k = shared_data_dir() / "gsm8k"
+    if not (gsm8k / "test.jsonl").exists():
+        pytest.skip("../shared/data/gsm8k is not beside the checkout")
+    tok = train_tokenizer(["Question: 3+4? Answer: 7", "def f(x):\n    return x + 1"] * 20, vocab_size=300)
+    models = []
+    for name in ("tiny-base", "tiny-instruct"):
+        m = build_llama(ModelArgs(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                                  intermediate_size=64, max_position_embeddings=4096), tok)
+        m.save_pretrained(tmp_path / name)
+        tok.save_pretrained(tmp_path / name)
+        models.append(str(tmp_path / name))
+    res = stage.run("configs/full/eval.yaml", {
+        "models": models, "benchmarks": ["gsm8k", "humaneval"], "limit": 2, "max_new_tokens": 8, "dtype": "float32",
+        "device": "cpu", "batch_size": 2, "sandbox_workers": 1, "gsm8k_source": str(gsm8k),
+        "output_dir": str(tmp_path / "out")})
+    for m in models:
+        assert set(res.scores[m]) == {"gsm8k", "humaneval"}
+        assert all(0.0 <= v <= 100.0 for v in res.scores[m].values())
+        assert len(res.details[m]["gsm8k"]["replies"]) == 2
+    # base models are prompted few-shot, instruct models through their chat template
+    assert not stage.is_instruct(models[0]) and stage.is_instruct(models[1])
+    saved = json.loads((tmp_path / "out" / "scores.json").read_text())
+    assert saved["config"]["scale"] == "full"
