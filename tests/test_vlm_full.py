@@ -98,9 +98,11 @@ def test_full_path_trains_the_curriculum_on_local_stand_ins(stand_ins):
     assert model.config.image_token_index == processor.tokenizer.convert_tokens_to_ids("<image>")
     rec = json.loads((r.output_dir / "checkpoints" / "stage2" / "stage.json").read_text())
     assert any(v["used"] > 0 for v in rec["sources"].values())
-    # a rerun finds every stage's checkpoint and resumes past them
+    # a rerun resumes after the last complete stage: here stage 3's checkpoint is made incomplete
+    (r.output_dir / "checkpoints" / "stage3" / "stage.json").unlink()
     again = vlm.run(cfg)
-    assert all(s.get("resumed") for s in again.summary["per_stage"].values())
+    assert [bool(s.get("resumed")) for s in again.summary["per_stage"].values()] == [True, True, False]
+    assert torch.equal(_tensors(r.output_dir / "checkpoints" / "stage3")[lang], ck["stage3"][lang])  # same data, seed
 
 
 def test_random_init_builds_the_towers_from_config_sizes(stand_ins):

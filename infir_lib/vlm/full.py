@@ -66,6 +66,17 @@ def make_accelerator(cfg: VLMConfig):
                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
 
 
+def fsdp2_init_while_trainable(model) -> None:
+    """FSDP2 fixes each parameter group's gradient dtypes at its first forward, from the parameters that need
+    gradients *then*; a group frozen at that moment (the LM in stage 1) could not be unfrozen later (bf16
+    gradients meet fp32 shards). So initialise FSDP now, while every parameter is still trainable."""
+    get_state = getattr(model, "_get_fsdp_state", None)
+    if get_state is not None:
+        for p in model.parameters():
+            p.requires_grad_(True)
+        get_state()._lazy_init()
+
+
 def stage_rows(cfg: VLMConfig, name: str, rank: int, world: int, cleaner_factory, counts: dict):
     """The conversation stream of one stage (stage-1 rows cleaned; stage 2 with stage-1 replay)."""
     from .hub_data import DatasetStream, mix
@@ -125,6 +136,10 @@ def run_full(cfg: VLMConfig):
     parts = params_by_part(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.stage1_lr, weight_decay=0.0)
     model, optimizer = acc.prepare(model, optimizer)
+    fsdp2_init_while_trainable(acc.unwrap_model(model))
+    acc.print(f"vlm full: {acc.distributed_type.name} x {world} processes, mixed precision {acc.mixed_precision}, "
+              f"micro-batch {cfg.micro_batch_size} x accumulation {accum} = global batch {cfg.global_batch_size}; "
+              f"steps per stage {steps}")
     collate = ConversationCollator(processor, cfg.seq_len)
 
     scorer = None
@@ -145,14 +160,20 @@ def run_full(cfg: VLMConfig):
                "parameters": parts, "per_stage": {}, "history": [], "schedule": cfg.schedule, "seed": cfg.seed}
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
+    finished = []  # resume: the leading stages whose checkpoint is complete; only the last one is loaded
+    for name, _, _ in STAGES:
+        if not (cfg.resume and (ckpt / name / "stage.json").exists()):
+            break
+        finished.append(name)
+    if finished:
+        acc.load_state(str(ckpt / finished[-1]))
+        acc.print(f"resuming after {finished[-1]} (checkpoint {ckpt / finished[-1]})")
     for (name, _, lr_key), n_steps in zip(STAGES, steps):
         done = ckpt / name / "stage.json"
-        if cfg.resume and done.exists():
-            acc.load_state(str(ckpt / name))
+        if name in finished:
             record = json.loads(done.read_text())
             summary["per_stage"][name] = {**record, "resumed": True}
             summary["history"] += record.get("history", [])
-            acc.print(f"{name}: complete checkpoint found, loaded and skipped")
             continue
         counts = {"sources": {}}
         rows = stage_rows(cfg, name, rank, world, cleaner if scorer is not None else None, counts)
