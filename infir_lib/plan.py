@@ -77,6 +77,25 @@ class TrainingPlan:
         ])
 
 
+def gpu_hours(flops: float, gpu: str, mfu: float) -> float:
+    """GPU-hours to spend ``flops`` at model-FLOPs utilisation ``mfu`` of ``gpu``'s bf16 peak."""
+    return flops / (GPU_PEAK_TFLOPS[gpu] * 1e12 * mfu) / 3600.0
+
+
+def state_memory_gib(n_params: float, n_gpus: int, sharding: str) -> dict:
+    """Training state per GPU in GiB: bf16 weights, bf16 grads, fp32 Adam (master + m + v).
+
+    ``sharding``: ddp (all replicated), zero2 (grads and optimizer sharded), fsdp/zero3 (all sharded).
+    """
+    gib = 1024 ** 3
+    weights, grads, optim = 2.0 * n_params, 2.0 * n_params, 12.0 * n_params
+    if sharding in ("fsdp", "zero3"):
+        weights, grads, optim = weights / n_gpus, grads / n_gpus, optim / n_gpus
+    elif sharding == "zero2":
+        grads, optim = grads / n_gpus, optim / n_gpus
+    return {"weights": weights / gib, "grads": grads / gib, "optimizer": optim / gib}
+
+
 def grad_accum_steps(global_batch: int, micro_batch: int, world_size: int) -> int:
     """Gradient accumulation that keeps the global batch fixed whatever the number of devices."""
     per_step = micro_batch * world_size
@@ -102,17 +121,11 @@ def plan_training(*, n_params: int, n_tokens: float, global_batch: int, seq_len:
     steps = int(n_tokens // (global_batch * seq_len))
     accum = grad_accum_steps(global_batch, micro_batch, n_gpus)
     flops = training_flops(n_params, n_tokens, n_layers, seq_len, hidden)
-    gpu_hours = flops / (GPU_PEAK_TFLOPS[gpu] * 1e12 * mfu) / 3600.0
-    gib = 1024 ** 3
-    weights, grads, optim = 2.0 * n_params, 2.0 * n_params, 12.0 * n_params  # bf16, bf16, fp32 master+m+v
-    if sharding in ("fsdp", "zero3"):
-        weights, grads, optim = weights / n_gpus, grads / n_gpus, optim / n_gpus
-    elif sharding == "zero2":
-        grads, optim = grads / n_gpus, optim / n_gpus
+    hours = gpu_hours(flops, gpu, mfu)
     acts = activation_bytes(micro_batch, seq_len, hidden, n_layers, n_heads, checkpointing)
-    breakdown = {"weights": weights / gib, "grads": grads / gib, "optimizer": optim / gib, "activations": acts / gib}
+    breakdown = {**state_memory_gib(n_params, n_gpus, sharding), "activations": acts / 1024 ** 3}
     return TrainingPlan(parameters=n_params, tokens=n_tokens, global_batch_sequences=global_batch, seq_len=seq_len,
                         steps=steps, n_gpus=n_gpus, micro_batch_per_gpu=micro_batch, grad_accum_steps=accum,
-                        gpu=gpu, assumed_mfu=mfu, total_flops=flops, gpu_hours=gpu_hours,
-                        wall_hours=gpu_hours / n_gpus, memory_per_gpu_gib=sum(breakdown.values()),
+                        gpu=gpu, assumed_mfu=mfu, total_flops=flops, gpu_hours=hours,
+                        wall_hours=hours / n_gpus, memory_per_gpu_gib=sum(breakdown.values()),
                         memory_breakdown_gib=breakdown, sharding=sharding)

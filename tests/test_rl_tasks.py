@@ -130,3 +130,39 @@ def test_cli_dry_run_toy_and_full(capsys):
     assert main(["rl", "--config", "configs/toy/rl_curr_reft.yaml", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "toy Llama" in out and "judge" in out and "open" in out
+
+
+@pytest.mark.parametrize("path", ["configs/full/rl_curr_reft_qwen.yaml", "configs/full/rl_curr_reft_infir.yaml",
+                                  "configs/full/rl_infi_mmr_qwen.yaml", "configs/toy/rl_infi_mmr.yaml",
+                                  "configs/toy/rl_direct.yaml", "configs/toy/rl_mixed.yaml"])
+def test_every_preset_dry_runs_with_the_shared_planner(path):
+    """The RL dry-run's GPU-hours and training state are the spine planner's (one formula for the book)."""
+    from infir_lib.plan import gpu_hours, state_memory_gib
+
+    cfg = as_config(path)
+    p = plan(cfg)
+    assert p.parameters > 0 and len(p.stages) == len(cfg.stages) and p.rollouts > 0
+    assert p.gpu_hours == pytest.approx(gpu_hours(p.total_flops, cfg.gpu, cfg.assumed_mfu))
+    state = state_memory_gib(p.parameters, max(1, cfg.n_gpus), "zero3")
+    assert p.memory_breakdown_gib["policy"] == pytest.approx(state["weights"])
+    assert p.memory_breakdown_gib["optimizer"] == pytest.approx(state["optimizer"])
+    assert p.memory_breakdown_gib["reference"] == pytest.approx(state["weights"] if cfg.beta else 0.0)
+    if cfg.scale == "full":
+        assert all(s["dataset"] for s in p.stages) and "8 x H800" in str(p)
+
+
+def test_dataset_ids_name_config_files_and_split():
+    from infir_lib.rl.config import parse_dataset_id
+
+    assert parse_dataset_id("agentica-org/DeepScaleR-Preview-Dataset") == {
+        "path": "agentica-org/DeepScaleR-Preview-Dataset", "split": "train"}
+    assert parse_dataset_id("Luckyjhg/Geo170K@qa_tuning") == {"path": "Luckyjhg/Geo170K", "split": "qa_tuning"}
+    assert parse_dataset_id("a/b:cfg@test") == {"path": "a/b", "name": "cfg", "split": "test"}
+    assert parse_dataset_id("ZTE-AIM/Curr-ReFT-data:grpo_data/train/open/*/*_train.jsonl") == {
+        "path": "ZTE-AIM/Curr-ReFT-data", "data_files": "grpo_data/train/open/*/*_train.jsonl", "split": "train"}
+    with pytest.raises(ValueError, match="owner/name"):
+        parse_dataset_id("Geo170K")
+    for path in ("configs/full/rl_curr_reft_qwen.yaml", "configs/full/rl_curr_reft_infir.yaml",
+                 "configs/full/rl_infi_mmr_qwen.yaml"):
+        for ds in as_config(path).datasets:
+            parse_dataset_id(ds)

@@ -18,7 +18,7 @@ import dataclasses
 from pathlib import Path
 
 from ..config import load_config
-from .config import METHODS, STAGES, RLConfig
+from .config import METHODS, STAGES, RLConfig, parse_dataset_id
 from .curriculum import RLResult, rejection_sampling_sft, run_text_method, start_eval
 from .rewards import REWARDS, get_reward_funcs, register_reward, total_reward
 
@@ -72,8 +72,7 @@ def _run_full(cfg: RLConfig) -> RLResult:
     for i, (name, ds_id) in enumerate(zip(cfg.stages, cfg.datasets)):
         # Each dataset must already hold rows in this chapter's shape: prompt (messages), solution,
         # answer_type, and image for vision rows (the Curr-ReFT release ships them per stage).
-        repo, _, subset = ds_id.partition(":")
-        rows = list(load_dataset(repo, subset or None, split="train"))
+        rows = list(load_dataset(**parse_dataset_id(ds_id)))
         args = stage_args(cfg, i)
         args.steps = int(len(rows) * (cfg.stage_epochs[i] if cfg.stage_epochs else 1.0) // cfg.prompts_per_step)
         history += run_stage(path, rows, out / name, args, processor=processor, stage=name)

@@ -5,14 +5,15 @@ one forward of the reference model and one forward+backward of the policy over p
 FLOPs ≈ 2·N·(tokens generated) + 2·N·(tokens scored by the reference) + 6·N·(tokens trained).
 Generation runs far below peak (memory-bound, one token at a time), so the estimate charges it at a
 tenth of the assumed MFU. Memory under ZeRO-3: bf16 weights + grads + fp32 Adam state, sharded over
-the GPUs, plus the frozen reference model's bf16 weights, also sharded.
+the GPUs, plus the frozen reference model's bf16 weights, also sharded. GPU-hours and the training
+state come from the spine's planner (:mod:`infir_lib.plan`), so every chapter's dry-run counts alike.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..plan import GPU_MEMORY_GIB, GPU_PEAK_TFLOPS
+from ..plan import GPU_MEMORY_GIB, gpu_hours as gpu_hours_for, state_memory_gib
 from .config import RLConfig
 
 # Qwen2.5-VL-3B-Instruct (its config.json), written here so the dry-run downloads nothing.
@@ -49,9 +50,10 @@ def count_policy_parameters(cfg: RLConfig) -> tuple[int, str]:
         return count_parameters(build_llama(_as_config(cfg.base_config), device="meta")), \
             f"toy Llama of {cfg.base_config} (meta device)"
     if cfg.vlm_config:
-        from .. import vlm
+        # not ``vlm.plan``: once ``infir_lib.vlm.plan`` (the module) is imported it shadows that function
+        from ..vlm.pipeline import plan as plan_vlm
 
-        p = vlm.plan(cfg.vlm_config)
+        p = plan_vlm(cfg.vlm_config)
         n = getattr(p, "parameters", None) or getattr(p, "total_parameters", None)
         if n is None and hasattr(p, "to_dict"):
             d = p.to_dict()
@@ -117,12 +119,11 @@ def plan_rl(cfg: RLConfig) -> RLPlan:
         rollouts += r
         gen_tokens += toks
         flops += 2.0 * n * toks / 0.1 + (2.0 * n * seq if cfg.beta else 0.0) + 6.0 * n * seq
-    peak = GPU_PEAK_TFLOPS[cfg.gpu] * 1e12 * cfg.assumed_mfu
-    gpu_hours = flops / peak / 3600.0
-    gib = 1024 ** 3
+    gpu_hours = gpu_hours_for(flops, cfg.gpu, cfg.assumed_mfu)
     k = max(1, cfg.n_gpus)
-    breakdown = {"policy": 2.0 * n / k / gib, "grads": 2.0 * n / k / gib, "optimizer": 12.0 * n / k / gib,
-                 "reference": (2.0 * n / k / gib) if cfg.beta else 0.0}
+    state = state_memory_gib(n, k, "zero3")  # the policy's weights, grads and Adam state, sharded
+    breakdown = {"policy": state["weights"], "grads": state["grads"], "optimizer": state["optimizer"],
+                 "reference": state["weights"] if cfg.beta else 0.0}  # frozen bf16 copy, sharded alike
     settings = {"beta": cfg.beta, "lr": cfg.learning_rate, "temperature": cfg.temperature,
                 "max_completion": cfg.max_completion_length, "prompts/step": cfg.prompts_per_step,
                 "rewards": "+".join(f"{w:g}*{r}" for r, w in zip(cfg.rewards, cfg.reward_weights)),
