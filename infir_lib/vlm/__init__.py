@@ -4,6 +4,11 @@
     result = vlm.run("configs/toy/vlm.yaml")        # tiny SigLIP + projector + toy LM, curriculum, cached
     model, processor = result.load_model(), result.load_processor()
     print(vlm.plan("configs/full/vlm.yaml"))        # SigLIP-So400m + the 1B LM on the meta device: ~1.6 B
+    vlm.run("configs/full/vlm.yaml")                # the full curriculum on Table 9 data (vlm/full.py, accelerate)
+
+Both scales train each stage with the same function, :func:`infir_lib.vlm.train.fit_stage`; they differ in
+the model builder (toy: :func:`build_llava` from cached parts; full: :func:`infir_lib.vlm.full_model.assemble`
+from hub ids or folders) and the data (toy: the generators below; full: :mod:`infir_lib.vlm.hub_data`).
 
 The data generators (scenes, rendered text, GUI screens, charts, geometry) are importable from here so
 the RL chapter can build image prompts with ground truth.

@@ -77,4 +77,16 @@ def plan_vlm(cfg: VLMConfig) -> VLMPlan:
                                  sharding=cfg.sharding, checkpointing=True)
     note = ("note: the LM is counted with the config's vocab_size; the toy tokenizer trained in chapter 2 is "
             "smaller, so the built toy model (result.summary['parameters']) is smaller too") if cfg.scale == "toy" else ""
+    if cfg.scale == "full":
+        from .full import grad_accumulation, stage_steps
+        from .hub_data import FORMATS
+
+        try:
+            accum = f"{cfg.micro_batch_size} x {grad_accumulation(cfg, cfg.n_gpus)} accumulation x {cfg.n_gpus} GPUs"
+        except ValueError as e:
+            accum = f"invalid: {e}"
+        note = (f"training (infir_lib/vlm/full.py, init={cfg.init}): optimizer steps per stage {stage_steps(cfg)}, "
+                f"global batch {cfg.global_batch_size} = micro-batch {accum}; lr {cfg.stage1_lr:g} / "
+                f"{cfg.stage2_lr:g} / {cfg.stage3_lr:g}; cleaning {'on' if cfg.clean else 'off'} "
+                f"({cfg.threshold_method}); dataset formats read: {', '.join(FORMATS)}")
     return VLMPlan(total, by_part, trainable, n_img, datasets, training, note)
