@@ -127,6 +127,11 @@ def test_unsupported_formats_raise_naming_the_dataset_and_columns(tmp_path):
         str(tmp_path / "odd" / "train-00000-of-00001.parquet"))
     with pytest.raises(UnsupportedDataset, match=r"odd.*\['foo', 'image'\]"):
         DatasetStream(str(tmp_path / "odd"))
+    # images given as paths that do not resolve (a hub set whose images sit in a zip): a clear stop, not a hang
+    Dataset.from_dict({"image": ["images/0.png"] * 3, "question": ["q"] * 3, "answer": ["a"] * 3}).to_parquet(
+        str(tmp_path / "zipped" / "train-00000-of-00001.parquet"))
+    with pytest.raises(ValueError, match=r"zipped.*(unusable|no usable row).*bad_image:FileNotFoundError"):
+        next(DatasetStream(str(tmp_path / "zipped")))
     with pytest.raises(UnsupportedDataset, match="no image column.*question"):
         detect_format(["question", "answer"], "somewhere/vqa")
 

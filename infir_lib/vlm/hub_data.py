@@ -43,6 +43,7 @@ ANSWER_COLUMNS = ("answer", "answers", "label", "multiple_choice_answer")
 CAPTION_COLUMNS = ("caption", "caption_str", "text", "captions")
 CAPTION_PROMPT = "Describe the image briefly."
 FORMATS = ("cauldron", "llava", "grounding", "qa", "caption")
+FAIL_AFTER = 200  # a dataset whose first rows are all unusable (images as paths into a zip, say) stops the run
 
 
 class UnsupportedDataset(ValueError):
@@ -275,6 +276,9 @@ class DatasetStream:
                 conv = adapt(row, self.format, self.root, str(self.spec))
             except Skip as s:
                 self.stats.skipped[str(s)] += 1
+                if self.stats.used == 0 and self.stats.read >= FAIL_AFTER:
+                    raise ValueError(f"dataset {self.spec} ({self.format} format): the first {self.stats.read} rows "
+                                     f"were all unusable: {dict(self.stats.skipped)}") from None
                 continue
             self.stats.used += 1
             return conv
