@@ -14,6 +14,7 @@ The data generators (scenes, rendered text, GUI screens, charts, geometry) are i
 the RL chapter can build image prompts with ground truth.
 """
 
+from . import plan as _plan_module  # noqa: F401  (loaded first, so `vlm.plan` below stays the function)
 from .config import VLMConfig
 from .data import (GUI_LABELS, GUI_TASKS, GuiScreen, GuiTaskEnv, VItem, box_center, denormalize_box,
                    denormalize_point, format_click, inside, make_chart, make_geometry, make_grounding,
