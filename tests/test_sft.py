@@ -196,3 +196,17 @@ def test_train_uses_vocab_sized_tiles(tiny, tmp_path, monkeypatch):
                                      "output_dir": str(tmp_path / "out")}, rows=toy_arith_rows(8, seed=0))
     vocab = load_model(folder).config.vocab_size
     assert seen and all(vocab <= s < trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE for s in seen)
+
+
+def test_starts_from_question():
+    from infir_lib.data.arith import make_problems
+    from infir_lib.sft.experiments import starts_from_question
+
+    p = make_problems(1, seed=3, steps=(2,))[0]
+    start = p.steps[0].split("+")[0].split("-")[0]
+    assert starts_from_question(p, p.solution)
+    assert starts_from_question(p, f"{start}+100=5. Answer: 5")  # reads the question, computes wrongly
+    other = "2" if start != "2" else "3"
+    assert not starts_from_question(p, f"{other}-1=1. Answer: 1")  # a template that ignores the numbers
+    assert not starts_from_question(p, f"{start}1+2=3. Answer: 3")  # a longer number is not the start
+    assert not starts_from_question(p, "Answer: 4") and not starts_from_question(p, "")

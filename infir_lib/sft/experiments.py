@@ -8,6 +8,7 @@ Item seeds (30_000+) never overlap the seeds the training data was generated fro
 from __future__ import annotations
 
 import random
+import re
 import statistics
 
 from ..data.arith import Problem, make_problems
@@ -93,3 +94,26 @@ def run_arm(name: str, rows: list[dict], seeds: list[int], evals: dict, override
 
 def accuracy_on(problems, max_new_tokens: int = 48):
     return lambda model, tok: arith_accuracy(model, tok, problems, max_new_tokens)["accuracy"]
+
+
+FIRST_OPERAND = re.compile(r"\s*(-?\d+)\s*[-+*]")
+
+
+def starts_from_question(problem: Problem, reply: str) -> bool:
+    """Whether the reply's first equation starts from the number the question starts with.
+
+    A diagnostic, not a score: a model that has learned the *form* of a solution but not to read
+    the question writes a fixed template ("2-1=1. Answer: 1") whatever the numbers, and gets an
+    item right only when the template's answer happens to be the true one.
+    """
+    start = re.match(r"(-?\d+)", problem.steps[0])
+    first = FIRST_OPERAND.match(reply)
+    return bool(start and first and first.group(1) == start.group(1))
+
+
+def reads_question_on(problems, max_new_tokens: int = 48):
+    """Share of greedy replies that start from the question's own starting number."""
+    def score(model, tok):
+        replies = generate(model, tok, [arith_prompt(p.question) for p in problems], max_new_tokens)
+        return sum(starts_from_question(p, r) for p, r in zip(problems, replies)) / max(1, len(problems))
+    return score
