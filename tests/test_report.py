@@ -36,6 +36,13 @@ def test_verdict_lower_is_better_and_margin():
     assert report.verdict_from_seeds([0.65], [0.5], margin=0.1) == "reproduced"
 
 
+def test_verdict_difference_equal_to_the_spread_is_a_tie_despite_rounding():
+    # 0.025 - 0.0375 is -0.012500000000000004 in floats; the spread is 0.0125: a tie, not a loss
+    assert report.verdict_from_seeds([0.025, 0.025], [0.025, 0.05]) == "inconclusive"
+    assert report.verdict_from_seeds([0.025, 0.05], [0.025, 0.025]) == "inconclusive"
+    assert report.verdict_from_seeds([0.0, 0.0], [0.025, 0.05]) == "not reproduced"
+
+
 def test_verdict_needs_both_arms():
     with pytest.raises(ValueError):
         report.verdict_from_seeds([], [1.0])

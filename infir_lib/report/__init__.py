@@ -57,7 +57,7 @@ def verdict_from_seeds(treatment: list[float], control: list[float], higher_is_b
     diff = sign * (statistics.fmean(treatment) - statistics.fmean(control))
     spread = max(statistics.pstdev(treatment) if len(treatment) > 1 else 0.0,
                  statistics.pstdev(control) if len(control) > 1 else 0.0)
-    bar = max(margin, spread)
+    bar = max(margin, spread) + 1e-9  # a difference equal to the bar is a tie, whatever the float rounding
     if diff > bar:
         return "reproduced"
     if diff < -bar:
