@@ -87,8 +87,9 @@ def train(cfg: SFTRunConfig, rows: list[dict], out: Path) -> dict:
     tokenizer = load_tokenizer(base)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    dtype = torch.bfloat16 if (cfg.bf16 and torch.cuda.is_available()) else torch.float32
-    model = load_model(base, dtype=dtype)
+    # fp32 master weights; ``bf16`` makes the trainer compute in bf16 autocast. Loading the weights in bf16
+    # would make AdamW update bf16 weights, which rounds away most lr-2e-5 steps (8 mantissa bits).
+    model = load_model(base, dtype=torch.float32)
     n_params = count_parameters(model)
     ds = Dataset.from_list([{"messages": r["messages"]} for r in rows])
     trainer = SFTTrainer(model=model, args=trl_args(cfg, out), train_dataset=ds, processing_class=tokenizer,
