@@ -3,7 +3,7 @@
     # one GPU (or CPU):
     python -m infir_lib vlm --config configs/full/vlm.yaml
     # 8 GPUs, FSDP (global batch fixed: gradient accumulation = global / (micro x processes)):
-    accelerate launch --config_file configs/accelerate/fsdp_8gpu.yaml -m infir_lib vlm --config configs/full/vlm.yaml
+    accelerate launch --config_file configs/accelerate/fsdp_8gpu_vlm.yaml -m infir_lib vlm --config configs/full/vlm.yaml
 
 What it does, in order:
 
