@@ -28,13 +28,13 @@ from infir_lib.plan import PAPER_GPU_HOURS, PAPER_TOKENS, implied_mfu, implied_t
 from infir_lib.pretrain.config import PretrainConfig  # noqa: E402
 
 
-def full_size_gpu(steps: int, micro_batch: int, seq_len: int, compile_model: bool) -> dict:
+def full_size_gpu(steps: int, micro_batch: int, seq_len: int, compile_model: bool, checkpointing: bool = True) -> dict:
     """tokens/s on one GPU for the Llama-3.2-1B architecture, bf16 autocast, AdamW, clipping."""
     cfg = load_config(PretrainConfig, "configs/full/pretrain.yaml")
     torch.manual_seed(0)
     model = build_llama(cfg, device="cuda", dtype=torch.float32)
     model.config._attn_implementation = "sdpa"
-    model.gradient_checkpointing_enable() if cfg.gradient_checkpointing else None
+    model.gradient_checkpointing_enable() if (cfg.gradient_checkpointing and checkpointing) else None
     n_params = count_parameters(model)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
     step_fn = torch.compile(model) if compile_model else model
@@ -67,15 +67,17 @@ def main() -> None:
     ap.add_argument("--micro-batch", type=int, default=4)
     ap.add_argument("--seq-len", type=int, default=4096)
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--no-checkpointing", action="store_true", help="keep activations (more memory, fewer FLOPs)")
     args = ap.parse_args()
 
     paper = implied_throughput(PAPER_TOKENS, PAPER_GPU_HOURS)
     print(f"paper (InfiR §2.4): {PAPER_TOKENS / 1e9:.0f} B tokens in {PAPER_GPU_HOURS:,.0f} GPU-hours "
           f"= {paper:,.0f} tokens/s/GPU on H800")
     if torch.cuda.is_available():
-        r = full_size_gpu(args.full_steps, args.micro_batch, args.seq_len, args.compile)
+        r = full_size_gpu(args.full_steps, args.micro_batch, args.seq_len, args.compile, not args.no_checkpointing)
         print(f"Llama-3.2-1B architecture ({r['parameters'] / 1e9:.3f} B), bf16, micro-batch {args.micro_batch} x "
-              f"{args.seq_len}, on {r['gpu']}: {r['tokens_per_s_per_gpu']:,.0f} tokens/s/GPU, MFU {r['mfu']:.1%}, "
+              f"{args.seq_len}, checkpointing {'off' if args.no_checkpointing else 'on'}, compile {args.compile}, "
+              f"on {r['gpu']}: {r['tokens_per_s_per_gpu']:,.0f} tokens/s/GPU, MFU {r['mfu']:.1%}, "
               f"peak memory {r['peak_memory_gib']:.1f} GiB")
     else:
         print("no GPU: the full-size measurement is skipped")
