@@ -82,3 +82,56 @@ def pad_batch(seqs: list[list[int]], pad_id: int, left: bool = False) -> tuple[t
         ids[i, span] = torch.as_tensor(s, dtype=torch.long)
         mask[i, span] = 1
     return ids, mask
+
+
+# --------------------------------------------------------------------------- TRL scratch memory on CPU
+
+@contextmanager
+def no_scratch_fill():
+    """Train without NaN-filling fresh tensors (``torch.utils.deterministic.fill_uninitialized_memory``).
+
+    ``seed_everything`` turns on deterministic algorithms, and with them PyTorch fills every
+    ``torch.empty`` with NaN, a guard against kernels that read memory they never wrote. TRL's
+    chunked log-prob kernel allocates a [tokens x 32,768] scratch tile per call (sized for big
+    vocabularies; ours has 4,096 entries) and writes it before reading it, so the fill changes no
+    result, but on a CPU it costs about 0.2 s per call: most of a toy SFT or GRPO step. The
+    deterministic algorithms themselves stay on (``tests/test_rl_grpo.py`` checks that a stage is
+    still bit-for-bit repeatable).
+    """
+    import torch.utils.deterministic as det
+
+    old = det.fill_uninitialized_memory
+    det.fill_uninitialized_memory = False
+    try:
+        yield
+    finally:
+        det.fill_uninitialized_memory = old
+
+
+@contextmanager
+def logprob_tiles_fit_vocab(vocab_size: int):
+    """Size TRL's fused LM-head tiles to the vocabulary instead of 32,768 columns (same numbers, less memory).
+
+    ``SFTTrainer`` computes the loss with a chunked log-prob kernel whose scratch buffer is
+    ``[tokens, 32768]`` floats, allocated twice per step whatever the vocabulary. For the toy model
+    (vocabulary 1,377, about 1,500 tokens a batch) that is 200 MB touched per pass and about 40%
+    of a toy run's CPU time spent in page faults. While the vocabulary fits in one tile, the tile
+    width does not change the arithmetic (one tile covers all columns either way), so the loss and
+    gradients are the same; only the buffer shrinks. Restored on exit.
+    """
+    from trl.trainer import utils as trl_utils
+
+    old = trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE
+    if vocab_size <= old:
+        trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE = max(256, -(-vocab_size // 256) * 256)
+    try:
+        yield trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE
+    finally:
+        trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE = old
+
+
+@contextmanager
+def lean_trl_scratch(vocab_size: int):
+    """Both of the above around a TRL ``trainer.train()``: the toy runs' numbers stay bit-identical."""
+    with no_scratch_fill(), logprob_tiles_fit_vocab(vocab_size):
+        yield

@@ -76,9 +76,36 @@ def test_grpo_stage_is_repeatable_and_saves_a_cached_generator(tmp_path):
 def test_no_scratch_fill_is_scoped():
     import torch.utils.deterministic as det
 
-    from infir_lib.rl.policy import no_scratch_fill
+    from infir_lib.runtime import no_scratch_fill
 
     before = det.fill_uninitialized_memory
     with no_scratch_fill():
         assert det.fill_uninitialized_memory is False
     assert det.fill_uninitialized_memory == before
+
+
+def test_grpo_with_narrow_logprob_tiles_is_bit_identical(tmp_path, monkeypatch):
+    """``lean_trl_scratch`` narrows TRL's log-prob tile to the vocabulary: the GRPO run must not change."""
+    from contextlib import contextmanager
+
+    import infir_lib.runtime as runtime
+
+    start = _tiny_start(tmp_path)
+    rows = format_rows("arith", "judge", 8, seed=0)
+    R.register_reward("test_digits", lambda completions, **kw: [float(sum(ch.isdigit() for ch in R.completion_text(c)))
+                                                               for c in completions])
+    args = dict(steps=2, num_generations=4, prompts_per_step=2, beta=0.04, learning_rate=1e-2, max_completion_length=8,
+                rewards=("test_digits", "format"), reward_weights=(1.0, 1.0), seed=3)
+    with torch_threads(1):
+        narrow = run_stage(start, rows, tmp_path / "narrow", StageArgs(**args), stage="judge")
+
+        @contextmanager
+        def default_tiles(vocab_size):
+            yield None
+
+        monkeypatch.setattr(runtime, "logprob_tiles_fit_vocab", default_tiles)
+        wide = run_stage(start, rows, tmp_path / "wide", StageArgs(**args), stage="judge")
+    strip = lambda h: [{k: v for k, v in r.items() if k != "step_time"} for r in h]  # noqa: E731
+    assert strip(narrow) == strip(wide)
+    a, b = load_model(tmp_path / "narrow"), load_model(tmp_path / "wide")
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))

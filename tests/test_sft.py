@@ -142,7 +142,7 @@ def _fused_loss_and_grads(folder, chunk_size=None):
     """Loss and gradients through TRL's fused LM head (the path ``SFTTrainer`` trains with)."""
     from trl.trainer.utils import add_fused_lm_head
 
-    from infir_lib.sft.trainer import logprob_tiles_fit_vocab
+    from infir_lib.runtime import logprob_tiles_fit_vocab
 
     model = load_model(folder)
     add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
@@ -163,7 +163,7 @@ def test_logprob_tiles_fit_vocab_same_numbers(tiny):
     """The smaller LM-head tile changes memory only: loss and every gradient are bit-identical."""
     from trl.trainer import utils as trl_utils
 
-    from infir_lib.sft.trainer import logprob_tiles_fit_vocab
+    from infir_lib.runtime import logprob_tiles_fit_vocab
 
     folder, tok = tiny
     default = trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE

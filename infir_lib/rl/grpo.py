@@ -22,7 +22,8 @@ import torch
 
 from ..models import load_tokenizer
 from ..runtime import seed_everything
-from .policy import no_scratch_fill, ready_for_generation, set_stop_tokens
+from ..runtime import lean_trl_scratch
+from .policy import ready_for_generation, set_stop_tokens
 from .rewards import get_reward_funcs
 
 
@@ -92,7 +93,7 @@ def run_stage(model_path: str | Path, rows: list[dict], out: Path, args: StageAr
                               train_dataset=dataset, processing_class=processor or tokenizer)
         set_stop_tokens(trainer.model, tokenizer)
         ready_for_generation(trainer.model)  # sample with the KV cache (a cold start saves use_cache=False)
-        with no_scratch_fill():
+        with lean_trl_scratch(trainer.model.get_output_embeddings().weight.shape[0]):
             trainer.train()
         history = []
         for h in trainer.state.log_history:

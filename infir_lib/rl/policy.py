@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 from .. import artifacts
 from ..models import EOT, load_model, load_tokenizer
-from ..runtime import seed_everything
+from ..runtime import lean_trl_scratch, seed_everything
 from .rewards import completion_text, extract_answer, format_reward, score_answer
 from .tasks import FORMATS, format_rows, sft_pairs
 
@@ -29,28 +28,6 @@ def set_stop_tokens(model, tokenizer) -> None:
     ids = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(EOT)]
     model.generation_config.eos_token_id = ids
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-
-
-@contextmanager
-def no_scratch_fill():
-    """Train without NaN-filling fresh tensors (``torch.utils.deterministic.fill_uninitialized_memory``).
-
-    ``seed_everything`` turns on deterministic algorithms, and with them PyTorch fills every
-    ``torch.empty`` with NaN, a guard against kernels that read memory they never wrote. TRL's
-    chunked log-prob kernel allocates a [tokens x 32,768] scratch tile per call (sized for big
-    vocabularies; ours has 4,096 entries) and writes it before reading it, so the fill changes no
-    result, but on a CPU it costs about 0.2 s per call: most of a toy SFT or GRPO step. The
-    deterministic algorithms themselves stay on (``tests/test_rl_grpo.py`` checks that a stage is
-    still bit-for-bit repeatable).
-    """
-    import torch.utils.deterministic as det
-
-    old = det.fill_uninitialized_memory
-    det.fill_uninitialized_memory = False
-    try:
-        yield
-    finally:
-        det.fill_uninitialized_memory = old
 
 
 def ready_for_generation(model) -> None:
@@ -84,7 +61,7 @@ def sft(model_path: str | Path, rows: list[dict], out: Path, *, steps: int, lr: 
                          gradient_checkpointing=False)
         trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(sft_pairs(rows)),
                              processing_class=tokenizer)
-        with no_scratch_fill():
+        with lean_trl_scratch(model.get_output_embeddings().weight.shape[0]):
             trainer.train()
         history = [h for h in trainer.state.log_history if "loss" in h]
     ready_for_generation(model)

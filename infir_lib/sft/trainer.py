@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import math
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from datasets import Dataset
 
 from ..models import count_parameters, load_model, load_tokenizer
-from ..runtime import seed_everything
+from ..runtime import lean_trl_scratch, seed_everything
 from .config import SFTRunConfig
 
 
@@ -48,28 +47,6 @@ def trl_args(cfg: SFTRunConfig, out: Path):
         disable_tqdm=True, dataloader_num_workers=0)
 
 
-@contextmanager
-def logprob_tiles_fit_vocab(vocab_size: int):
-    """Size TRL's fused LM-head tiles to the vocabulary instead of 32,768 columns (same numbers, less memory).
-
-    ``SFTTrainer`` computes the loss with a chunked log-prob kernel whose scratch buffer is
-    ``[tokens, 32768]`` floats, allocated twice per step whatever the vocabulary. For the toy model
-    (vocabulary 1,377, about 1,500 tokens a batch) that is 200 MB touched per pass and about 40%
-    of a toy run's CPU time spent in page faults. While the vocabulary fits in one tile, the tile
-    width does not change the arithmetic (one tile covers all columns either way), so the loss and
-    gradients are the same; only the buffer shrinks. Restored on exit.
-    """
-    from trl.trainer import utils as trl_utils
-
-    old = trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE
-    if vocab_size <= old:
-        trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE = max(256, -(-vocab_size // 256) * 256)
-    try:
-        yield trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE
-    finally:
-        trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE = old
-
-
 def lora_config(cfg: SFTRunConfig):
     from peft import LoraConfig
 
@@ -98,7 +75,7 @@ def train(cfg: SFTRunConfig, rows: list[dict], out: Path) -> dict:
     label_tokens = sum(sum(1 for t in ex["labels"] if t != -100) for ex in trainer.train_dataset) \
         if "labels" in trainer.train_dataset.column_names else None
     t0 = time.time()
-    with logprob_tiles_fit_vocab(model.get_output_embeddings().weight.shape[0]):
+    with lean_trl_scratch(model.get_output_embeddings().weight.shape[0]):
         result = trainer.train()
     seconds = time.time() - t0
     model = trainer.model
