@@ -18,9 +18,16 @@ import dataclasses
 from pathlib import Path
 
 from ..config import load_config
-from .config import METHODS, STAGES, RLConfig, parse_dataset_id
+from .config import METHODS, STAGES, RLConfig, parse_dataset_id  # noqa: F401  (re-exported)
+from . import curriculum as _curriculum
 from .curriculum import RLResult, rejection_sampling_sft, run_text_method, start_eval
 from .rewards import REWARDS, get_reward_funcs, register_reward, total_reward
+
+
+# The full-scale data fields (like ``datasets``) describe where a full run reads its rows, not what a
+# toy run computes: they stay out of the artifact cache key, so adding them changed no toy key.
+_curriculum.NON_SEMANTIC = _curriculum.NON_SEMANTIC + tuple(
+    f for f in ("dataset_formats", "image_roots") if f not in _curriculum.NON_SEMANTIC)
 
 
 def as_config(config, overrides=None) -> RLConfig:
@@ -51,35 +58,53 @@ def _run(cfg: RLConfig) -> RLResult:
 
 
 def _run_full(cfg: RLConfig) -> RLResult:
-    """Full scale: the same stage chain on hub data (needs GPUs, the hub and the datasets' own columns)."""
+    """Full scale: the same stage chain on the released datasets (needs GPUs and the hub, or local copies).
+
+    Each stage's dataset is read and converted by the adapter its ``dataset_formats`` entry names
+    (:mod:`.hub_data`): released columns -> prompt messages, solution, answer_type, image. Skipped
+    rows are counted by reason, printed, and kept in ``result.json`` under ``data``.
+    """
     import json
 
-    from datasets import load_dataset
-
-    from .grpo import run_stage
     from .curriculum import stage_args
+    from .grpo import run_stage
+    from .hub_data import check_formats, load_stage_rows
 
     if not cfg.output_dir:
         raise ValueError("a full-scale run needs output_dir (checkpoints of every stage are written there)")
     if len(cfg.datasets) != len(cfg.stages):
         raise ValueError(f"{len(cfg.stages)} stages {cfg.stages} need {len(cfg.stages)} datasets, got {cfg.datasets}")
-    out, path, history = Path(cfg.output_dir), cfg.model_name_or_path, []
+    formats = check_formats(cfg.dataset_formats, len(cfg.stages))  # before any download
+    if cfg.image_roots and len(cfg.image_roots) != len(cfg.stages):
+        raise ValueError(f"{len(cfg.stages)} stages need {len(cfg.stages)} image_roots (\"\" for none), "
+                         f"got {cfg.image_roots}")
+    roots = [r or None for r in cfg.image_roots] or [None] * len(cfg.stages)
+    out, path, history, data = Path(cfg.output_dir), cfg.model_name_or_path, [], {}
     from transformers import AutoProcessor
 
     processor = AutoProcessor.from_pretrained(cfg.model_name_or_path)
     if not hasattr(processor, "image_processor"):  # a text-only policy: its tokenizer is the processing class
         processor = None
     for i, (name, ds_id) in enumerate(zip(cfg.stages, cfg.datasets)):
-        # Each dataset must already hold rows in this chapter's shape: prompt (messages), solution,
-        # answer_type, and image for vision rows (the Curr-ReFT release ships them per stage).
-        rows = list(load_dataset(**parse_dataset_id(ds_id)))
+        converted = load_stage_rows(ds_id, formats[i], name, image_root=roots[i])
+        print(converted, flush=True)
+        data[name] = converted.report()
+        rows = converted.rows
+        if not rows:
+            raise ValueError(f"stage {name!r}: no usable rows in {ds_id} (format {formats[i]}); skipped: "
+                             f"{dict(converted.skipped)}")
+        if processor is None and any("image" in r for r in rows):
+            raise ValueError(f"stage {name!r}: {ds_id} has image rows but the policy {cfg.model_name_or_path} has no "
+                             "image processor (a text-only model)")
         args = stage_args(cfg, i)
-        args.steps = int(len(rows) * (cfg.stage_epochs[i] if cfg.stage_epochs else 1.0) // cfg.prompts_per_step)
+        derived = int(len(rows) * (cfg.stage_epochs[i] if cfg.stage_epochs else 1.0) // cfg.prompts_per_step)
+        args.steps = cfg.stage_steps[i] if cfg.stage_steps[i] > 0 else max(1, derived)  # 0 = derive from the data
         history += run_stage(path, rows, out / name, args, processor=processor, stage=name)
         path = out / name
+    summary = {"method": cfg.method, "stages": cfg.stages, "data": data}
     (out / "history.json").write_text(json.dumps(history))
-    (out / "result.json").write_text(json.dumps({"method": cfg.method, "stages": cfg.stages}))
-    return RLResult(out, {"method": cfg.method}, history)
+    (out / "result.json").write_text(json.dumps(summary, indent=1))
+    return RLResult(out, summary, history)
 
 
 def plan(config: str | Path | RLConfig, overrides=None):

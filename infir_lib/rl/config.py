@@ -65,7 +65,11 @@ class RLConfig:
     eval_steps: list[int] = field(default_factory=lambda: [1, 2])
     eval_max_new_tokens: int = 64
     # --- full scale: data and launch
-    datasets: list[str] = field(default_factory=list)  # hub ids, one per stage (full scale)
+    datasets: list[str] = field(default_factory=list)  # hub ids or local JSON(L) paths, one per stage (full scale)
+    # full: the adapter of :mod:`.hub_data` that turns each stage's released rows into this chapter's rows
+    # (curr_reft, deepscaler, geo170k, geometry3k, chapter); empty = the rows are already in shape ("chapter")
+    dataset_formats: list[str] = field(default_factory=list)
+    image_roots: list[str] = field(default_factory=list)  # full: where each stage's image paths resolve ("" = none)
     train_examples_per_stage: list[int] = field(default_factory=list)  # for the plan
     stage_epochs: list[float] = field(default_factory=list)
     deepspeed: str | None = None
