@@ -19,15 +19,8 @@ from pathlib import Path
 
 from ..config import load_config
 from .config import METHODS, STAGES, RLConfig, parse_dataset_id  # noqa: F401  (re-exported)
-from . import curriculum as _curriculum
 from .curriculum import RLResult, rejection_sampling_sft, run_text_method, start_eval
 from .rewards import REWARDS, get_reward_funcs, register_reward, total_reward
-
-
-# The full-scale data fields (like ``datasets``) describe where a full run reads its rows, not what a
-# toy run computes: they stay out of the artifact cache key, so adding them changed no toy key.
-_curriculum.NON_SEMANTIC = _curriculum.NON_SEMANTIC + tuple(
-    f for f in ("dataset_formats", "image_roots") if f not in _curriculum.NON_SEMANTIC)
 
 
 def as_config(config, overrides=None) -> RLConfig:
