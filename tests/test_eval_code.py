@@ -9,7 +9,6 @@ import random
 import pytest
 
 from infir_lib.eval import code as C
-from infir_lib.eval.sandbox import run_programs
 
 
 def _brute_pass_at_k(n: int, c: int, k: int) -> float:

@@ -12,7 +12,7 @@ from infir_lib.synth.instructions import CodeInstruction, MathInstruction, seed_
 from infir_lib.synth.pipeline import _step
 from infir_lib.synth.select import (DIFFICULTY_LABELS, difficulty_label, difficulty_score, diversity_sample,
                                     has_reasoning_steps, label_domain, pick_best, step_reward)
-from infir_lib.synth.teacher import TeacherArgs, code_response, math_response
+from infir_lib.synth.teacher import TeacherArgs, math_response
 
 
 def test_pick_best_is_the_highest_score_first_on_ties():

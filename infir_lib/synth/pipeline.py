@@ -14,7 +14,7 @@ from collections import Counter
 from ..sft.data import arith_prompt
 from .config import SynthConfig
 from .evolve import evolve
-from .instructions import CodeInstruction, MathInstruction, seed_instructions
+from .instructions import MathInstruction, seed_instructions
 from .select import (defines_function, difficulty_label, difficulty_score, diversity_sample, has_reasoning_steps,
                      label_domain, pick_best, step_reward)
 from .teacher import TeacherArgs, toy_candidates

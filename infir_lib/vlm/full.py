@@ -61,7 +61,7 @@ def make_accelerator(cfg: VLMConfig):
 
     gpu = torch.cuda.is_available()
     # DDP: frozen parts change between stages, so DDP must tolerate parameters without gradients
-    # (FSDP2, the fsdp_8gpu.yaml default, handles mixed requires_grad natively).
+    # (FSDP2, as in fsdp_8gpu_vlm.yaml, handles mixed requires_grad natively).
     return Accelerator(mixed_precision=cfg.mixed_precision if gpu else "no", cpu=not gpu,
                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
 
