@@ -135,3 +135,17 @@ def lean_trl_scratch(vocab_size: int):
     """Both of the above around a TRL ``trainer.train()``: the toy runs' numbers stay bit-identical."""
     with no_scratch_fill(), logprob_tiles_fit_vocab(vocab_size):
         yield
+
+
+def make_accelerator(mixed_precision: str, cpu: bool, **kwargs):
+    """An ``Accelerator`` with this run's mixed precision, also when an earlier run in the same process
+    (a notebook kernel: an SFT trainer, then a bf16 pre-training run) left accelerate's global state set to
+    another one; accelerate would refuse that. Under a distributed launch the state is never reset."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    state = AcceleratorState._shared_state
+    single = int(os.environ.get("WORLD_SIZE", "1")) == 1
+    if single and state and state.get("_mixed_precision") not in (None, mixed_precision):
+        AcceleratorState._reset_state()
+    return Accelerator(mixed_precision=mixed_precision, cpu=cpu, **kwargs)

@@ -71,3 +71,20 @@ def test_toy_training_gives_identical_numbers_twice(tmp_path):
     keys = ("step", "loss", "grad_norm", "lr", "val_loss")
     assert [[h.get(k) for k in keys] for h in a.history] == [[h.get(k) for k in keys] for h in b.history]
     assert a.summary["weights_sha256"] == b.summary["weights_sha256"]
+
+
+def test_make_accelerator_replaces_a_state_left_with_another_precision():
+    """A notebook kernel that ran a trainer without mixed precision can still start a bf16 run (accelerate's
+    global state would otherwise refuse it); the state is put back for the tests that follow."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    from infir_lib.runtime import make_accelerator
+
+    AcceleratorState._reset_state(reset_partial_state=True)  # start from a CPU state whatever ran before
+    Accelerator(cpu=True, mixed_precision="no")
+    try:
+        assert make_accelerator("bf16", cpu=True).mixed_precision == "bf16"
+        assert make_accelerator("bf16", cpu=True).mixed_precision == "bf16"  # same precision: state kept
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)

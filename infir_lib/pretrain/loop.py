@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from ..models import build_llama, count_parameters, load_model
 from ..plan import grad_accum_steps
-from ..runtime import seed_everything
+from ..runtime import make_accelerator, seed_everything
 from .config import PretrainConfig
 from .packing import get_packed_data, get_tokenizer
 from .shards import TokenBlocks
@@ -90,7 +89,7 @@ def train(cfg: PretrainConfig, out: Path, eval_fn: Callable | None = None) -> di
     """Train (or resume) into ``out``; returns the summary also written to ``out/result.json``."""
     out = Path(out)
     use_cuda = torch.cuda.is_available()
-    accelerator = Accelerator(cpu=not use_cuda, mixed_precision="bf16" if (cfg.bf16 and use_cuda) else "no")
+    accelerator = make_accelerator("bf16" if (cfg.bf16 and use_cuda) else "no", cpu=not use_cuda)
     world, rank = accelerator.num_processes, accelerator.process_index
     accum = grad_accum_steps(cfg.global_batch_size, cfg.micro_batch_size, world)
     seed_everything(cfg.seed)

@@ -56,14 +56,15 @@ def grad_accumulation(cfg: VLMConfig, world_size: int) -> int:
 
 
 def make_accelerator(cfg: VLMConfig):
-    from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
+
+    from ..runtime import make_accelerator as accelerator_for
 
     gpu = torch.cuda.is_available()
     # DDP: frozen parts change between stages, so DDP must tolerate parameters without gradients
     # (FSDP2, as in fsdp_8gpu_vlm.yaml, handles mixed requires_grad natively).
-    return Accelerator(mixed_precision=cfg.mixed_precision if gpu else "no", cpu=not gpu,
-                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    return accelerator_for(cfg.mixed_precision if gpu else "no", cpu=not gpu,
+                           kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
 
 
 def fsdp2_init_while_trainable(model) -> None:
