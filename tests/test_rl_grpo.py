@@ -2,23 +2,17 @@
 
 import torch
 
-from infir_lib.models import ModelArgs, build_llama, load_model, train_tokenizer
+from infir_lib.models import load_model
 from infir_lib.rl import rewards as R
 from infir_lib.rl.grpo import StageArgs, run_stage
 from infir_lib.runtime import torch_threads
 from infir_lib.rl.tasks import format_rows
 
 
-def test_grpo_stage_updates_policy_and_logs(tmp_path):
+def test_grpo_stage_updates_policy_and_logs(tmp_path, tiny_llama):
     rows = format_rows("arith", "judge", 16, seed=0)
     texts = [r["prompt"][0]["content"] + " " + r["reference"] for r in format_rows("arith", "open", 200, seed=1)]
-    tok = train_tokenizer(texts, vocab_size=400)
-    torch.manual_seed(0)
-    model = build_llama(ModelArgs(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                                  intermediate_size=64, max_position_embeddings=256), tok)
-    start = tmp_path / "start"
-    model.save_pretrained(start)
-    tok.save_pretrained(start)
+    start, model, _ = tiny_llama(tmp_path / "start", texts, vocab_size=400, max_position_embeddings=256)
     before = {k: v.clone() for k, v in model.state_dict().items()}
 
     # A random policy never writes the tags, so format/accuracy are 0 for every sample (no advantage, no
@@ -41,33 +35,33 @@ def test_grpo_stage_updates_policy_and_logs(tmp_path):
     assert (tmp_path / "out" / "tokenizer_config.json").exists()
 
 
-def _tiny_start(tmp_path):
+def _tiny_start(tmp_path, tiny_llama):
     texts = [r["prompt"][0]["content"] + " " + r["reference"] for r in format_rows("arith", "open", 200, seed=1)]
-    tok = train_tokenizer(texts, vocab_size=400)
-    torch.manual_seed(0)
-    model = build_llama(ModelArgs(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                                  intermediate_size=64, max_position_embeddings=256), tok)
-    model.config.use_cache = False  # what a trainer saves; the stage must turn the cache back on
-    start = tmp_path / "start"
-    model.save_pretrained(start)
-    tok.save_pretrained(start)
-    return start
+    # use_cache=False is what a trainer saves; the stage must turn the cache back on
+    return tiny_llama(tmp_path / "start", texts, vocab_size=400, max_position_embeddings=256, use_cache=False)[0]
 
 
-def test_grpo_stage_is_repeatable_and_saves_a_cached_generator(tmp_path):
-    """Same start, rows and seed -> the same log and the same weights, bit for bit (``no_scratch_fill`` keeps
-    the deterministic algorithms); the saved policy samples with the KV cache (``ready_for_generation``)."""
-    start = _tiny_start(tmp_path)
-    rows = format_rows("arith", "judge", 8, seed=0)
+def _judge_stage(start, out):
+    """Two GRPO steps on 8 judge rows with a digit-count shaping reward (a random policy gets no format reward)."""
     R.register_reward("test_digits", lambda completions, **kw: [float(sum(ch.isdigit() for ch in R.completion_text(c)))
                                                                for c in completions])
-    args = dict(steps=2, num_generations=4, prompts_per_step=2, beta=0.04, learning_rate=1e-2, max_completion_length=8,
-                rewards=("test_digits", "format"), reward_weights=(1.0, 1.0), seed=3)
+    args = StageArgs(steps=2, num_generations=4, prompts_per_step=2, beta=0.04, learning_rate=1e-2,
+                     max_completion_length=8, rewards=("test_digits", "format"), reward_weights=(1.0, 1.0), seed=3)
+    return run_stage(start, format_rows("arith", "judge", 8, seed=0), out, args, stage="judge")
+
+
+def _without_time(history):
+    return [{k: v for k, v in r.items() if k != "step_time"} for r in history]
+
+
+def test_grpo_stage_is_repeatable_and_saves_a_cached_generator(tmp_path, tiny_llama):
+    """Same start, rows and seed -> the same log and the same weights, bit for bit (``no_scratch_fill`` keeps
+    the deterministic algorithms); the saved policy samples with the KV cache (``ready_for_generation``)."""
+    start = _tiny_start(tmp_path, tiny_llama)
     with torch_threads(1):
-        h1 = run_stage(start, rows, tmp_path / "a", StageArgs(**args), stage="judge")
-        h2 = run_stage(start, rows, tmp_path / "b", StageArgs(**args), stage="judge")
-    strip = lambda h: [{k: v for k, v in r.items() if k != "step_time"} for r in h]  # noqa: E731
-    assert strip(h1) == strip(h2)
+        h1 = _judge_stage(start, tmp_path / "a")
+        h2 = _judge_stage(start, tmp_path / "b")
+    assert _without_time(h1) == _without_time(h2)
     a, b = load_model(tmp_path / "a"), load_model(tmp_path / "b")
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert a.config.use_cache and a.generation_config.use_cache
@@ -84,28 +78,22 @@ def test_no_scratch_fill_is_scoped():
     assert det.fill_uninitialized_memory == before
 
 
-def test_grpo_with_narrow_logprob_tiles_is_bit_identical(tmp_path, monkeypatch):
+def test_grpo_with_narrow_logprob_tiles_is_bit_identical(tmp_path, monkeypatch, tiny_llama):
     """``lean_trl_scratch`` narrows TRL's log-prob tile to the vocabulary: the GRPO run must not change."""
     from contextlib import contextmanager
 
     import infir_lib.runtime as runtime
 
-    start = _tiny_start(tmp_path)
-    rows = format_rows("arith", "judge", 8, seed=0)
-    R.register_reward("test_digits", lambda completions, **kw: [float(sum(ch.isdigit() for ch in R.completion_text(c)))
-                                                               for c in completions])
-    args = dict(steps=2, num_generations=4, prompts_per_step=2, beta=0.04, learning_rate=1e-2, max_completion_length=8,
-                rewards=("test_digits", "format"), reward_weights=(1.0, 1.0), seed=3)
+    start = _tiny_start(tmp_path, tiny_llama)
     with torch_threads(1):
-        narrow = run_stage(start, rows, tmp_path / "narrow", StageArgs(**args), stage="judge")
+        narrow = _judge_stage(start, tmp_path / "narrow")
 
         @contextmanager
         def default_tiles(vocab_size):
             yield None
 
         monkeypatch.setattr(runtime, "logprob_tiles_fit_vocab", default_tiles)
-        wide = run_stage(start, rows, tmp_path / "wide", StageArgs(**args), stage="judge")
-    strip = lambda h: [{k: v for k, v in r.items() if k != "step_time"} for r in h]  # noqa: E731
-    assert strip(narrow) == strip(wide)
+        wide = _judge_stage(start, tmp_path / "wide")
+    assert _without_time(narrow) == _without_time(wide)
     a, b = load_model(tmp_path / "narrow"), load_model(tmp_path / "wide")
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))

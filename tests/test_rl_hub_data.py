@@ -178,13 +178,10 @@ def test_new_fields_leave_the_toy_cache_key_alone():
 
 # --- one full-scale run on local stand-ins ------------------------------------------------------------------
 
-def test_run_full_on_local_curr_reft_layout(tmp_path):
+def test_run_full_on_local_curr_reft_layout(tmp_path, tiny_llama):
     """The full preset's stage chain on local Curr-ReFT-layout JSONL (text-only math rows + PNGs that a text
     policy never sees), a tiny random Llama, 1-2 GRPO steps a stage on CPU."""
-    import torch
-
     from infir_lib import rl
-    from infir_lib.models import ModelArgs, build_llama, train_tokenizer
     from infir_lib.runtime import torch_threads
 
     data = tmp_path / "grpo_data" / "train"
@@ -198,13 +195,7 @@ def test_run_full_on_local_curr_reft_layout(tmp_path):
            [{"problem": q, "solution": f"<thinking>..</thinking><answer>{2 * i + 3}</answer>", "task": "math"}
             for i, q in enumerate(qs)] + [{"problem": "q", "solution": "<answer>1</answer>", "task": "ocr"}])
 
-    tok = train_tokenizer([q + " <think> </think> <answer> yes no 3 5 7 </answer>" for q in qs] * 20, vocab_size=300)
-    torch.manual_seed(0)
-    model = build_llama(ModelArgs(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                                  intermediate_size=64, max_position_embeddings=512), tok)
-    start = tmp_path / "policy"
-    model.save_pretrained(start)
-    tok.save_pretrained(start)
+    start = tiny_llama(tmp_path / "policy", [q + " <think> </think> <answer> yes no 3 5 7 </answer>" for q in qs] * 20)[0]
 
     out = tmp_path / "run"
     overrides = {"model_name_or_path": str(start), "output_dir": str(out), "deepspeed": None, "bf16": False,
@@ -226,13 +217,10 @@ def test_run_full_on_local_curr_reft_layout(tmp_path):
     assert json.loads((out / "history.json").read_text()) == result.history
 
 
-def test_run_full_infi_mmr_phases_on_the_toy_llava(tmp_path):
+def test_run_full_infi_mmr_phases_on_the_toy_llava(tmp_path, tiny_llama):
     """Infi-MMR's three phases at full-scale wiring on the book's toy LLaVA (random tiny tower + tiny Llama):
     DeepScaleR-format text rows, then Geo170K-format rows (with an added caption column) + PNGs."""
-    import torch
-
     from infir_lib import rl
-    from infir_lib.models import ModelArgs, build_llama, train_tokenizer
     from infir_lib.rl.vision import assemble_vlm
     from infir_lib.runtime import torch_threads
 
@@ -247,12 +235,7 @@ def test_run_full_infi_mmr_phases_on_the_toy_llava(tmp_path):
     _jsonl(tmp_path / "deepscaler.jsonl", [{"problem": f"What is {i}+1?", "answer": str(i + 1), "solution": ""}
                                            for i in range(4)])
     texts = ["What is the angle 1+1? <think> </think> <answer> 30 31 </answer> Caption: A triangle"] * 20
-    tok = train_tokenizer(texts, vocab_size=300)
-    torch.manual_seed(0)
-    lm = build_llama(ModelArgs(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                               intermediate_size=64, max_position_embeddings=512), tok)
-    lm.save_pretrained(tmp_path / "lm")
-    tok.save_pretrained(tmp_path / "lm")
+    tiny_llama(tmp_path / "lm", texts)
     origin = assemble_vlm(tmp_path / "lm", tmp_path / "vlm", None)  # no chapter-6 model: random tower
     assert origin["vision_from"] == "randomly initialised tower and projector"
 

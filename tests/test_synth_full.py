@@ -8,12 +8,10 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from transformers import LlamaConfig, LlamaForSequenceClassification
 
 from infir_lib import synth
 from infir_lib.config import load_config
-from infir_lib.models import ModelArgs, build_llama, train_tokenizer
 from infir_lib.synth.config import SynthConfig
 from infir_lib.synth.full import RewardModel
 from infir_lib.synth.teacher import LLMTeacher
@@ -24,14 +22,9 @@ TEXTS = ["Solve the problem step by step. Step 1: 3+4=7. Answer: 7",
 
 
 @pytest.fixture(scope="module")
-def standins(tmp_path_factory):
+def standins(tmp_path_factory, tiny_llama):
     root = tmp_path_factory.mktemp("standins")
-    tok = train_tokenizer(TEXTS, vocab_size=400)
-    torch.manual_seed(0)
-    lm = build_llama(ModelArgs(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                               intermediate_size=64, max_position_embeddings=2048), tok)
-    lm.save_pretrained(root / "teacher")
-    tok.save_pretrained(root / "teacher")
+    _, _, tok = tiny_llama(root / "teacher", TEXTS, vocab_size=400, max_position_embeddings=2048)
     rm = LlamaForSequenceClassification(LlamaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1,
                                                     num_attention_heads=2, num_key_value_heads=1,
                                                     intermediate_size=64, num_labels=1,
