@@ -25,13 +25,16 @@ class ConfigError(ValueError):
     """A config file or override is wrong; the message names the file and the key."""
 
 
+PACKAGED_PRESETS = Path(__file__).resolve().parent / "presets"  # configs/ as shipped inside the wheel
+
+
 def resolve_path(path: str | Path) -> Path:
-    """Find a config or data path given relative to the cwd or to the repository root."""
+    """Find a config or data path given relative to the cwd, to the repository root, or (``configs/...``)
+    in the presets shipped with the installed package, so a notebook's ``configs/toy/sft.yaml`` also
+    works on Colab, where the library is pip-installed and there is no checkout."""
     p = Path(path).expanduser()
     if p.is_absolute() or p.exists():
         return p
-    candidate = REPO_ROOT / p
-    return candidate if candidate.exists() else p
 
 
 def _field_types(cls: type) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import yaml
 
-from .config import REPO_ROOT
+from .config import resolve_path
 from .plan import (GPU_PEAK_TFLOPS, PAPER_GPU_HOURS, PAPER_GPUS, PAPER_TOKENS, implied_mfu, implied_throughput,
                    plan_training)
 
@@ -49,8 +49,8 @@ def preset_table(stage: str = "pretrain", keys: tuple[str, ...] = (
         "hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "seq_len", "global_batch_size",
         "max_steps", "total_tokens", "learning_rate", "n_gpus", "gpu")) -> list[dict]:
     """Rows ``{key, toy, full}`` comparing the two presets of a stage (read from configs/, not typed)."""
-    toy = yaml.safe_load((REPO_ROOT / "configs" / "toy" / f"{stage}.yaml").read_text())
-    full = yaml.safe_load((REPO_ROOT / "configs" / "full" / f"{stage}.yaml").read_text())
+    toy = yaml.safe_load(resolve_path(f"configs/toy/{stage}.yaml").read_text())
+    full = yaml.safe_load(resolve_path(f"configs/full/{stage}.yaml").read_text())
     return [{"key": k, "toy": toy.get(k, "(default)"), "full": full.get(k, "(default)")} for k in keys]
 
 
@@ -96,4 +96,4 @@ def planner_widget(n_params: int, n_layers: int = 16, hidden: int = 2048):
 
 
 def config_paths(stage: str) -> dict[str, Path]:
-    return {scale: REPO_ROOT / "configs" / scale / f"{stage}.yaml" for scale in ("toy", "full")}
+    return {scale: resolve_path(f"configs/{scale}/{stage}.yaml") for scale in ("toy", "full")}

@@ -2,7 +2,8 @@
 # Set everything up on a fresh machine (idempotent, quick when already done):
 #   - system tools the book uses: bubblewrap (the code sandbox) and chromium + chromium-driver (the browser test),
 #     installed with apt when running as root on Debian/Ubuntu; otherwise a notice;
-#   - a virtual environment in .venv with the exact pins of pyproject.toml (torch 2.13.0 CPU wheel).
+#   - a virtual environment in .venv with the exact pins of constraints.txt (torch 2.13.0 CPU wheel) for the
+#     ranges pyproject.toml declares.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,11 +32,11 @@ if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv with $($PY --version)"
   "$PY" -m venv .venv
 fi
-stamp=".venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)"
+stamp=".venv/.installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "[setup] installing pinned packages (about a minute and a half)"
   # The machine's pip config lists local indexes that may not exist; hide only those warnings.
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[book,test]' 2>&1 \
+  .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[book,test]' 2>&1 \
     | grep -v "is ignored: it is neither a file nor a directory" || true
   .venv/bin/python -m pip check
   .venv/bin/python -c "import torch, sys; v=torch.__version__; sys.exit(0 if v.startswith('2.13.0') else 'torch ' + v + ' is not the pinned 2.13.0')"

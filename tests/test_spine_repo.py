@@ -1,5 +1,7 @@
-"""Repository contracts: pins agree, every notebook is in the TOC and stored clean, configs resolve."""
+"""Repository contracts: pyproject ranges, constraints.txt and environment.yml agree with each other and
+with what is installed, every notebook is in the TOC and stored clean, configs resolve."""
 
+import importlib.metadata
 import json
 import re
 import subprocess
@@ -9,30 +11,82 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 
-def pyproject_pins():
+def pyproject_requirements() -> list[Requirement]:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    return project["dependencies"] + [d for extra in project["optional-dependencies"].values() for d in extra]
+    reqs = project["dependencies"] + [d for extra in project["optional-dependencies"].values() for d in extra]
+    return [Requirement(r) for r in reqs]
 
 
-def test_environment_yml_has_the_same_pins():
+def _exact(lines: list[str], where: str) -> dict[str, str]:
+    """``name==version`` lines -> {canonical name: version}; anything else is a drift error."""
+    pins = {}
+    for line in lines:
+        req = Requirement(line)
+        spec = list(req.specifier)
+        assert len(spec) == 1 and spec[0].operator == "==", f"{where}: {line!r} is not an exact pin"
+        pins[canonicalize_name(req.name)] = spec[0].version
+    return pins
+
+
+def constraint_pins() -> dict[str, str]:
+    lines = [ln.split("#")[0].strip() for ln in (REPO / "constraints.txt").read_text().splitlines()]
+    return _exact([ln for ln in lines if ln], "constraints.txt")
+
+
+def test_environment_yml_has_the_constraint_pins():
     env = yaml.safe_load((REPO / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
-    assert sorted(pip) == sorted(pyproject_pins())
+    assert _exact(pip, "environment.yml") == constraint_pins()
 
 
-def test_pins_are_exact_and_safe():
-    pins = pyproject_pins()
-    assert all("==" in p for p in pins), [p for p in pins if "==" not in p]
-    names = {re.split(r"[\[=]", p)[0].lower(): p for p in pins}
-    assert names["torch"] == "torch==2.13.0"
-    assert names["jupyter-book"].split("==")[1].startswith("1.")
-    assert "fasttext-numpy2" in names and "fasttext" not in names
-    assert "torchvision" not in names
+def test_pyproject_declares_ranges_that_hold_the_constraint_pins():
+    pins = constraint_pins()
+    reqs = pyproject_requirements()
+    assert not [str(r) for r in reqs if any(s.operator == "==" for s in r.specifier)], \
+        "pyproject.toml declares ranges; exact versions belong in constraints.txt"
+    for r in reqs:
+        name = canonicalize_name(r.name)
+        assert name in pins, f"{r} has no pin in constraints.txt"
+        assert r.specifier.contains(pins[name], prereleases=True), f"constraints.txt {name}=={pins[name]} is outside {r}"
+    assert set(pins) == {canonicalize_name(r.name) for r in reqs}, "constraints.txt pins a package pyproject.toml does not use"
+
+
+def test_pins_are_safe():
+    pins = constraint_pins()
+    assert pins["torch"] == "2.13.0"
+    assert pins["jupyter-book"].startswith("1.")
+    assert "fasttext-numpy2" in pins and "fasttext" not in pins
+    assert "torchvision" not in pins
+    assert "jupyterlab" in pins, "a Jupyter front end to open the notebooks locally"
+    colab = [Requirement(r) for r in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+             ["optional-dependencies"]["colab"]]
+    assert "torch" not in {canonicalize_name(r.name) for r in colab}, "the colab extra must keep Colab's torch"
+
+
+def test_installed_versions_match_the_constraints():
+    wrong = {}
+    for name, version in constraint_pins().items():
+        try:
+            have = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            have = "not installed"
+        if have.split("+")[0] != version:  # torch's CPU wheel reports 2.13.0+cpu
+            wrong[name] = f"installed {have}, constraints.txt {version}"
+    assert not wrong, f"the environment drifted (run bash scripts/setup.sh): {wrong}"
+
+
+def test_setup_installs_with_the_constraints_and_restamps_on_change():
+    setup = (REPO / "scripts" / "setup.sh").read_text()
+    assert "-c constraints.txt" in setup
+    stamp = next(ln for ln in setup.splitlines() if ln.startswith("stamp="))
+    assert "pyproject.toml" in stamp and "constraints.txt" in stamp
 
 
 def toc_files():
@@ -63,6 +117,14 @@ def test_notebook_is_stored_clean_and_well_formed(path):
     text = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
     assert text.count("```{admonition} Solution") >= 3, "a chapter needs at least three exercises with solutions"
     assert ":class: dropdown" in text
+
+
+def test_colab_install_cell_uses_the_published_repository_and_keeps_torch():
+    url = yaml.safe_load((REPO / "_config.yml").read_text())["repository"]["url"]
+    for path in NOTEBOOKS:
+        first = "".join(next(c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")["source"])
+        assert f'os.environ.get("INFIR_REPO", "{url}")' in first, f"{path.name}: the default repository is not _config.yml's"
+        assert '"infir_lib[colab] @ git+$INFIR_REPO"' in first, f"{path.name}: install the colab extra from INFIR_REPO"
 
 
 ACCEL = sorted((REPO / "configs" / "accelerate").glob("*.yaml"))
