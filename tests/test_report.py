@@ -1,4 +1,4 @@
-"""Unit tests of the scorecard (verdicts, record/load round-trip, rendering) and the student edition.
+"""Unit tests of the scorecard (record/load round-trip, rendering) and the student edition.
 
 None of these needs another chapter's notebook: results are written to a temporary cache.
 """
@@ -19,128 +19,116 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
-# --- verdict_from_seeds -----------------------------------------------------------------------
-def test_verdict_clear_win_loss_and_tie():
-    assert report.verdict_from_seeds([0.8, 0.82, 0.81], [0.5, 0.52, 0.51]) == "reproduced"
-    assert report.verdict_from_seeds([0.5, 0.52, 0.51], [0.8, 0.82, 0.81]) == "not reproduced"
-    # difference 0.01 is smaller than the seed spread (~0.08): cannot tell
-    assert report.verdict_from_seeds([0.5, 0.7, 0.6], [0.59, 0.61, 0.57]) == "inconclusive"
-
-
-def test_verdict_lower_is_better_and_margin():
-    # perplexity: the treatment is lower, which is better
-    assert report.verdict_from_seeds([10.0, 10.1], [12.0, 12.1], higher_is_better=False) == "reproduced"
-    assert report.verdict_from_seeds([10.0, 10.1], [12.0, 12.1], higher_is_better=True) == "not reproduced"
-    # one seed each: decided by the margin alone
-    assert report.verdict_from_seeds([0.55], [0.5], margin=0.1) == "inconclusive"
-    assert report.verdict_from_seeds([0.65], [0.5], margin=0.1) == "reproduced"
-
-
-def test_verdict_difference_equal_to_the_spread_is_a_tie_despite_rounding():
-    # 0.025 - 0.0375 is -0.012500000000000004 in floats; the spread is 0.0125: a tie, not a loss
-    assert report.verdict_from_seeds([0.025, 0.025], [0.025, 0.05]) == "inconclusive"
-    assert report.verdict_from_seeds([0.025, 0.05], [0.025, 0.025]) == "inconclusive"
-    assert report.verdict_from_seeds([0.0, 0.0], [0.025, 0.05]) == "not reproduced"
-
-
-def test_verdict_needs_both_arms():
-    with pytest.raises(ValueError):
-        report.verdict_from_seeds([], [1.0])
+def _part(claim=7, part="test accuracy", effect=0.3, seeds=3, items=200, seed=0):
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    c = (rng.random((seeds, items)) < 0.3).astype(float)
+    t = (rng.random((seeds, items)) < 0.3 + effect).astype(float)
+    return report.compare(claim, part, t, c, labels=("new", "old"))
 
 
 # --- record / load ----------------------------------------------------------------------------
 def test_record_load_round_trip(cache):
     assert all(v is None for v in report.load_claims().values())
-    path = report.record_claim(3, experiment="toy mix", measured={"grad_norm": [1.0, 2.0]}, verdict="inconclusive",
-                               seeds=[0, 1], notes="n")
+    p = _part()
+    path = report.record_experiment(7, experiment="toy SFT", parts=[p], seeds=[0, 1, 2], extra={"rows": 40},
+                                    notes="n")
     assert path.parent == cache / "results"
     claims = report.load_claims()
     assert set(claims) == set(range(1, 15))
-    assert claims[3]["experiment"] == "toy mix" and claims[3]["measured"] == {"grad_norm": [1.0, 2.0]}
-    assert claims[3]["claim"] == 3 and claims[3]["chapter"] == report.CLAIMS[3]["chapter"]
-    assert claims[3]["statement"] == report.CLAIMS[3]["claim"] and claims[3]["seeds"] == [0, 1]
-    assert [n for n, r in claims.items() if r is None] == [n for n in range(1, 15) if n != 3]
+    rec = claims[7]
+    assert rec["experiment"] == "toy SFT" and rec["measured"] == {"rows": 40} and rec["seeds"] == [0, 1, 2]
+    assert rec["verdict"] == p.verdict == "reproduced"
+    back = report.claim_parts(rec)[0]
+    assert back.interval == p.interval and back.labels == ("new", "old") and back.margin == 0.05
+    assert [n for n, r in claims.items() if r is None] == [n for n in range(1, 15) if n != 7]
 
 
-def test_record_keeps_numpy_numbers_as_numbers(cache):
-    import numpy as np
-    report.record_claim(7, experiment="x", measured={"acc": np.array([0.5, 0.75], dtype=np.float32), "n": np.int64(3)},
-                        verdict="inconclusive")
-    rec = report.load_claims()[7]
-    assert rec["measured"] == {"acc": [0.5, 0.75], "n": 3}
-    assert "0.62 ± 0.12 (n=2)" in scorecard.format_measured(rec["measured"])
-
-
-def test_record_rejects_bad_claim_and_verdict(cache):
+def test_margin_and_kind_come_from_the_declaration():
+    p = _part(claim=9, part="35% of B nearly matches B", effect=0.0)
+    assert p.kind == "noninferiority" and p.margin == report.CLAIMS[9]["parts"][p.name]["margin"]
+    with pytest.raises(KeyError, match="declares the parts"):
+        _part(claim=9, part="made up")
     with pytest.raises(KeyError):
-        report.record_claim(15, experiment="x", measured={}, verdict="reproduced")
-    with pytest.raises(ValueError):
-        report.record_claim(1, experiment="x", measured={}, verdict="sort of")
+        _part(claim=15)
 
 
-def test_record_comparison_computes_the_verdict(cache):
-    scorecard.record_comparison(1, experiment="filtered vs raw", metric="val loss", treatment=[2.0, 2.1, 2.05],
-                                control=[2.5, 2.6, 2.55], labels=("filtered", "raw"), seeds=[0, 1, 2],
-                                higher_is_better=False)
-    rec = report.load_claims()[1]
-    assert rec["verdict"] == "reproduced"
-    assert rec["measured"]["arms"] == {"filtered": [2.0, 2.1, 2.05], "raw": [2.5, 2.6, 2.55]}
+def test_record_refuses_parts_that_are_not_declared(cache):
+    with pytest.raises(ValueError, match="declares the parts"):
+        report.record_experiment(9, experiment="x", parts=[_part(claim=9, part="B beats A on hard")])
     with pytest.raises(ValueError):
-        scorecard.record_comparison(2, experiment="x", metric="m", treatment=[1, 2], control=[1, 2], seeds=[0, 1, 2])
+        report.record_experiment(7, experiment="x", parts=[_part(), _part()])
+
+
+def test_old_records_are_not_results(cache):
+    (cache / "results").mkdir(parents=True)
+    (cache / "results" / "claim_03.json").write_text(json.dumps({"claim": 3, "verdict": "not reproduced"}))
+    assert report.load_claims()[3] is None
+
+
+def test_check_part():
+    ok = report.check_part(5, "perplexity within the bound", -0.001, detail="ratios under the bound")
+    bad = report.check_part(5, "perplexity within the bound", 0.01, detail="over")
+    assert ok.verdict == "reproduced" and bad.verdict == "opposite"
+    with pytest.raises(ValueError, match="not a check"):
+        report.check_part(7, "test accuracy", 0.0, detail="")
 
 
 # --- rendering --------------------------------------------------------------------------------
-def test_mean_spread_uses_population_sd():
-    assert scorecard.mean_spread([1.0, 3.0]) == "2.0 ± 1.0 (n=2)"
-    assert scorecard.mean_spread([0.5]) == "0.5 (1 seed)"
-    assert scorecard.mean_spread([0.25, 0.25]) == "0.25 ± 0 (n=2)"
-    assert scorecard.mean_spread([100.0, 140.0]) == "120 ± 20 (n=2)"
-
-
-def test_effect_in_bars_matches_verdict_rule():
-    m = {"arms": {"a": [1.0, 1.2], "b": [0.5, 0.7]}, "higher_is_better": True, "margin": 0.0}
-    assert scorecard.effect_in_bars(m) == pytest.approx(0.5 / 0.1)
-    m["higher_is_better"] = False
-    assert scorecard.effect_in_bars(m) == pytest.approx(-5.0)
-    assert scorecard.effect_in_bars({"x": 1}) is None
-    assert math.isinf(scorecard.effect_in_bars({"arms": {"a": [1.0], "b": [0.0]}}))
-
-
 def test_rows_show_every_claim_and_missing_ones(cache):
-    report.record_claim(5, experiment="eps sweep", measured={"ppl_ratio": [1.01, 1.02], "note": "x|y"},
-                        verdict="reproduced", seeds=[0, 1])
+    gate = report.gate_off_floor("off the floor", {"new": 0.0, "old": 0.0})
+    import numpy as np
+    z = np.zeros((2, 50))
+    stuck = report.compare(10, "hard accuracy", z, z, labels=("a|b", "c"), gates=[gate])
+    report.record_experiment(10, experiment="long CoT | short", parts=[stuck], seeds=[0, 1])
     rows = scorecard.scorecard_rows()
     assert [r["claim"] for r in rows] == list(range(1, 15))
-    assert rows[4]["verdict"] == "reproduced" and "1.0150 ± 0.0050 (n=2)" in rows[4]["measured"]
-    assert all(r["verdict"] == scorecard.NO_RESULT for r in rows if r["claim"] != 5)
-    assert scorecard.missing_claims() == [n for n in range(1, 15) if n != 5]
-    table = scorecard.markdown_table(rows, measured=True)
-    assert table.count("\n") == 16 and "x\\|y" in table  # header, rule, 14 rows; pipes escaped
-    assert "x\\|y" not in scorecard.markdown_table(rows) and "| 5 |" in scorecard.markdown_table(rows)
+    assert rows[9]["verdict"] == "untestable at toy scale"
+    assert all(r["verdict"] == scorecard.NO_RESULT for r in rows if r["claim"] != 10)
+    assert scorecard.missing_claims() == [n for n in range(1, 15) if n != 10]
+    table = scorecard.markdown_table(rows)
+    assert table.count("\n") == 16 and "| 2×50 |" in table
     assert "No result recorded" in scorecard.claim_markdown(rows[0])
-    card = scorecard.claim_markdown(rows[4])
-    assert "eps sweep" in card and "\n- ppl\\_ratio: 1.0150 ± 0.0050 (n=2)\n- note: x|y" in card
+    card = scorecard.claim_markdown(rows[9])
+    assert "long CoT | short" in card and "gate *off the floor*: **failed**" in card
+    assert "margin ±0.05" in card and "untestable" in card
     counts = scorecard.verdict_counts(rows)
-    assert counts["reproduced"] == 1 and counts[scorecard.NO_RESULT] == 13
+    assert counts["untestable at toy scale"] == 1 and counts[scorecard.NO_RESULT] == 13
 
 
-def test_summary_figure_draws_one_row_per_claim(cache):
+def test_summary_figure_draws_every_comparison(cache):
     import matplotlib
     matplotlib.use("Agg")
-    scorecard.record_comparison(9, experiment="B vs A", metric="acc", treatment=[0.4, 0.5], control=[0.6, 0.7])
-    fig = scorecard.summary_figure(scorecard.scorecard_rows())
-    assert len(fig.axes[0].get_yticklabels()) == 14
-    assert len(fig.axes[0].patches) == 1  # one claim with two arms -> one bar
-    assert fig.axes[0].patches[0].get_width() < 0  # contradicted: the bar points left
+    report.record_experiment(7, experiment="x", parts=[_part()])
+    report.record_experiment(9, experiment="y", parts=[_part(9, "B beats A on hard", effect=-0.3),
+                                                      _part(9, "35% of B nearly matches B", effect=0.0)])
+    rows = scorecard.scorecard_rows()
+    items = scorecard.interval_rows(rows)
+    assert len(items) == 15  # 12 unrecorded claims + claim 7 + claim 9's two parts
+    by = {i["label"]: i for i in items}
+    d, lo, hi = by["7: test accuracy"]["scaled"]
+    assert lo > 1  # reproduced: the whole interval beyond +margin
+    assert by["9: B beats A on hard"]["scaled"][2] < -1 and rows[8]["verdict"] == "opposite"
+    fig = scorecard.summary_figure(rows)
+    assert len(fig.axes[0].get_yticklabels()) == 15
 
 
 def test_cli_check_fails_on_missing_claims(cache, capsys):
     assert report.cli([]) == 0
     assert report.cli(["--check"]) == 1
-    for n in report.CLAIMS:
-        report.record_claim(n, experiment="e", measured={"v": 1}, verdict="inconclusive")
+    import numpy as np
+    for n, meta in report.CLAIMS.items():
+        parts = []
+        for name, d in meta["parts"].items():
+            if d["outcome"] == "check":
+                parts.append(report.check_part(n, name, 0.0, detail="d"))
+            else:
+                x = np.arange(6, dtype=float).reshape(2, 3)
+                parts.append(report.compare(n, name, x, x))
+        report.record_experiment(n, experiment="e", parts=parts)
     assert report.cli(["--check"]) == 0
-    assert "14 inconclusive" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Reproduction scorecard" in out and "no result recorded" not in out.split("\n")[0]
 
 
 # --- student edition --------------------------------------------------------------------------

@@ -1,44 +1,23 @@
 """Render the reproduction scorecard from the results the chapter notebooks recorded.
 
 Nothing in the scorecard is typed in: each row is read from the JSON a notebook wrote with
-:func:`infir_lib.report.record_claim` (or :func:`record_comparison`), and a claim nobody recorded is
-shown as "no result recorded" rather than left out.
-
-Chapters that compare two arms over seeds should prefer :func:`record_comparison`: it computes the
-verdict with :func:`~infir_lib.report.verdict_from_seeds` and stores the per-seed values in a shape
-the scorecard can plot (``measured["arms"]``). Free-form ``measured`` dicts are rendered too: a list
-of numbers becomes "mean ± standard deviation (n)".
+:func:`infir_lib.report.record_experiment`, and a claim nobody recorded is shown as "no result
+recorded" rather than left out. Every card shows each part's interval against its declared margin,
+the seeds and items behind it, the smallest effect the design could detect, and the gates.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
 from typing import Any
 
-from . import CLAIMS, Verdict, load_claims, record_claim, verdict_from_seeds
+from . import CLAIMS, claim_parts, load_claims
+from .verdicts import VERDICTS, Comparison
 
 NO_RESULT = "no result recorded"
-VERDICT_COLOURS = {"reproduced": "#2e7d32", "not reproduced": "#c62828", "inconclusive": "#f9a825",
-                   NO_RESULT: "#9e9e9e"}
-
-
-def record_comparison(claim: int, *, experiment: str, metric: str, treatment: list[float], control: list[float],
-                      labels: tuple[str, str] = ("treatment", "control"), seeds: list[int] | None = None,
-                      higher_is_better: bool = True, margin: float = 0.0, notes: str = "",
-                      extra: dict | None = None):
-    """Record a two-arm experiment over seeds; the verdict is computed, never chosen by hand.
-
-    ``treatment`` is the arm the paper says is better (e.g. filtered data), ``control`` the other
-    (raw data); one value per seed, in the same seed order.
-    """
-    treatment, control = [float(x) for x in treatment], [float(x) for x in control]
-    if seeds is not None and len(seeds) not in (len(treatment), 0):
-        raise ValueError(f"claim {claim}: {len(seeds)} seeds but {len(treatment)} treatment values")
-    verdict = verdict_from_seeds(treatment, control, higher_is_better=higher_is_better, margin=margin)
-    measured = {"metric": metric, "higher_is_better": higher_is_better, "margin": margin,
-                "arms": {labels[0]: treatment, labels[1]: control}, **(extra or {})}
-    return record_claim(claim, experiment=experiment, measured=measured, verdict=verdict, seeds=seeds, notes=notes)
+VERDICT_COLOURS = {"reproduced": "#2e7d32", "opposite": "#c62828", "no effect at toy scale": "#1565c0",
+                   "inconclusive": "#f9a825", "untestable at toy scale": "#6d4c41", NO_RESULT: "#9e9e9e"}
+assert set(VERDICT_COLOURS) == set(VERDICTS) | {NO_RESULT}
 
 
 def _num(x: float) -> str:
@@ -51,30 +30,9 @@ def _num(x: float) -> str:
     return f"{x:.3g}" if abs(x) >= 0.01 else f"{x:.2e}"
 
 
-def _is_numbers(v: Any) -> bool:
-    return isinstance(v, (list, tuple)) and len(v) > 0 and all(
-        isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
-
-
-def mean_spread(values: list[float]) -> str:
-    """``mean ± population standard deviation (n=k)``; the spread is over seeds.
-
-    Both are printed to the decimal of the spread's second significant digit, so the number of
-    digits shown says how precisely the seeds pin the mean down.
-    """
-    values = [float(x) for x in values]
-    if len(values) == 1:
-        return f"{_num(values[0])} (1 seed)"
-    mean, sd = statistics.fmean(values), statistics.pstdev(values)
-    if sd == 0 or not math.isfinite(sd):
-        return f"{_num(mean)} ± 0 (n={len(values)})"
-    decimals = min(6, max(0, 1 - math.floor(math.log10(sd))))
-    return f"{mean:,.{decimals}f} ± {sd:,.{decimals}f} (n={len(values)})"
-
-
 def format_value(v: Any) -> str:
-    if _is_numbers(v):
-        return mean_spread(v)
+    if isinstance(v, (list, tuple)) and v and all(isinstance(x, (int, float)) for x in v):
+        return ", ".join(_num(float(x)) for x in v)
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         return _num(v)
     if isinstance(v, dict):
@@ -82,41 +40,20 @@ def format_value(v: Any) -> str:
     return str(v)
 
 
-def measured_items(measured: dict) -> list[str]:
-    """The measured numbers as separate items: the arms with their seed spread first."""
-    parts = []
-    if "arms" in measured and isinstance(measured["arms"], dict):
-        metric = measured.get("metric", "value")
-        arms = ", ".join(f"{name} {format_value(vals)}" for name, vals in measured["arms"].items())
-        direction = "higher is better" if measured.get("higher_is_better", True) else "lower is better"
-        parts.append(f"{metric} ({direction}): {arms}")
-    skip = {"arms", "metric", "higher_is_better", "margin"} if "arms" in measured else set()
-    parts += [f"{k}: {format_value(v)}" for k, v in measured.items() if k not in skip]
-    return parts
+def part_summary(p: Comparison) -> str:
+    """One line per part: arm means, interval, margin, n, verdict."""
+    iv = p.interval
+    means = ", ".join(f"{k} {_num(v)}" for k, v in p.arm_means.items())
+    if p.gates and p.gates[0].name == "check":
+        return f"{p.name}: {p.metric} = {_num(next(iter(p.arm_means.values())))} → {p.rule_verdict}"
+    return (f"{p.name}: {means}; difference {iv.diff:+.3g} [{iv.lo:+.3g}, {iv.hi:+.3g}] vs margin ±{p.margin:g} "
+            f"({iv.n_seeds}×{iv.n_items}) → {p.verdict}")
 
 
-def format_measured(measured: dict) -> str:
-    """One line a reader can check against the chapter (the overview table's cell)."""
-    return "; ".join(measured_items(measured)) if measured else "(nothing measured)"
-
-
-def effect_in_bars(measured: dict) -> float | None:
-    """The treatment-minus-control difference in units of the verdict's bar (max of margin, spread).
-
-    Beyond +1 the claim is reproduced, below -1 it is contradicted, in between inconclusive: the
-    same rule :func:`verdict_from_seeds` applies. ``None`` when the record has no two arms.
-    """
-    arms = measured.get("arms") if isinstance(measured, dict) else None
-    if not isinstance(arms, dict) or len(arms) != 2 or not all(_is_numbers(v) for v in arms.values()):
-        return None
-    t, c = (list(map(float, v)) for v in arms.values())
-    sign = 1.0 if measured.get("higher_is_better", True) else -1.0
-    diff = sign * (statistics.fmean(t) - statistics.fmean(c))
-    spread = max(statistics.pstdev(t) if len(t) > 1 else 0.0, statistics.pstdev(c) if len(c) > 1 else 0.0)
-    bar = max(float(measured.get("margin", 0.0)), spread)
-    if bar == 0:
-        return math.copysign(math.inf, diff) if diff else 0.0
-    return diff / bar
+def format_measured(rec: dict) -> str:
+    """The measured parts of a record in one line (the overview table's cell)."""
+    parts = claim_parts(rec)
+    return "; ".join(part_summary(p) for p in parts) if parts else "(nothing measured)"
 
 
 def scorecard_rows(claims: dict[int, dict | None] | None = None) -> list[dict]:
@@ -127,13 +64,11 @@ def scorecard_rows(claims: dict[int, dict | None] | None = None) -> list[dict]:
         rec = claims.get(n)
         row = {"claim": n, "chapter": meta["chapter"], "paper": meta["paper"], "statement": meta["claim"]}
         if rec is None:
-            row.update(experiment="", measured="", seeds="", verdict=NO_RESULT, effect=None, recorded="", notes="")
+            row.update(experiment="", parts=[], seeds="", verdict=NO_RESULT, recorded="", notes="", extra={})
         else:
-            measured = rec.get("measured", {})
-            row.update(experiment=rec.get("experiment", ""), measured=format_measured(measured),
-                       measured_items=measured_items(measured) if measured else [],
-                       seeds=", ".join(map(str, rec.get("seeds", []))) or "-", verdict=rec.get("verdict", NO_RESULT),
-                       effect=effect_in_bars(measured), recorded=rec.get("recorded", ""), notes=rec.get("notes", ""))
+            row.update(experiment=rec.get("experiment", ""), parts=claim_parts(rec),
+                       seeds=", ".join(map(str, rec.get("seeds", []))) or "-", verdict=rec["verdict"],
+                       recorded=rec.get("recorded", ""), notes=rec.get("notes", ""), extra=rec.get("measured", {}))
         rows.append(row)
     return rows
 
@@ -159,24 +94,20 @@ def _cell(text: Any) -> str:
     return _md_text(text).replace("|", "\\|").replace("\n", " ")
 
 
-def markdown_table(rows: list[dict], measured: bool = False) -> str:
-    """The overview table: claim, where the paper makes it, the chapter, the verdict.
-
-    ``measured=True`` adds a column with the measured numbers (mean ± sd over seeds); the book
-    leaves it out of the overview, which stays readable on a phone, and lists them per claim instead.
-    """
-    if measured:
-        head = "| # | claim | paper · chapter | measured (mean ± sd over seeds) | verdict |\n|---|---|---|---|---|\n"
-    else:
-        head = "| # | claim | paper · chapter | verdict |\n|---|---|---|---|\n"
-    body = "".join(
-        f"| {r['claim']} | {_cell(r['statement'])} | {_cell(r['paper'])} · ch. {r['chapter']} | "
-        + (f"{_cell(r['measured'] or '-')} | " if measured else "") + f"**{r['verdict']}** |\n" for r in rows)
-    return head + body
+def markdown_table(rows: list[dict]) -> str:
+    """The overview table: claim, where the paper makes it, the chapter, n, the verdict."""
+    head = "| # | claim | paper · chapter | seeds × items | verdict |\n|---|---|---|---|---|\n"
+    body = []
+    for r in rows:
+        n = "; ".join(f"{p.interval.n_seeds}×{p.interval.n_items}" for p in r["parts"]
+                      if not (p.gates and p.gates[0].name == "check")) or "-"
+        body.append(f"| {r['claim']} | {_cell(r['statement'])} | {_cell(r['paper'])} · ch. {r['chapter']} | {n} | "
+                    f"**{r['verdict']}** |\n")
+    return head + "".join(body)
 
 
 def claim_markdown(row: dict) -> str:
-    """The detailed card of one claim: statement, experiment, numbers, seeds, verdict."""
+    """The detailed card of one claim: statement, experiment, each part's interval and gates, verdict."""
     # A bold line rather than a heading: this text is a cell output, and headings inside outputs
     # do not belong in the page's table of contents.
     lines = [f"**Claim {row['claim']} — {row['verdict']}**", "",
@@ -185,61 +116,88 @@ def claim_markdown(row: dict) -> str:
         lines.append(f"**No result recorded.** Chapter {row['chapter']}'s notebook has not saved a result for this "
                      "claim in the artifact cache (run it, then re-run this page).")
         return "\n".join(lines) + "\n"
-    items = row.get("measured_items") or [row["measured"]]
-    measured = items[0] if len(items) == 1 else "\n" + "\n".join(f"- {_md_text(i)}" for i in items)
-    lines += [f"**Toy experiment.** {row['experiment']}", "", f"**Measured.** {measured}", "",
-              f"**Seeds.** {row['seeds']}" + (f" · recorded {row['recorded']}" if row["recorded"] else "")]
-    if row["effect"] is not None:
-        lines += ["", f"**Effect in units of the verdict bar** (|x| > 1 decides): {_num(row['effect'])}"]
+    lines += [f"**Toy experiment.** {_md_text(row['experiment'])}", ""]
+    for p in row["parts"]:
+        if p.gates and p.gates[0].name == "check":
+            lines.append(f"- *{_md_text(p.name)}* (a check): {_md_text(p.gates[0].detail)} → **{p.rule_verdict}**")
+            continue
+        lines.append(f"- *{_md_text(p.name)}* ({p.kind}; margin ±{p.margin:g}: {_md_text(p.margin_reason)}). "
+                     f"{_md_text(p.sentence())}.")
+        for g in p.gates:
+            lines.append(f"  - gate *{_md_text(g.name)}*: {'passed' if g.passed else '**failed**'} — {_md_text(g.detail)}")
+    if row["extra"]:
+        lines += ["", f"**Also measured.** {_md_text(format_value(row['extra']))}"]
+    lines += ["", f"**Seeds.** {row['seeds']}" + (f" · recorded {row['recorded']}" if row["recorded"] else "")]
     if row["notes"]:
-        lines += ["", f"**Notes.** {row['notes']}"]
+        lines += ["", f"**Notes.** {_md_text(row['notes'])}"]
     return "\n".join(lines) + "\n"
 
 
+def interval_rows(rows: list[dict]) -> list[dict]:
+    """Every measured comparison, scaled by its margin (so all claims share one axis)."""
+    out = []
+    for r in rows:
+        if not r["parts"]:
+            out.append({"label": f"claim {r['claim']}", "verdict": r["verdict"], "scaled": None, "gated": False})
+            continue
+        for p in r["parts"]:
+            label = f"{r['claim']}: {p.name}"
+            gated = any(not g.passed for g in p.gates)
+            if p.gates and p.gates[0].name == "check":
+                out.append({"label": label, "verdict": p.verdict, "scaled": None, "gated": False, "check": True})
+                continue
+            iv, m = p.interval, p.margin
+            scale = m if m > 0 else 1.0
+            out.append({"label": label, "verdict": p.verdict, "kind": p.kind, "gated": gated,
+                        "scaled": (iv.diff / scale, iv.lo / scale, iv.hi / scale)})
+    return out
+
+
 def summary_figure(rows: list[dict]):
-    """Left: each claim's effect in units of its verdict bar, coloured by verdict. Right: counts."""
+    """Left: each part's interval in units of its margin, coloured by verdict. Right: verdict counts."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 5.2), gridspec_kw={"width_ratios": [3, 1.2]})
-    ys = list(range(len(rows)))[::-1]
-    finite = [abs(r["effect"]) for r in rows if r["effect"] is not None and math.isfinite(r["effect"])]
-    # Effects beyond +-6 bars are drawn at the edge with their value written out, so that one huge
-    # effect does not squash the bars that sit near the thresholds.
-    lim = max(3.0, min(6.0, max(finite, default=0.0))) * 1.15
-    for y, r in zip(ys, rows):
-        colour = VERDICT_COLOURS.get(r["verdict"], "#9e9e9e")
-        e = r["effect"]
-        if e is None:
-            label = NO_RESULT if r["verdict"] == NO_RESULT else f"{r['verdict']} (no two-arm numbers)"
-            ax.text(0, y, label, ha="center", va="center", fontsize=8, color=colour, style="italic", zorder=3,
+    items = interval_rows(rows)
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 0.36 * len(items) + 2.2),
+                                  gridspec_kw={"width_ratios": [3, 1.1]})
+    ys = list(range(len(items)))[::-1]
+    lim = 6.0
+    for y, it in zip(ys, items):
+        colour = VERDICT_COLOURS.get(it["verdict"], "#9e9e9e")
+        if it["scaled"] is None:
+            text = ("check: " + it["verdict"]) if it.get("check") else it["verdict"]
+            ax.text(0, y, text, ha="center", va="center", fontsize=8, color=colour, style="italic",
                     bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.0})
-        else:
-            shown = max(-lim / 1.15, min(lim / 1.15, e))
-            ax.barh(y, shown, color=colour, height=0.6)
-            label = ("∞" if e > 0 else "−∞") if not math.isfinite(e) else f"{e:.1f}"
-            ax.text(shown, y, f" {label} " if e >= 0 else f" {label} ", va="center",
-                    ha="left" if e >= 0 else "right", fontsize=8)
+            continue
+        d, lo, hi = it["scaled"]
+        clo, chi = max(-lim, lo), min(lim, hi)
+        ax.plot([clo, chi], [y, y], color=colour, lw=2.5, solid_capstyle="butt")
+        ax.plot([max(-lim, min(lim, d))], [y], "o", color=colour, ms=5, mfc="white" if it["gated"] else colour)
+        for end, cut in ((lo, -lim), (hi, lim)):
+            if (end < cut) if cut < 0 else (end > cut):
+                ax.annotate("", xy=(cut, y), xytext=(cut * 0.93, y),
+                            arrowprops={"arrowstyle": "->", "color": colour, "lw": 1.2})
     for x in (-1, 1):
         ax.axvline(x, color="k", lw=0.8, ls="--")
     ax.axvline(0, color="k", lw=0.5)
-    ax.set_yticks(ys, [f"claim {r['claim']} (ch. {r['chapter']})" for r in rows], fontsize=8)
-    ax.set_xlim(-lim, lim)
-    ax.set_ylim(-0.7, len(rows) - 0.3)
-    ax.set_xlabel("treatment − control, in units of max(margin, seed spread)")
-    ax.set_title("Effect size per claim (dashed: verdict thresholds)", fontsize=10)
+    ax.set_yticks(ys, [it["label"] for it in items], fontsize=8)
+    ax.set_xlim(-lim * 1.05, lim * 1.05)
+    ax.set_ylim(-0.7, len(items) - 0.3)
+    ax.set_xlabel("treatment − control, in units of the declared margin (+ = as the paper says)")
+    ax.set_title("95% interval of each comparison (dashed: ±margin; open dot: a gate failed)", fontsize=10)
     counts = verdict_counts(rows)
     names = list(VERDICT_COLOURS)
-    ax2.bar(range(len(names)), [counts[n] for n in names], color=[VERDICT_COLOURS[n] for n in names])
-    ax2.set_xticks(range(len(names)), [n.replace(" ", "\n") for n in names], fontsize=8)
-    ax2.set_ylabel("claims")
+    ax2.barh(range(len(names))[::-1], [counts[n] for n in names], color=[VERDICT_COLOURS[n] for n in names])
+    ax2.set_yticks(range(len(names))[::-1], [n.replace(" at toy scale", "\n(toy scale)") for n in names], fontsize=8)
+    ax2.set_xlabel("claims")
     ax2.set_title(f"Verdicts ({len(rows)} claims)", fontsize=10)
-    for i, n in enumerate(names):
-        ax2.text(i, counts[n], str(counts[n]), ha="center", va="bottom")
-    ax2.set_ylim(0, max(counts.values()) + 1.5)
-    fig.legend(handles=[Patch(color=VERDICT_COLOURS[n], label=n) for n in names], loc="lower center", ncol=4,
+    for i, n in zip(range(len(names))[::-1], names):
+        ax2.text(counts[n] + 0.1, i, str(counts[n]), va="center", fontsize=8)
+    ax2.set_xlim(0, max(counts.values()) + 1.5)
+    fig.legend(handles=[Patch(color=VERDICT_COLOURS[n], label=n) for n in names], loc="lower center", ncol=3,
                fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
 
 
@@ -247,11 +205,10 @@ def render(claims: dict[int, dict | None] | None = None) -> str:
     """The whole scorecard as markdown (what ``python -m infir_lib report`` prints)."""
     rows = scorecard_rows(claims)
     counts = verdict_counts(rows)
-    summary = ", ".join(f"{counts[v]} {v}" for v in VERDICT_COLOURS)
-    return "\n".join([f"# Reproduction scorecard ({summary})", "", markdown_table(rows, measured=True), ""]
+    summary = ", ".join(f"{counts[v]} {v}" for v in VERDICT_COLOURS if counts[v])
+    return "\n".join([f"# Reproduction scorecard ({summary})", "", markdown_table(rows), ""]
                      + [claim_markdown(r) for r in rows])
 
 
-__all__ = ["NO_RESULT", "VERDICT_COLOURS", "record_comparison", "format_measured", "mean_spread", "effect_in_bars",
-           "measured_items", "scorecard_rows", "missing_claims", "verdict_counts", "markdown_table", "claim_markdown",
-           "summary_figure", "render", "Verdict"]
+__all__ = ["NO_RESULT", "VERDICT_COLOURS", "format_measured", "part_summary", "scorecard_rows", "missing_claims",
+           "verdict_counts", "markdown_table", "claim_markdown", "interval_rows", "summary_figure", "render"]

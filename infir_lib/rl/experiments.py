@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import statistics
-from typing import Callable
 
 CURVES = (("reward", "reward (accuracy + format)"), ("completions/mean_length", "completion length (tokens)"),
           ("kl", "KL to the reference"))
@@ -84,13 +83,3 @@ def plot_curves(results: dict[str, list], title: str, smooth: int = 3):
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
-
-
-def verdict(results: dict[str, list], treatment: str, control: str, path: str,
-            verdict_fn: Callable | None = None) -> tuple[str, dict]:
-    """The scorecard verdict on ``path`` (treatment vs control over seeds) and the numbers behind it."""
-    from ..report import verdict_from_seeds
-
-    t, c = per_seed(results, path)[treatment], per_seed(results, path)[control]
-    v = (verdict_fn or verdict_from_seeds)(t, c)
-    return v, {treatment: t, control: c, "metric": path}
