@@ -38,7 +38,6 @@ import os
 import random
 import re
 import resource
-import secrets
 import selectors
 import shutil
 import signal
@@ -51,55 +50,10 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from functools import lru_cache
 from pathlib import Path
 
+from . import sandbox_cgroup, sandbox_seccomp
+
 STATUSES = ("passed", "failed", "timeout", "memory", "crashed", "output-too-large")
 TAIL = 2000  # characters of stdout/stderr kept in a verdict
-
-# The runner executes the program, then the tests, in one namespace, then proves it got to the end
-# by printing the nonce it read from stdin (the program cannot read it: stdin is consumed first).
-_RUNNER = r'''
-import linecache, os, sys, traceback
-nonce = sys.stdin.readline().strip()
-sys.stdin.close()
-sys.stdin = open(os.devnull)
-uid = int(os.environ.pop("INFIR_SANDBOX_UID", "0") or 0)
-if uid and os.getuid() == 0:
-    os.setgroups([]); os.setresgid(uid, uid, uid); os.setresuid(uid, uid, uid)
-box = os.path.dirname(os.path.abspath(__file__))
-def _run(name):
-    path = os.path.join(box, name)
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        src = f.read()
-    linecache.cache[name] = (len(src), None, src.splitlines(True), name)
-    exec(compile(src, name, "exec"), glb)
-glb = {"__name__": "__main__", "__file__": "program.py", "__builtins__": __builtins__}
-stage = "program"
-try:
-    _run("program.py")
-    stage = "tests"
-    _run("tests.py")
-except SystemExit as e:
-    if e.code not in (None, 0) or os.path.exists(os.path.join(box, "tests.py")):
-        print("INFIR-SANDBOX: exited with %r during the %s" % (e.code, stage), file=sys.stderr)
-        sys.stderr.flush()
-        os._exit(e.code if isinstance(e.code, int) and e.code else 1)
-except AssertionError as e:
-    tb = traceback.extract_tb(e.__traceback__)
-    frame = tb[-1] if tb else None
-    line = (frame.line or "") if frame else ""
-    traceback.print_exc()
-    print("INFIR-SANDBOX-ASSERT: %s:%s: %s %s" % (frame.filename if frame else "?", frame.lineno if frame else "?",
-          line, ("-- " + str(e)) if str(e) else ""), file=sys.stderr)
-    sys.stderr.flush()
-    os._exit(1)
-try:
-    sys.stdout.flush()
-except Exception:
-    pass
-os.write(1, ("\n" + nonce + "\n").encode())
-'''
-
 
 @dataclasses.dataclass
 class Verdict:
@@ -113,6 +67,8 @@ class Verdict:
     failing_assertion: str | None = None
     detail: str = ""
     backend: str = ""
+    limits: dict = dataclasses.field(default_factory=dict)     # the budget it ran under and its scope
+    missing_protections: list = dataclasses.field(default_factory=list)  # what this backend/machine could not give
 
     @property
     def passed(self) -> bool:
@@ -175,97 +131,179 @@ def _count_own_processes() -> int:
     return n
 
 
-def _limits(timeout: float, memory_mb: int, file_mb: int, nproc: int, drop_uid: bool):
+_PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 38, 22, 2
+_SYS_KEYCTL_X86_64, _KEYCTL_JOIN_SESSION_KEYRING = 250, 1
+
+
+def _libc():
+    import ctypes
+    return ctypes, ctypes.CDLL(None, use_errno=True)
+
+
+def _install_seccomp_here(prog: bytes) -> None:
+    """Load the BPF filter into this process (the rlimit backend has no bwrap to do it)."""
+    ctypes, libc = _libc()
+
+    class Fprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+    buf = ctypes.create_string_buffer(prog, len(prog))
+    fprog = Fprog(len(prog) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 or \
+            libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "could not install the seccomp filter")
+
+
+def _fresh_session_keyring() -> None:
+    """Join a new, empty session keyring: the host's session keyring is not inherited by the program."""
+    if sandbox_seccomp.filter_bytes() is None:
+        return
+    try:
+        _, libc = _libc()
+        libc.syscall(_SYS_KEYCTL_X86_64, _KEYCTL_JOIN_SESSION_KEYRING, None)
+    except Exception:
+        pass
+
+
+@dataclasses.dataclass
+class _Plan:
+    """The limits of one run and which protections are missing, as the verdict reports them."""
+
+    rlimit_as_mb: int
+    nproc: int
+    limits: dict
+    missing: list
+
+
+def _plan(backend: str, memory_mb: int, nproc: int, timeout: float, file_mb: int, tmp_mb: int, cgroup: bool,
+          uids: bool, seccomp: bool) -> _Plan:
+    cpu = max(1, int(timeout + 1))
+    limits = {"memory_mb": memory_mb, "processes": nproc, "cpu_s": cpu, "file_mb": file_mb}
+    if backend == "bwrap":
+        limits["tmp_mb"] = tmp_mb
+    missing = []
+    if cgroup:
+        kind = sandbox_cgroup.available()[0]
+        limits["scope"] = f"cgroup {kind}: memory and processes counted for the program and all its children"
+        as_mb = memory_mb
+    else:
+        # no cgroup: per-process caps whose product stays within the budget (the judge is one more process)
+        nproc = max(1, min(nproc, memory_mb // 128 - 1))
+        as_mb = memory_mb // (nproc + 1)
+        limits.update(processes=nproc, per_process_mb=as_mb,
+                      scope=f"per process: {nproc} program processes + the judge, {as_mb} MiB each")
+        missing.append("cgroup (one memory/process budget for the whole tree; per-process limits instead)")
+    if not seccomp:
+        missing.append("seccomp filter (no filter for this architecture)")
+    if backend == "rlimit":
+        missing += ["file system isolation (the program can read and write your files)",
+                    "network isolation", "PID namespace (it can see and signal processes of its uid)"]
+        if not uids:
+            if os.geteuid() == 0:
+                missing.append("verdict isolation (the program runs as root, like the judge that runs the tests)")
+            missing.append("separate uids for the program and the judge (same uid: the program can kill the judge)")
+    elif not uids:
+        missing.append("separate uids for the program and the judge (not root: the program can kill the judge)")
+    if not uids and backend == "rlimit" or (backend == "bwrap" and not uids):
+        limits["processes_note"] = "RLIMIT_NPROC counts every process of the uid"
+    return _Plan(as_mb, nproc, limits, missing)
+
+
+def _preexec(plan: _Plan, timeout: float, file_mb: int, dropped_uid: bool, cgroup, seccomp_prog: bytes | None):
     cpu = max(1, int(timeout + 1))
     # RLIMIT_NPROC counts every process of the real uid. A dropped uid starts at zero; otherwise we
     # allow the caller's current count plus ``nproc`` (root ignores it entirely: see module doc).
-    nproc_limit = nproc if drop_uid else _count_own_processes() + nproc
+    nproc_limit = plan.nproc if dropped_uid else _count_own_processes() + plan.nproc + 3
 
     def preexec():
+        if cgroup is not None:
+            cgroup.join_self()
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-        resource.setrlimit(resource.RLIMIT_AS, (memory_mb << 20, memory_mb << 20))
+        resource.setrlimit(resource.RLIMIT_AS, (plan.rlimit_as_mb << 20, plan.rlimit_as_mb << 20))
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_mb << 20, file_mb << 20))
         resource.setrlimit(resource.RLIMIT_NPROC, (nproc_limit, nproc_limit))
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        _fresh_session_keyring()
+        if seccomp_prog is not None:
+            _install_seccomp_here(seccomp_prog)
     return preexec
-
-
-def _hidden_dirs() -> list[str]:
-    """Directories replaced by empty tmpfs inside the sandbox (homes, temp dirs, the checkout's parent)."""
-    dirs = ["/root", "/home", os.path.expanduser("~"), "/var/tmp", "/run", "/mnt", "/media", "/srv"]
-    repo_root = Path(__file__).resolve().parents[2]  # not ..config: the sandbox must not import transformers
-    if (repo_root / "pyproject.toml").is_file():  # a checkout (not site-packages): hide it and its neighbours
-        dirs.append(str(repo_root.parent))
-    # a dir inside the interpreter's prefix is never hidden; a dir above it is, and the prefix is bound back
-    keep = [os.path.realpath(p) for p in _python_dirs()]
-    out = []
-    for d in dirs:
-        d = os.path.realpath(d)
-        if d in ("/", "/usr", "/bin", "/lib", "/etc") or not os.path.isdir(d) or d in out:
-            continue
-        if any(k != d and d.startswith(k + "/") for k in keep):  # inside the interpreter's prefix
-            continue
-        out.append(d)
-    # a hidden dir inside another hidden dir is redundant and would be masked anyway
-    return sorted((d for d in out if not any(d != o and d.startswith(o + "/") for o in out)), key=len)
 
 
 def _python_dirs() -> list[str]:
     """What the interpreter needs to start: its prefixes and the real location of the executable."""
     dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable)),
             os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))}
-    return sorted(d for d in dirs if d and os.path.isdir(d))
+    dirs = sorted(os.path.realpath(d) for d in dirs if d and os.path.isdir(d))
+    return [d for d in dirs if not any(d != o and d.startswith(o + "/") for o in dirs)]
 
 
-def _bwrap_command(box: str, tmp_mb: int, uid: int | None) -> list[str]:
-    # The scratch /tmp comes first: the interpreter (a virtualenv, say) may itself live under /tmp,
-    # and is bound back below like everything else that a hidden directory covers.
-    cmd = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-           "--perms", "01777", "--size", str(tmp_mb << 20), "--tmpfs", "/tmp"]
-    hidden = [d for d in _hidden_dirs() if d != "/tmp" and not d.startswith("/tmp/")]
-    for d in hidden:
-        cmd += ["--perms", "0755", "--tmpfs", d]
-    made: set[str] = set()
-    for d in _python_dirs():
-        for h in hidden + ["/tmp"]:
-            if d == h or d.startswith(h + "/"):
-                # intermediate directories on the tmpfs must be traversable by the dropped uid
-                parts = d[len(h):].strip("/").split("/")[:-1]
-                for i in range(1, len(parts) + 1):
-                    sub = h + "/" + "/".join(parts[:i])
-                    if sub not in made:
-                        made.add(sub)
-                        cmd += ["--perms", "0755", "--dir", sub]
-                cmd += ["--ro-bind", d, d]
-                break
+# what the dynamic loader and the C library read from /etc; nothing else of the host's /etc is visible
+_ETC = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/alternatives")
+
+
+def _bwrap_command(box: str, tmp_mb: int, root: bool, verdict_fd: int, seccomp_fd: int | None,
+                   judge_args: list[str]) -> list[str]:
+    """An allowlist: /usr and the interpreter read-only, a fresh /tmp, minimal /dev and /proc, nothing else.
+
+    No other host path exists inside (homes, checkouts, /var, /run, /opt, /srv, /usr/local unless the
+    interpreter lives there), so neither a file nor a unix socket outside the list can be reached.
+    """
+    cmd = ["bwrap", "--ro-bind", "/usr", "/usr"]
+    pydirs = _python_dirs()
+    if os.path.isdir("/usr/local") and not any(d == "/usr/local" or d.startswith("/usr/local/") or
+                                              "/usr/local".startswith(d + "/") for d in pydirs):
+        cmd += ["--tmpfs", "/usr/local"]
+    for d in ("/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"):
+        if os.path.islink(d):
+            cmd += ["--symlink", os.readlink(d), d]
+        elif os.path.isdir(d):
+            cmd += ["--ro-bind", d, d]
+    for f in _ETC:
+        cmd += ["--ro-bind-try", f, f]
+    cmd += ["--dev", "/dev", "--proc", "/proc"]
+    if os.path.exists("/proc/keys"):
+        cmd += ["--ro-bind", "/dev/null", "/proc/keys"]
+    cmd += ["--perms", "01777", "--size", str(tmp_mb << 20), "--tmpfs", "/tmp"]
+    made = {"/tmp", "/usr"}
+    for d in pydirs:
+        if d != "/usr" and not d.startswith("/usr/") or d.startswith("/usr/local"):
+            parts = d.strip("/").split("/")[:-1]
+            for i in range(1, len(parts) + 1):  # parents the program's uid can traverse (bwrap would make them 0700)
+                sub = "/" + "/".join(parts[:i])
+                if sub not in made:
+                    made.add(sub)
+                    cmd += ["--perms", "0755", "--dir", sub]
+            cmd += ["--ro-bind", d, d]
     cmd += ["--ro-bind", box, "/tmp/.infir", "--chdir", "/tmp",
             "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
-    if uid is None:  # unprivileged: a user namespace is what lets bwrap do the rest
+    if not root:  # unprivileged: a user namespace is what lets bwrap do the rest
         cmd += ["--unshare-user"]
-    else:            # root: keep only what the runner needs to drop to ``uid``
+    else:         # root: keep only what the judge needs to give itself and the program uids of their own
         cmd += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    if seccomp_fd is not None:
+        cmd += ["--seccomp", str(seccomp_fd)]
     cmd += ["--die-with-parent", "--new-session", "--clearenv",
-            "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", "/tmp",
+            "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp",
             "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
             "--setenv", "PYTHONHASHSEED", "0"]
-    if uid is not None:
-        cmd += ["--setenv", "INFIR_SANDBOX_UID", str(uid)]
-    cmd += [sys.executable, "-I", "/tmp/.infir/runner.py"]
-    return cmd
+    return cmd + [sys.executable, "-I", "/tmp/.infir/judge.py"] + judge_args
 
 
 # ---------------------------------------------------------------- running
-def _read_capped(proc: subprocess.Popen, nonce: str, deadline: float, max_output: int):
-    """Feed the nonce, then read stdout/stderr until exit, deadline or too much output."""
-    proc.stdin.write((nonce + "\n").encode())
-    proc.stdin.close()
+def _pump(proc: subprocess.Popen, stdin_data: bytes, verdict_r: int, deadline: float, max_output: int):
+    """Feed the tests on stdin; read stdout, stderr and the judge's verdict until exit, deadline or too much output."""
     sel = selectors.DefaultSelector()
+    os.set_blocking(proc.stdin.fileno(), False)
+    if stdin_data:
+        sel.register(proc.stdin, selectors.EVENT_WRITE, "in")
+    else:
+        proc.stdin.close()
     sel.register(proc.stdout, selectors.EVENT_READ, "out")
     sel.register(proc.stderr, selectors.EVENT_READ, "err")
-    buf = {"out": bytearray(), "err": bytearray()}
-    total, why = 0, None
-    open_streams = 2
+    sel.register(verdict_r, selectors.EVENT_READ, "verdict")
+    buf = {"out": bytearray(), "err": bytearray(), "verdict": bytearray()}
+    total, why, pending = 0, None, memoryview(stdin_data)
+    open_streams = 3
     exited_at = None
     while open_streams:
         left = deadline - time.monotonic()
@@ -275,17 +313,33 @@ def _read_capped(proc: subprocess.Popen, nonce: str, deadline: float, max_output
         if exited_at is None and proc.poll() is not None:
             exited_at = time.monotonic()
         elif exited_at is not None and time.monotonic() - exited_at > 0.5:
-            break  # the program exited but something it started still holds the pipes: stop reading
+            break  # the sandbox exited but something it started still holds the pipes: stop reading
         events = sel.select(timeout=min(left, 0.1 if exited_at is not None else 0.5))
         for key, _ in events:
-            chunk = os.read(key.fileobj.fileno(), 65536)
+            if key.data == "in":
+                try:
+                    n = os.write(proc.stdin.fileno(), pending[:65536])
+                    pending = pending[n:]
+                except (BrokenPipeError, BlockingIOError) as e:
+                    if isinstance(e, BrokenPipeError):
+                        pending = pending[:0]
+                if not len(pending):
+                    sel.unregister(proc.stdin)
+                    proc.stdin.close()
+                continue
+            fd = key.fileobj if isinstance(key.fileobj, int) else key.fileobj.fileno()
+            chunk = os.read(fd, 65536)
             if not chunk:
                 sel.unregister(key.fileobj)
                 open_streams -= 1
                 continue
-            total += len(chunk)
             b = buf[key.data]
             b += chunk
+            if key.data == "verdict":
+                if len(b) > 1 << 20:
+                    del b[:]
+                continue
+            total += len(chunk)
             if len(b) > 4 * TAIL + 256:
                 del b[: len(b) - (4 * TAIL + 256)]
             if total > max_output:
@@ -294,7 +348,13 @@ def _read_capped(proc: subprocess.Popen, nonce: str, deadline: float, max_output
         if why:
             break
     sel.close()
-    return buf["out"].decode(errors="replace"), buf["err"].decode(errors="replace"), why, total
+    if not proc.stdin.closed:
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+    return (buf["out"].decode(errors="replace"), buf["err"].decode(errors="replace"), why,
+            bytes(buf["verdict"]))
 
 
 def _read_available(stream) -> str:
@@ -325,22 +385,41 @@ def _kill(proc: subprocess.Popen) -> None:
 _MEMORY_MARKERS = ("MemoryError", "Cannot allocate memory", "std::bad_alloc", "out of memory")
 
 
-def _classify(rc: int | None, out: str, err: str, why: str | None, nonce: str, cpu_limit_hit: bool):
+def _parse_verdict(raw: bytes) -> dict | None:
+    try:
+        v = json.loads(raw.decode().strip().splitlines()[-1])
+    except (ValueError, IndexError, UnicodeDecodeError):
+        return None
+    return v if isinstance(v, dict) and v.get("status") in STATUSES else None
+
+
+def _classify(rc: int | None, err: str, why: str | None, judged: dict | None, oom: bool, cpu_sig: bool):
+    """(status, failing assertion, detail): the judge's verdict, unless a limit the parent enforces was hit."""
     if why == "output-too-large":
         return "output-too-large", None, "output exceeded the cap"
-    if why == "timeout" or cpu_limit_hit:
-        return "timeout", None, "wall-clock limit" if why == "timeout" else "CPU-time limit"
-    m = re.search(r"INFIR-SANDBOX-ASSERT: (.*)", err)
-    if rc == 0 and out.rstrip().endswith(nonce):
-        return "passed", None, ""
+    if why == "timeout":
+        return "timeout", None, "wall-clock limit"
+    if judged is not None:
+        status, detail = judged["status"], str(judged.get("detail") or "")
+        sig = judged.get("signal")
+        if status == "passed":
+            return ("passed", None, "") if rc == 0 else ("crashed", None, f"the sandbox exited with status {rc}")
+        if status == "crashed" and sig == signal.SIGXCPU:
+            return "timeout", None, "CPU-time limit"
+        if status == "crashed" and oom:
+            return "memory", None, "memory budget (cgroup: the program and its children together)"
+        if status == "failed":
+            return "failed", judged.get("assertion"), detail or "an assertion failed"
+        return status, None, detail
+    # no verdict: the judge itself did not finish (killed with the whole tree, out of memory, ...)
+    if oom:
+        return "memory", None, "memory budget (cgroup: the program and its children together)"
+    if cpu_sig:
+        return "timeout", None, "CPU-time limit"
     if any(s in err for s in _MEMORY_MARKERS):
         return "memory", None, "address-space limit"
-    if m:
-        return "failed", m.group(1).strip(), "an assertion failed"
-    if rc == 0:
-        return "crashed", None, "exited 0 before finishing (os._exit or a closed stdout?)"
     last = [ln for ln in err.strip().splitlines() if ln.strip()]
-    return "crashed", None, (last[-1][:300] if last else f"exit status {rc}")
+    return "crashed", None, "no verdict from the judge: " + (last[-1][:300] if last else f"exit status {rc}")
 
 
 def _reap_uid(uid: int) -> None:
@@ -360,69 +439,103 @@ def _reap_uid(uid: int) -> None:
         time.sleep(0.05)
 
 
+_PROBE_MODULES = "json, socket, collections, math, re, itertools, functools, heapq, string, hashlib, random"
+
+
 @lru_cache(maxsize=None)
 def _fallback_can_drop_uid() -> bool:
     """As root without bwrap: can the interpreter still import the standard library under a throwaway uid?
 
     (Not when it lives under a private home such as /root/.pyenv.) If it can, the rlimit backend runs
-    programs under that uid, which stops them signalling our processes or writing our files and makes
-    the process-count limit apply.
+    the judge and the program under uids of their own, which stops them signalling our processes or
+    writing our files and makes the process-count limit apply.
     """
-    probe = "import json, socket, collections, math, re, itertools, functools, heapq, string, hashlib, random\nprint('ok')"
+    probe = f"import {_PROBE_MODULES}\nprint('ok')"
     try:
-        v = run_program(probe, backend="rlimit", timeout=20, _drop_uid=True)
+        v = run_program(probe, tests=f"import {_PROBE_MODULES}\n", backend="rlimit", timeout=20, _drop_uid=True)
     except Exception:
         return False
     return v.passed and v.stdout == "ok"
 
 
+def _judge_source() -> str:
+    return _JUDGE_SOURCE
+
+
+_JUDGE_SOURCE = (Path(__file__).resolve().parent / "sandbox_judge.py").read_text()
+
+
 def run_program(code: str, *, tests: str | None = None, timeout: float = 5, memory_mb: int = 512,
                 max_output: int = 1 << 20, file_mb: int = 16, tmp_mb: int = 64, nproc: int = 32,
-                backend: str | None = None, _drop_uid: bool | None = None) -> Verdict:
-    """Run ``code`` (then ``tests``, in the same namespace) in the sandbox and return its verdict.
+                backend: str | None = None, _drop_uid: bool | None = None, _cgroup: bool | None = None) -> Verdict:
+    """Run ``code`` in the sandbox, then ``tests`` against it in the judge, and return the verdict.
 
-    ``timeout`` is wall-clock seconds (the CPU limit is the same, rounded up); ``memory_mb`` the
-    address space; ``max_output`` bytes of stdout+stderr together; ``file_mb`` the largest file it
-    may write; ``tmp_mb`` the size of its scratch /tmp (bwrap); ``nproc`` how many processes it may have.
+    ``timeout`` is wall-clock seconds (the CPU limit is the same, rounded up); ``memory_mb`` the memory
+    budget of the program and all its children (a cgroup where one can be made, else per-process caps
+    whose product fits); ``max_output`` bytes of stdout+stderr together; ``file_mb`` the largest file
+    it may write; ``tmp_mb`` the size of its scratch /tmp (bwrap); ``nproc`` how many processes it may have.
     """
     backend = backend or available_backend()
     if backend not in ("bwrap", "rlimit"):
         raise ValueError(f"backend must be 'bwrap' or 'rlimit', got {backend!r}")
     if backend == "rlimit":
         _warn_fallback()
-    nonce = secrets.token_hex(16)
     root = os.geteuid() == 0
     drop = root and (backend == "bwrap" or (_drop_uid is not False and (_drop_uid or _fallback_can_drop_uid())))
-    uid = random.SystemRandom().randrange(61000, 64999) if drop else None
+    rng = random.SystemRandom()
+    judge_uid = rng.randrange(61000, 62999) if drop else None
+    cand_uid = rng.randrange(63000, 64999) if drop else None
+    use_cgroup = sandbox_cgroup.available() is not None if _cgroup is None else \
+        (_cgroup and sandbox_cgroup.available() is not None)
+    prog = sandbox_seccomp.filter_bytes()
+    plan = _plan(backend, memory_mb, nproc, timeout, file_mb, tmp_mb, use_cgroup, drop, prog is not None)
     box = tempfile.mkdtemp(prefix="infir-sbx-")
-    scratch = None
+    scratch = cgroup = None
+    fds: list[int] = []
     try:
-        Path(box, "runner.py").write_text(_RUNNER)
+        Path(box, "judge.py").write_text(_judge_source())
         Path(box, "program.py").write_text(code)
-        if tests is not None:
-            Path(box, "tests.py").write_text(tests)
         os.chmod(box, 0o755)
         for f in os.listdir(box):
             os.chmod(os.path.join(box, f), 0o644)
+        verdict_r, verdict_w = os.pipe()
+        fds += [verdict_r, verdict_w]
+        pass_fds = [verdict_w]
+        cfg = {"verdict_fd": verdict_w, "has_tests": tests is not None, "judge_uid": judge_uid,
+               "candidate_uid": cand_uid}
+        if use_cgroup:
+            cgroup = sandbox_cgroup.RunCgroup(memory_mb, plan.nproc + 4)  # + bwrap's two processes and the judge
+        seccomp_here = None
         if backend == "bwrap":
-            cmd, cwd, env = _bwrap_command(box, tmp_mb, uid), "/", {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+            seccomp_fd = None
+            if prog is not None:
+                sr, sw = os.pipe()
+                fds += [sr, sw]
+                os.write(sw, prog)
+                os.close(sw)
+                fds.remove(sw)
+                seccomp_fd = sr
+                pass_fds.append(sr)
+            cmd = _bwrap_command(box, tmp_mb, root, verdict_w, seccomp_fd, [json.dumps(cfg)])
+            cwd, env = "/", {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         else:
             scratch = tempfile.mkdtemp(prefix="infir-scratch-")
-            cmd = [sys.executable, "-I", os.path.join(box, "runner.py")]
+            cmd = [sys.executable, "-I", os.path.join(box, "judge.py"), json.dumps(cfg)]
             cwd = scratch
             env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": scratch, "LANG": "C.UTF-8",
                    "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": scratch}
-            if uid is not None:
+            if drop:
                 os.chmod(scratch, 0o777)
-                env["INFIR_SANDBOX_UID"] = str(uid)
-        preexec = _limits(timeout, memory_mb, file_mb, nproc, drop_uid=uid is not None)
+            seccomp_here = prog
+        preexec = _preexec(plan, timeout, file_mb, dropped_uid=drop, cgroup=cgroup, seccomp_prog=seccomp_here)
         start = time.monotonic()
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                cwd=cwd, env=env, preexec_fn=preexec, start_new_session=True, close_fds=True)
-        try:
-            out, err, why, _ = _read_capped(proc, nonce, start + timeout, max_output)
-        except BrokenPipeError:
-            out, err, why = "", "", None
+                                cwd=cwd, env=env, preexec_fn=preexec, start_new_session=True, close_fds=True,
+                                pass_fds=pass_fds)
+        for fd in pass_fds:
+            os.close(fd)
+            fds.remove(fd)
+        out, err, why, raw_verdict = _pump(proc, (tests or "").encode(), verdict_r, start + timeout, max_output)
         if why:
             _kill(proc)
         try:
@@ -431,28 +544,37 @@ def run_program(code: str, *, tests: str | None = None, timeout: float = 5, memo
             _kill(proc)
             rc = proc.wait()
         _kill(proc)  # no process left behind in its session (rlimit backend; bwrap's PID namespace is gone)
-        if backend == "rlimit" and uid is not None:
-            _reap_uid(uid)  # and none under its throwaway uid that left the session (setsid)
+        if cgroup is not None:
+            cgroup.kill_all()  # and none that left the session
+        if backend == "rlimit" and drop:
+            _reap_uid(cand_uid)  # and none under its throwaway uids that left the session (setsid)
+            _reap_uid(judge_uid)
         if not why:  # what is left in the pipes, without waiting for a writer that may still hold them
             out += _read_available(proc.stdout)
             err += _read_available(proc.stderr)
         proc.stdout.close()
         proc.stderr.close()
         seconds = time.monotonic() - start
-        # bwrap reports a child killed by signal N as exit status 128+N
         sig = -rc if rc is not None and rc < 0 else (rc - 128 if rc is not None and rc > 128 else 0)
-        cpu_hit = sig in (signal.SIGXCPU, signal.SIGKILL) and seconds >= min(timeout, 1) * 0.5 and \
-            not any(s in err for s in _MEMORY_MARKERS)
-        status, assertion, detail = _classify(rc, out, err, why, nonce, cpu_hit and sig == signal.SIGXCPU)
-        if status == "crashed" and sig:
-            detail = f"killed by signal {signal.Signals(sig).name}" if sig in signal.valid_signals() else detail
-        clean_out = out.rstrip()
-        if clean_out.endswith(nonce):
-            clean_out = clean_out[: -len(nonce)].rstrip("\n")
-        err = "\n".join(ln for ln in err.splitlines() if not ln.startswith("INFIR-SANDBOX-ASSERT"))
-        return Verdict(status=status, seconds=round(seconds, 4), returncode=rc, stdout=clean_out[-TAIL:],
-                       stderr=err[-TAIL:], failing_assertion=assertion, detail=detail, backend=backend)
+        oom = cgroup is not None and cgroup.oom_kills() > 0
+        judged = _parse_verdict(raw_verdict)
+        status, assertion, detail = _classify(rc, err, why, judged, oom, sig == signal.SIGXCPU)
+        limits = dict(plan.limits)
+        if cgroup is not None:
+            limits["memory_peak_mb"] = cgroup.peak_mb()
+            limits["memory_limit_hits"] = cgroup.limit_hits()
+        return Verdict(status=status, seconds=round(seconds, 4), returncode=rc, stdout=out.rstrip()[-TAIL:],
+                       stderr=err[-TAIL:], failing_assertion=assertion, detail=detail, backend=backend,
+                       limits=limits, missing_protections=list(plan.missing))
     finally:
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if cgroup is not None:
+            cgroup.kill_all()
+            cgroup.remove()
         shutil.rmtree(box, ignore_errors=True)
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -24,7 +24,7 @@ from .config import PretrainConfig
 from .loop import train
 
 # Fields that change where or how a run reports, not what it computes: left out of the cache key.
-NON_SEMANTIC = ("output_dir", "log_every", "resume", "n_gpus", "gpu", "assumed_mfu", "sharding", "stop_after_steps",
+NON_SEMANTIC = ("output_dir", "overwrite_output_dir", "log_every", "resume", "n_gpus", "gpu", "assumed_mfu", "sharding", "stop_after_steps",
                 "tokenize_tasks", "tokenize_executor", "slurm_partition", "slurm_time", "max_tokens_per_file")
 # Fields added after toy runs were cached: left out of the key at their defaults, so those runs stay valid.
 LATER_FIELDS = {"tokenized_path": None, "val_blocks": 32}
