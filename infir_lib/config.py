@@ -8,6 +8,9 @@ same parser. Mistakes are reported with the file and the key, never silently ign
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import inspect
+import re
 import types
 import typing
 from pathlib import Path
@@ -35,6 +38,88 @@ def resolve_path(path: str | Path) -> Path:
     p = Path(path).expanduser()
     if p.is_absolute() or p.exists():
         return p
+    candidate = REPO_ROOT / p
+    if candidate.exists():
+        return candidate
+    if p.parts[:1] == ("configs",) and len(p.parts) > 1:
+        packaged = PACKAGED_PRESETS.joinpath(*p.parts[1:])
+        if packaged.exists():
+            return packaged
+    return p
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error (YAML says so;
+    PyYAML silently keeps the last value, so a preset edited in two places would lose one edit)."""
+
+
+def _mapping_without_duplicates(loader, node, deep=False):
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if key in seen and key != "<<":
+            raise ConfigError(f"{loader.infir_source}:{line}: duplicate key '{key}' (first given on line {seen[key]})")
+        seen[key] = line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def read_yaml(path: str | Path, source: str | None = None) -> tuple[Any, dict[str, int]]:
+    """``(data, {top-level key: line})`` of a YAML file; every problem is a ``ConfigError`` naming the file."""
+    source = source or str(path)
+    raw = Path(path).read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise ConfigError(f"{source}:{line}: not valid UTF-8 ({e.reason} at byte {e.start}); save the file as UTF-8") from e
+    loader = _UniqueKeyLoader(text)
+    loader.infir_source = source
+    try:
+        node = loader.get_single_node()
+        lines = ({k.value: k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
+                 if isinstance(node, yaml.MappingNode) else {})
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: not valid YAML: {e}") from e
+    finally:
+        loader.dispose()
+    return data, lines
+
+
+# ---------------------------------------------------------------- value checks
+# Values that cannot make sense, refused with the key named (a negative step count or learning rate
+# would otherwise run and report nonsense, a zero batch size would fail later with a ZeroDivisionError).
+# A config class may name its own floors in a class attribute ``config_minimums = {"key": x}``.
+_POSITIVE = re.compile(r"(_size|^seq_len|_len|^max_length|_layers|_heads|^intermediate_size|^max_position_embeddings"
+                       r"|^gradient_accumulation_steps|max_new_tokens|^max_completion_length|^log_every|^logging_steps"
+                       r"|^rope_theta|^n_samples|^prompts_per_step|^generation_batch|^num_threads)$")
+_NEG_ONE_OK = ("workers", "num_workers")  # -1: "all cores"
+
+
+def check_value(name: str, value: Any, f: dataclasses.Field | None, where: str, minimums: dict | None = None) -> None:
+    """Refuse a number that no run can mean (see ``_POSITIVE``); ``where`` names the file/line/key."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if value != value:  # NaN
+        raise ConfigError(f"{where}: NaN is not a value")
+    if minimums and name in minimums:
+        if value < minimums[name]:
+            raise ConfigError(f"{where}: must be >= {minimums[name]}, got {value!r}")
+        return
+    if "seed" in name:
+        return
+    default = f.default if f is not None else None
+    if value == -1 and (name in _NEG_ONE_OK or default == -1):
+        return
+    if _POSITIVE.search(name) and value <= 0:
+        raise ConfigError(f"{where}: must be > 0, got {value!r}")
+    if value < 0:
+        hint = " (-1 means unset)" if default == -1 else ""
+        raise ConfigError(f"{where}: must not be negative, got {value!r}{hint}")
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -122,7 +207,10 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, str]:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected key=value")
         key, value = item.split("=", 1)
-        out[key.strip().lstrip("-").replace("-", "_")] = value
+        key = key.strip().lstrip("-").replace("-", "_")
+        if key in out:
+            raise ConfigError(f"override '{key}' is given twice ({out[key]!r} and {value!r})")
+        out[key] = value
     return out
 
 
@@ -134,17 +222,15 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: dict | 
     """
     values: dict[str, Any] = {}
     source = "<overrides>"
+    lines: dict[str, int] = {}
     if path is not None:
         resolved = resolve_path(path)
         source = str(path)
         if not resolved.is_file():
             raise ConfigError(f"config file not found: {path} (looked in {Path.cwd()} and {REPO_ROOT})")
-        try:
-            loaded = yaml.safe_load(resolved.read_text())
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        loaded, lines = read_yaml(resolved, source)
         if loaded is None:
-            loaded = {}
+            raise ConfigError(f"{path}: the file is empty (no key: value lines); start from a preset in configs/toy/")
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of key: value")
         values.update(loaded)
@@ -153,20 +239,94 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: dict | 
     extra = {**(overrides or {}), **kwargs}
 
     fields = _field_types(cls)
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {unknown} for {cls.__name__}; known keys: {sorted(fields)}")
+    by_name = {f.name: f for f in dataclasses.fields(cls)}
+    for key in sorted(set(values) - set(fields), key=str):
+        raise ConfigError(f"{source}:{lines.get(key, '?')}: unknown key '{key}' for {cls.__name__}"
+                          f"{did_you_mean(key, fields)}")
     unknown = sorted(set(extra) - set(fields))
     if unknown:
-        raise ConfigError(f"override(s) {unknown} are not keys of {cls.__name__} (config {source})")
+        hints = "; ".join(f"'{k}'{did_you_mean(k, fields)}" for k in unknown)
+        raise ConfigError(f"override(s) {unknown} are not keys of {cls.__name__} (config {source}): {hints}")
+
+    def where(k: str) -> str:
+        if k in extra:
+            return f"{source}: override '{k}'" if path is not None else f"override '{k}'"
+        return f"{source}:{lines[k]}: key '{k}'" if k in lines else f"{source}: key '{k}'"
+
     values.update(extra)
-    checked = {k: _coerce(v, fields[k], f"{source}: key '{k}'") for k, v in values.items()}
+    checked = {}
+    for k, v in values.items():
+        checked[k] = _coerce(v, fields[k], where(k))
+        check_value(k, checked[k], by_name.get(k), where(k), getattr(cls, "config_minimums", None))
     try:
         (cfg,) = HfArgumentParser(cls).parse_dict(checked, allow_extra_keys=False)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, ZeroDivisionError) as e:
         raise ConfigError(f"{source}: {e}") from e
     object.__setattr__(cfg, "_source", source) if not hasattr(cfg, "__slots__") else None
     return cfg
+
+
+def did_you_mean(key: str, known) -> str:
+    """``"; did you mean 'learning_rate'?"`` for a near miss (difflib), else the list of known keys."""
+    close = difflib.get_close_matches(str(key), sorted(known), n=3, cutoff=0.6)
+    if close:
+        return "; did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
+    return f"; known keys: {sorted(known)}"
+
+
+def _source_comments(cls: type) -> dict[str, str]:
+    """Field name -> the comment written beside (or just above) it in the class body."""
+    out: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            src = inspect.getsource(klass).splitlines()
+        except (OSError, TypeError):
+            continue
+        above: list[str] = []
+        for line in src:
+            stripped = line.strip()
+            if stripped.startswith("#"):
+                above.append(stripped.lstrip("# ").strip())
+                continue
+            m = re.match(r"\s+(\w+)\s*:[^=]*(=.*)?$", line)
+            if m:
+                comment = line.split("  # ", 1)[1].strip() if "  # " in line else " ".join(above)
+                if comment:
+                    out[m.group(1)] = comment
+            above = []
+    return out
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is typing.Literal:
+        return "{" + ",".join(str(a) for a in typing.get_args(tp)) + "}"
+    name = getattr(tp, "__name__", None) if typing.get_origin(tp) is None else None
+    return name or str(tp).replace("typing.", "")
+
+
+def describe_fields(cls: type) -> list[dict[str, Any]]:
+    """One row per key of config ``cls``: name, type, default and help.
+
+    The help is the field's ``metadata["help"]`` (what ``HfArgumentParser`` shows), else the comment
+    beside the field in its class, so ``python -m infir_lib <stage> --help`` and the code say the same.
+    """
+    hints = typing.get_type_hints(cls)
+    comments = _source_comments(cls)
+    rows = []
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = None
+        rows.append({"name": f.name, "type": _type_name(hints[f.name]), "default": default,
+                     "help": (f.metadata.get("help") or comments.get(f.name, "")).replace("``", "")})
+    return rows
 
 
 def as_dict(cfg: Any) -> dict[str, Any]:

@@ -44,7 +44,7 @@ def test_unknown_override_is_an_error(tmp_path):
 @pytest.mark.parametrize("text,key", [("steps: ten\n", "steps"), ("lr: [1]\n", "lr"), ("flag: maybe\n", "flag"),
                                       ("steps: 1.5\n", "steps")])
 def test_wrong_type_names_the_key(tmp_path, text, key):
-    with pytest.raises(ConfigError, match=rf"c\.yaml: key '{key}'"):
+    with pytest.raises(ConfigError, match=rf"c\.yaml:1: key '{key}'"):
         load_config(Demo, write(tmp_path, text))
 
 

@@ -9,10 +9,13 @@ A source is named by a string, so configs stay plain data:
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Callable, Iterator
 
 from .corpus import generate_simple_corpus
+
+log = logging.getLogger(__name__)
 
 # name -> fn(n_docs, seed) -> list of {"id", "text", ...}. Chapter 1 registers its corpora here.
 TOY_SOURCES: dict[str, Callable[[int, int], list[dict]]] = {"simple": generate_simple_corpus}
@@ -22,8 +25,10 @@ def register_toy_source(name: str, fn: Callable[[int, int], list[dict]]) -> None
     TOY_SOURCES[name] = fn
 
 
-def read_jsonl(path: str | Path, text_field: str | None = "text") -> Iterator[dict]:
-    """Read a JSONL file; a malformed line or a missing field is an error naming file and line."""
+def read_jsonl_numbered(path: str | Path, text_field: str | None = "text",
+                        required: tuple[str, ...] = ()) -> Iterator[tuple[int, dict]]:
+    """``(line number, row)`` of a JSONL file; a malformed line, a missing field or a text field that is
+    not a string is an error naming file, line and field (blank lines are skipped)."""
     path = Path(path)
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
@@ -37,9 +42,62 @@ def read_jsonl(path: str | Path, text_field: str | None = "text") -> Iterator[di
                 raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from e
             if not isinstance(row, dict):
                 raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            if text_field and text_field not in row:
-                raise ValueError(f"{path}:{lineno}: no '{text_field}' field (fields: {sorted(row)})")
+            for key in ((text_field,) if text_field else ()) + tuple(required):
+                if key not in row:
+                    raise ValueError(f"{path}:{lineno}: no '{key}' field (fields: {sorted(row)})")
+            if text_field and not isinstance(row[text_field], str):
+                raise ValueError(f"{path}:{lineno}: field '{text_field}' must be a string, "
+                                 f"got {type(row[text_field]).__name__} {str(row[text_field])[:40]!r}")
+            yield lineno, row
+
+
+def read_jsonl(path: str | Path, text_field: str | None = "text", required: tuple[str, ...] = ()) -> Iterator[dict]:
+    """Read a JSONL file; a malformed line or a missing field is an error naming file and line."""
+    for _, row in read_jsonl_numbered(path, text_field, required):
+        yield row
+
+
+def read_text_lines(path: str | Path, text_field: str = "text") -> Iterator[dict]:
+    """One document per non-blank line of a ``.txt`` file; bytes that are not UTF-8 name file and line."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not valid UTF-8 ({e.reason} at byte {e.start})") from e
+            if line.strip():
+                yield {"id": f"{path.name}:{lineno - 1}", text_field: line}
+
+
+LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet", ".txt")
+
+
+def _read_local_file(f: Path, text_field: str) -> Iterator[dict]:
+    if f.suffix == ".jsonl":
+        yield from read_jsonl(f, text_field)
+    elif f.suffix == ".txt":
+        yield from read_text_lines(f, text_field)
+    else:
+        import datasets
+        kind = "json" if f.suffix == ".json" else "parquet"
+        ds = datasets.load_dataset(kind, data_files=str(f), split="train")
+        if text_field not in ds.column_names:
+            raise ValueError(f"{f}: no '{text_field}' column (columns: {ds.column_names})")
+        for i, row in enumerate(ds):
+            if not isinstance(row[text_field], str):
+                raise ValueError(f"{f}: row {i}: field '{text_field}' must be a string, got {type(row[text_field]).__name__}")
             yield row
+
+
+def local_files(path: Path) -> tuple[list[Path], list[Path]]:
+    """(files read, files skipped) of a local source: a file, or every supported file under a folder."""
+    if path.is_file():
+        if path.suffix not in LOCAL_SUFFIXES:
+            raise ValueError(f"{path}: unsupported file type {path.suffix!r} (supported: {', '.join(LOCAL_SUFFIXES)})")
+        return [path], []
+    found = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    return [p for p in found if p.suffix in LOCAL_SUFFIXES], [p for p in found if p.suffix not in LOCAL_SUFFIXES]
 
 
 def iter_documents(source: str, *, n_docs: int = 1000, seed: int = 0, split: str = "train",
@@ -63,17 +121,17 @@ def iter_documents(source: str, *, n_docs: int = 1000, seed: int = 0, split: str
         return
     path = Path(source).expanduser()
     if path.exists():
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        files, skipped = local_files(path)
+        if skipped:  # counted and reported, never dropped silently
+            log.warning("%s: skipped %d file(s) of unsupported type: %s", path, len(skipped),
+                        ", ".join(p.name for p in skipped[:5]) + (" ..." if len(skipped) > 5 else ""))
+        if not files:
+            raise ValueError(f"{path}: no {'/'.join(LOCAL_SUFFIXES)} files to read")
         for f in files:
-            if f.suffix == ".jsonl":
-                yield from capped(read_jsonl(f, text_field))
-            elif f.suffix == ".txt":
-                yield from capped({"id": f"{f.name}:{i}", text_field: line.rstrip("\n")}
-                                  for i, line in enumerate(f.read_text(encoding="utf-8").splitlines()) if line.strip())
-            elif f.suffix in (".json", ".parquet"):
-                import datasets
-                kind = "json" if f.suffix == ".json" else "parquet"
-                yield from capped(datasets.load_dataset(kind, data_files=str(f), split="train"))
+            n_before = count
+            yield from capped(_read_local_file(f, text_field))
+            if count == n_before and (limit is None or count < limit):
+                raise ValueError(f"{f}: no documents (the file is empty or has only blank lines)")
         return
     import datasets  # full scale: stream from the hub (needs network)
     name, _, config_name = source.partition(":")

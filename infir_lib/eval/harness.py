@@ -127,13 +127,22 @@ def generate(model, tokenizer, prompts: Sequence[str], *, chat: bool = False, ma
 def eval_math(model, tokenizer, items: Sequence[dict], *, shots: Sequence[tuple[str, str]] = (), chat: bool = False,
               max_new_tokens: int = 256, batch_size: int = 16, suffix: str = "", a_prefix: str = "Answer:") -> dict:
     """Accuracy of greedy answers: ``items`` are ``{"question", "final"}``; replies are extracted then
-    compared with ``math-verify``. ``suffix`` is appended to the question (e.g. a step-by-step cue)."""
+    compared with ``math-verify``. ``suffix`` is appended to the question (e.g. a step-by-step cue).
+
+    A few-shot example that is also a scored item would show the model its own answer, so that is an
+    error, and so are no items (an accuracy of nothing is not a number)."""
+    if not items:
+        raise ValueError("eval_math: no items to score")
+    leaked = {q for q, _ in shots} & {it["question"] for it in items}
+    if leaked:
+        raise ValueError(f"eval_math: {len(leaked)} few-shot example(s) are also scored items "
+                         f"(e.g. {sorted(leaked)[0][:60]!r}); draw the shots from another split")
     prompts = [math_prompt(it["question"] + suffix, shots, a_prefix=a_prefix) if not chat else it["question"] + suffix for it in items]
     replies = [r[0] for r in generate(model, tokenizer, prompts, chat=chat, max_new_tokens=max_new_tokens,
                                       batch_size=batch_size, stops=MATH_STOPS)]
     preds = [extract_answer(r) for r in replies]
     correct = [is_equivalent(p, str(it["final"])) for p, it in zip(preds, items)]
-    return {"accuracy": float(np.mean(correct)) if correct else float("nan"), "n": len(items),
+    return {"accuracy": float(np.mean(correct)), "n": len(items),
             "no_answer": sum(p is None for p in preds), "replies": replies, "preds": preds, "correct": correct}
 
 

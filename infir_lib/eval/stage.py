@@ -146,10 +146,10 @@ def _hub(source, *args, **kw):
 
 def benchmark_items(bench: str, cfg: EvalConfig) -> tuple[list, list]:
     """(test items, few-shot pool) for one benchmark."""
-    from ..data.benchmarks import load_gsm8k
+    from ..data.benchmarks import gsm8k_items_and_shots
     from . import code as C
-    if bench == "gsm8k":
-        return _limit(load_gsm8k("test", cfg.gsm8k_source), cfg.limit), load_gsm8k("train", cfg.gsm8k_source)[:cfg.gsm8k_shots]
+    if bench == "gsm8k":  # the shots never come from the scored items (a single file gives both)
+        return gsm8k_items_and_shots(cfg.gsm8k_source, cfg.gsm8k_shots, cfg.limit or None)
     if bench == "math":
         rows = [{"question": r["problem"], "final": r["answer"]} for r in _hub(cfg.math_source, split="test")]
         return _limit(rows, cfg.limit), []

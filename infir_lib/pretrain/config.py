@@ -43,12 +43,14 @@ class PretrainConfig(ModelArgs, DataArgs):
     world size so one CPU and 64 GPUs take the same optimisation steps.
     """
 
+    config_minimums = {"max_steps": 1}  # not a field: what infir_lib.config.check_value refuses below
+
     scale: Literal["toy", "full"] = "toy"
     seed: int = 0
     seq_len: int = 128
     global_batch_size: int = 16
     micro_batch_size: int = 8
-    max_steps: int = 200
+    max_steps: int = field(default=200, metadata={"help": "optimisation steps (total_tokens, when set, decides instead)"})
     total_tokens: float = 0.0  # full scale: the token budget; 0 -> max_steps decides
     learning_rate: float = 3e-3
     min_lr_ratio: float = 0.1
@@ -66,7 +68,8 @@ class PretrainConfig(ModelArgs, DataArgs):
     eval_every: int = 50
     checkpoint_every: int = 0  # 0 -> only the final model
     output_dir: str | None = None  # None -> the artifact cache decides (notebooks)
-    resume: bool = True
+    resume: bool = True  # continue from the newest usable checkpoint in output_dir (same config only)
+    overwrite_output_dir: bool = False  # output_dir holds a run with another config: start fresh there instead of refusing
     stop_after_steps: int = 0  # > 0: stop there as if the job were killed (to demonstrate resume)
     # planning (dry-run) only
     n_gpus: int = 64

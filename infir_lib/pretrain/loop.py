@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from tqdm.auto import tqdm
 
 from ..models import build_llama, count_parameters, load_model
 from ..plan import grad_accum_steps
-from ..runtime import make_accelerator, seed_everything
+from ..runtime import make_accelerator, save_state_without_tied_copies, seed_everything
+from ..runtime import progress_bar as tqdm  # a bar in a terminal, one summary line in a notebook
 from .config import PretrainConfig
 from .packing import get_packed_data, get_tokenizer
 from .shards import TokenBlocks
@@ -73,10 +73,86 @@ def validation_loss(model, blocks, device, max_blocks: int = 32, batch: int = 8)
     return float(sum(losses) / max(1, len(losses)))
 
 
+def _checkpoints_newest_first(out: Path) -> list[Path]:
+    ckpts = [c for c in (out / "checkpoints").glob("step_*") if c.name.split("_")[1].isdigit()]
+    ckpts = sorted(ckpts, key=lambda p: int(p.name.split("_")[1]), reverse=True)
+    return [c for c in ckpts if (c / "trainer_state.json").exists()]
+
+
 def _latest_checkpoint(out: Path) -> Path | None:
-    ckpts = sorted((out / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
-    ckpts = [c for c in ckpts if (c / "trainer_state.json").exists()]
-    return ckpts[-1] if ckpts else None
+    ckpts = _checkpoints_newest_first(out)
+    return ckpts[0] if ckpts else None
+
+
+def _resume(accelerator, out: Path) -> tuple["TrainState", list[str]]:
+    """Load the newest checkpoint that loads; one cut short by a crash (truncated state file, missing
+    weights) is reported and passed over for the one before it. Returns the state and the skipped ones."""
+    skipped = []
+    for ck in _checkpoints_newest_first(out):
+        try:
+            saved = json.loads((ck / "trainer_state.json").read_text())
+            state = TrainState(int(saved["step"]), list(saved["history"]))
+            accelerator.load_state(str(ck))
+        except Exception as e:  # noqa: BLE001 - any failure to read a checkpoint means: use an older one
+            skipped.append(ck.name)
+            accelerator.print(f"checkpoint {ck} is unusable ({type(e).__name__}: {str(e)[:120]}); trying the one before")
+            continue
+        accelerator.print(f"resumed from {ck} at step {state.step}")
+        return state, skipped
+    return TrainState(), skipped
+
+
+RUN_CONFIG = "run_config.json"
+_RUN_FILES = ("checkpoints", "model", "history.jsonl", "result.json", RUN_CONFIG)
+
+
+def run_record(cfg: PretrainConfig) -> dict:
+    """What an ``output_dir`` remembers of its run: the config less the keys that only say where/how to report."""
+    from dataclasses import asdict
+
+    from . import NON_SEMANTIC
+    return json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k not in NON_SEMANTIC}, default=str))
+
+
+def check_output_dir(cfg: PretrainConfig, out: Path) -> bool:
+    """Refuse to continue (or overwrite) a run in ``out`` that was made with another config.
+
+    Resuming with a changed learning rate, say, would return the old run's model as if it were the new
+    one. With ``overwrite_output_dir=true`` it returns True instead: remove the old run, start fresh.
+    """
+    record = out / RUN_CONFIG
+    has_run = any((out / name).exists() for name in _RUN_FILES[:4]) or any(out.glob("rank*.sha256"))
+    if not has_run:
+        return False
+    current = run_record(cfg)
+    try:
+        saved = json.loads(record.read_text()) if record.exists() else None
+    except json.JSONDecodeError:
+        saved = None
+    if saved == current:
+        return False
+    if cfg.overwrite_output_dir:
+        return True
+    if saved is None:
+        why = f"its {RUN_CONFIG} is missing or unreadable, so its config cannot be compared"
+    else:
+        changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+        why = "changed: " + ", ".join(f"{k} {saved.get(k)!r} -> {current.get(k)!r}" for k in changed[:6])
+    raise ValueError(f"output_dir {out} holds a run made with another config ({why}); pass "
+                     f"overwrite_output_dir=true to start fresh there, or choose another output_dir")
+
+
+def _clear_output_dir(out: Path) -> None:
+    import shutil
+
+    for name in _RUN_FILES:
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+    for p in out.glob("rank*.sha256"):
+        p.unlink()
 
 
 @dataclass
@@ -92,6 +168,13 @@ def train(cfg: PretrainConfig, out: Path, eval_fn: Callable | None = None) -> di
     accelerator = make_accelerator("bf16" if (cfg.bf16 and use_cuda) else "no", cpu=not use_cuda)
     world, rank = accelerator.num_processes, accelerator.process_index
     accum = grad_accum_steps(cfg.global_batch_size, cfg.micro_batch_size, world)
+    clear = check_output_dir(cfg, out)
+    accelerator.wait_for_everyone()  # every rank has compared before rank 0 changes anything
+    if accelerator.is_main_process:
+        if clear:
+            _clear_output_dir(out)
+        (out / RUN_CONFIG).write_text(json.dumps(run_record(cfg), indent=1, sort_keys=True))
+    accelerator.wait_for_everyone()
     seed_everything(cfg.seed)
 
     tokenizer = get_tokenizer(cfg)
@@ -120,14 +203,9 @@ def train(cfg: PretrainConfig, out: Path, eval_fn: Callable | None = None) -> di
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_steps))
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
+    save_state_without_tied_copies(accelerator)  # tied weights stored once, as save_pretrained does
 
-    state = TrainState()
-    last = _latest_checkpoint(out) if cfg.resume else None
-    if last is not None:
-        accelerator.load_state(str(last))
-        saved = json.loads((last / "trainer_state.json").read_text())
-        state = TrainState(saved["step"], saved["history"])
-        accelerator.print(f"resumed from {last} at step {state.step}")
+    state, skipped_checkpoints = _resume(accelerator, out) if cfg.resume else (TrainState(), [])
 
     n_params = count_parameters(accelerator.unwrap_model(model))
     tokens_per_step = cfg.global_batch_size * cfg.seq_len
@@ -179,8 +257,10 @@ def train(cfg: PretrainConfig, out: Path, eval_fn: Callable | None = None) -> di
         if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step < total_steps:
             ck = out / "checkpoints" / f"step_{state.step}"
             accelerator.save_state(str(ck))
-            if accelerator.is_main_process:
-                (ck / "trainer_state.json").write_text(json.dumps({"step": state.step, "history": state.history}))
+            if accelerator.is_main_process:  # written whole or not at all: a kill mid-write leaves no half file
+                tmp = ck / "trainer_state.json.tmp"
+                tmp.write_text(json.dumps({"step": state.step, "history": state.history}))
+                tmp.replace(ck / "trainer_state.json")
             accelerator.wait_for_everyone()
             t_last = time.perf_counter()
         if cfg.stop_after_steps and state.step >= cfg.stop_after_steps and state.step < total_steps:
@@ -195,6 +275,8 @@ def train(cfg: PretrainConfig, out: Path, eval_fn: Callable | None = None) -> di
     result = {"steps": state.step, "parameters": n_params, "tokens": state.step * tokens_per_step,
               "world_size": world, "grad_accum": accum, "final_loss": state.history[-1]["loss"] if state.history else None,
               "weights_sha256": digest, "train_blocks": len(data), "n_docs": data.n_docs}
+    if skipped_checkpoints:
+        result["unusable_checkpoints_skipped"] = skipped_checkpoints
     if accelerator.is_main_process:
         unwrapped.save_pretrained(out / "model", safe_serialization=True)
         tokenizer.save_pretrained(out / "model")

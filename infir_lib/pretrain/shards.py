@@ -124,7 +124,7 @@ class TokenBlocks:
             folder = root / source_slug(source)
             if not any(folder.rglob("*.ds")):
                 raise FileNotFoundError(f"tokenized_path: no token files for source {source!r} in {folder} "
-                                        f"(run `python -m infir_lib pretrain --config ... --tokenize` first)")
+                                        f"(write them first: `python -m infir_lib tokenize --config CONFIG`)")
             # DatatroveFolderDataset returns windows of seq_len + 1 tokens (for shifted labels); the
             # loop shifts inside the model, so ask for seq_len - 1 to get blocks of exactly seq_len.
             folders.append(DatatroveFolderDataset(str(folder), seq_len - 1, token_size=token_size))
