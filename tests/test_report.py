@@ -126,6 +126,7 @@ def test_cli_check_fails_on_missing_claims(cache, capsys):
                 x = np.arange(6, dtype=float).reshape(2, 3)
                 parts.append(report.compare(n, name, x, x))
         report.record_experiment(n, experiment="e", parts=parts)
+    capsys.readouterr()
     assert report.cli(["--check"]) == 0
     out = capsys.readouterr().out
     assert "Reproduction scorecard" in out and "no result recorded" not in out.split("\n")[0]
