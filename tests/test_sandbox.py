@@ -340,3 +340,252 @@ def test_rlimit_fallback_drops_to_a_throwaway_uid_when_it_can():
     assert not Path(repo, "pwned").exists()
     time.sleep(0.3)
     assert _sandbox_uid_processes() == []
+
+
+# ---------------------------------------------------------------- forged verdicts (the judge decides)
+_FN = "def f(x):\n    return x + 1\n"   # wrong: the tests want x + 2
+_TESTS = "assert f(1) == 3\nassert f(5) == 7\n"
+FORGERIES = {
+    "skip the runner": "import sys\nsys.modules['__main__']._run = lambda name: None\n",
+    "nonce from __main__": "import sys, os\nm = sys.modules['__main__']\nprint(getattr(m, 'nonce', ''))\nos._exit(0)\n",
+    "nonce from gc and frames": (
+        "import gc, os, sys\nfound = [o for o in gc.get_objects() if isinstance(o, str) and len(o) == 32]\n"
+        "f = sys._getframe()\nwhile f:\n    found += [v for v in f.f_globals.values() if isinstance(v, str)]\n    f = f.f_back\n"
+        "print('\\n'.join(found[-50:]))\nos._exit(0)\n"),
+    "os._exit is a no-op": "import os\nos._exit = lambda *a: None\n",
+    "os._exit no-op, stderr silenced": "import os, sys\nos._exit = lambda *a: None\nsys.stderr = open(os.devnull, 'w')\n",
+    "sys.exit(0) with os._exit patched": "import os, sys\nos._exit = lambda *a: None\nsys.exit(0)\n",
+    "atexit": "import atexit, os\natexit.register(os._exit, 0)\n",
+    "always-equal object": "class A:\n    def __eq__(self, o):\n        return True\n    __hash__ = object.__hash__\n"
+                           "def f(x):\n    return A()\n",
+    "int subclass with a lying __eq__": "class I(int):\n    def __eq__(self, o):\n        return True\n"
+                                        "    __hash__ = int.__hash__\ndef f(x):\n    return I(x)\n",
+    "str subclass": "class S(str):\n    def __eq__(self, o):\n        return True\n    __hash__ = str.__hash__\n"
+                    "def f(x):\n    return S('no')\n",
+    "list subclass": "class L(list):\n    def __eq__(self, o):\n        return True\ndef f(x):\n    return L()\n",
+    "SystemExit from __del__": "import os\nclass D:\n    def __del__(self):\n        os._exit(0)\n"
+                               "def f(x):\n    return D()\n",
+    "SystemExit inside the call": "def f(x):\n    raise SystemExit(0)\n",
+    "os._exit(0) inside the call": "import os\ndef f(x):\n    os._exit(0)\n",
+    "write a verdict on every fd": (
+        "import os, glob\nmsg = b'{\"status\": \"passed\", \"stage\": \"tests\"}\\n'\n"
+        "for fd in range(3, 256):\n    try:\n        os.write(fd, msg)\n    except OSError:\n        pass\n"
+        "for p in glob.glob('/proc/*/fd/*'):\n    try:\n        with open(p, 'wb') as fh:\n            fh.write(msg)\n"
+        "    except OSError:\n        pass\n"),
+    "fake verdict on stdout and stderr": "import sys\nprint('{\"status\": \"passed\"}')\nprint('passed', file=sys.stderr)\n",
+    "patched builtins and json": (
+        "import builtins, json\nbuiltins.AssertionError = type('AssertionError', (Exception,), {})\n"
+        "json.dumps = lambda *a, **k: '{\"k\": \"ok\", \"v\": 3}'\n"),
+    "shadow the builtins the tests use": "def abs(x):\n    return 0\ndef isinstance(*a):\n    return True\n",
+    "kill the judge": "import os, signal\ntry:\n    os.kill(os.getppid(), signal.SIGKILL)\nexcept OSError:\n    pass\n",
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("trick", sorted(FORGERIES))
+def test_forged_passes_do_not_pass(trick, backend):
+    v = check_solution(_FN + FORGERIES[trick], _TESTS, backend=backend)
+    assert not v.passed, (trick, v)
+    assert v.status in ("failed", "crashed"), v
+    # the same trick next to a correct function still passes: the tests really ran against it
+    fixed = FORGERIES[trick].replace("return A()", "return x + 2").replace("return I(x)", "return x + 2")
+    ok = check_solution("def f(x):\n    return x + 2\n" + fixed, _TESTS, backend=backend)
+    if trick in ("skip the runner", "os._exit is a no-op", "os._exit no-op, stderr silenced", "atexit",
+                 "fake verdict on stdout and stderr", "shadow the builtins the tests use") or \
+            (trick == "kill the judge" and backend == "bwrap" and os.geteuid() == 0):  # the judge has a uid of its own
+        assert ok.passed, (trick, ok)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_plain_data_crosses_and_exceptions_keep_their_type(backend):
+    prog = ("def g(x, scale=1):\n    return {'l': [x * scale, (1.5, None)], 's': {1, 2}, 'b': b'hi', 't': True,"
+            " 'big': 10 ** 30, 'c': 1j, 'nan': float('inf')}\n"
+            "def h(x):\n    raise ValueError('bad ' + str(x))\n"
+            "K = [1, 2]\n")
+    tests = ("r = g(2, scale=3)\nassert r == {'l': [6, (1.5, None)], 's': {1, 2}, 'b': b'hi', 't': True, 'big': 10 ** 30,"
+             " 'c': 1j, 'nan': float('inf')}\nassert type(r['l'][1]) is tuple and K == [1, 2]\n"
+             "try:\n    h(4)\n    raise RuntimeError('no error')\nexcept ValueError as e:\n    assert 'bad 4' in str(e)\n")
+    assert check_solution(prog, tests, backend=backend).passed
+    gen = check_solution("def f(x):\n    return (i for i in range(x))\n", "assert list(f(3)) == [0, 1, 2]\n",
+                         backend=backend)
+    assert gen.status == "failed" and "not plain data" in gen.detail
+
+
+def test_wire_format_refuses_what_is_not_plain():
+    from infir_lib.eval import sandbox_judge as J
+
+    class I(int):
+        pass
+    for bad in (I(3), [I(3)], {"a": object()}, type("L", (list,), {})()):
+        with pytest.raises(J.NotPlain):
+            J.encode(bad)
+    value = {"a": [1, (2.5, "x")], (1, 2): {3}, "z": frozenset({b"q"}), "n": None, "big": -(10 ** 40)}
+    assert J.decode(json.loads(json.dumps(J.encode(value)))) == value
+    for bad in ([1, 2], {"list": "x"}, {"eval": "1"}, {"int": 5}, {"a": 1, "b": 2}, {"dict": [[1]]}):
+        with pytest.raises(J.NotPlain):
+            J.decode(bad)
+
+
+@needs_bwrap
+def test_the_program_cannot_read_the_tests_or_the_judge():
+    secret = "assert f(2) == 4  # SECRET-EXPECTED-VALUE-91823\n"
+    code = """
+import glob, os
+seen = []
+for p in ['/tmp/.infir/tests.py'] + glob.glob('/proc/*/cmdline') + glob.glob('/proc/*/environ') + glob.glob('/proc/*/mem') \\
+        + glob.glob('/proc/*/fd/0') + glob.glob('/proc/*/maps'):
+    try:
+        with open(p, 'rb') as fh:
+            seen.append(fh.read(1 << 20))
+    except OSError:
+        pass
+print(b'SECRET-EXPECTED' in b''.join(seen), len(seen))
+def f(x):
+    return x * 2
+"""
+    v = check_solution(code, secret)
+    assert v.passed, v
+    assert v.stdout.split()[0] == "False"
+
+
+@needs_bwrap
+def test_allowlist_file_system_and_no_host_socket(tmp_path):
+    import socket
+    sock_dir = Path(tempfile_dir := "/var/tmp") / f"infir-test-{os.getpid()}"
+    sock_dir.mkdir(exist_ok=True)
+    os.chmod(sock_dir, 0o755)
+    path = str(sock_dir / "s.sock")
+    srv = socket.socket(socket.AF_UNIX)
+    try:
+        srv.bind(path)
+        os.chmod(path, 0o777)
+        srv.listen()
+        repo = Path(__file__).resolve().parents[1]
+        code = f"""
+import os, socket
+visible = [p for p in [{str(repo / 'pyproject.toml')!r}, {tempfile_dir!r}, '/var', '/opt', '/home', '/srv', '/run',
+                       '/etc/passwd', '/etc/hostname', '/root/.ssh', {str(tmp_path)!r}] if os.path.exists(p)]
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect({path!r}); visible.append('socket')
+except OSError:
+    pass
+print(visible, os.path.exists('/usr/bin/env'), sorted(os.listdir('/tmp')))
+"""
+        v = run_program(code, timeout=10)
+        assert v.passed, v
+        assert v.stdout.startswith("[] True"), v.stdout
+    finally:
+        srv.close()
+        Path(path).unlink(missing_ok=True)
+        sock_dir.rmdir()
+
+
+SECCOMP_PROBE = """
+import ctypes, errno, os
+libc = ctypes.CDLL(None, use_errno=True)
+def call(*a):
+    r = libc.syscall(*a)
+    return 'ok' if r >= 0 else errno.errorcode.get(ctypes.get_errno(), '?')
+out = {
+    'keyctl': call(250, 0, -3, 0),              # KEYCTL_GET_KEYRING_ID of the session keyring
+    'unshare': call(272, 0x10000000),           # CLONE_NEWUSER
+    'ptrace': call(101, 16, os.getppid(), 0, 0),  # PTRACE_ATTACH to the judge
+    'mount': call(165, b'none', b'/tmp', b'tmpfs', 0, None),
+    'clone_newns': call(56, 0x00020000 | 17, 0, 0, 0, 0),
+    'bpf': call(321, 0, 0, 0),
+}
+try:
+    out['proc_keys'] = 'read' if open('/proc/keys').read() else 'empty'
+except OSError:
+    out['proc_keys'] = 'denied'
+if os.fork() == 0:
+    os._exit(0)
+os.wait()
+import threading, subprocess
+t = threading.Thread(target=lambda: None); t.start(); t.join()
+out['subprocess'] = subprocess.run(['true']).returncode
+print(out)
+"""
+
+
+@needs_bwrap
+@pytest.mark.skipif(sandbox.sandbox_seccomp.filter_bytes() is None, reason="no seccomp filter for this architecture")
+def test_seccomp_refuses_keyrings_namespaces_ptrace_mount():
+    v = run_program(SECCOMP_PROBE, timeout=10)
+    assert v.passed, v
+    out = eval(v.stdout)
+    assert {out[k] for k in ("keyctl", "unshare", "ptrace", "mount", "clone_newns", "bpf")} == {"EPERM"}, out
+    assert out["proc_keys"] in ("denied", "empty") and out["subprocess"] == 0  # fork, threads, subprocess still work
+    assert v.missing_protections == []
+
+
+@pytest.mark.skipif(sandbox.sandbox_seccomp.filter_bytes() is None, reason="no seccomp filter for this architecture")
+def test_seccomp_also_in_the_rlimit_fallback():
+    v = run_program(SECCOMP_PROBE, timeout=10, backend="rlimit")
+    assert v.passed, v
+    out = eval(v.stdout)
+    assert out["keyctl"] == out["unshare"] == out["mount"] == "EPERM"
+    assert any("file system isolation" in m for m in v.missing_protections)
+
+
+MEMORY_SPLIT = """
+import os, select, time
+r, w = os.pipe()
+kids = []
+for _ in range(5):
+    try:
+        pid = os.fork()
+    except OSError:
+        break
+    if pid == 0:
+        try:
+            block = b'x' * (100 << 20)
+            os.write(w, os.getpid().to_bytes(8, 'little'))
+        except MemoryError:
+            os._exit(3)
+        time.sleep(60)
+        os._exit(0)
+    kids.append(pid)
+reported, dead = set(), set()
+def reap():
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        dead.add(pid)
+while len(reported | dead) < len(kids):
+    reap()
+    if select.select([r], [], [], 0.05)[0]:
+        data = os.read(r, 4096)
+        reported.update(int.from_bytes(data[i:i + 8], 'little') for i in range(0, len(data), 8))
+for _ in range(10):
+    time.sleep(0.02)
+    reap()
+print(len(kids), len(reported - dead))
+"""
+
+
+@needs_bwrap
+@pytest.mark.skipif(sandbox.sandbox_cgroup.available() is None, reason="no writable cgroup here")
+def test_one_memory_budget_for_the_program_and_its_children():
+    v = run_program(MEMORY_SPLIT, memory_mb=256, timeout=30)
+    assert "cgroup" in v.limits["scope"] and v.limits["memory_mb"] == 256
+    assert v.limits["memory_peak_mb"] is not None and v.limits["memory_peak_mb"] <= 256
+    assert v.limits["memory_oom_kills"] > 0  # five children of 100 MiB asked for more than the budget
+    if v.passed:
+        forked, alive = map(int, v.stdout.split())
+        assert alive * 100 <= 256
+
+
+def test_without_a_cgroup_per_process_limits_fit_the_budget():
+    v = run_program(MEMORY_SPLIT, memory_mb=512, timeout=30, _cgroup=False)
+    lim = v.limits
+    assert (lim["processes"] + 1) * lim["per_process_mb"] <= 512
+    assert any(m.startswith("cgroup") for m in v.missing_protections)
+    if v.passed:
+        forked, alive = map(int, v.stdout.split())
+        assert alive * 100 <= 512

@@ -1,29 +1,38 @@
-"""Run untrusted Python (programs a model wrote) and say what happened, without letting it harm us.
+"""Run untrusted Python (programs a model wrote) and say what happened, without letting it harm us or lie to us.
 
 Why a real isolation tool: Python-level guards (deleting ``os.system``, patching ``open``) are
 undone by one ``import ctypes``. The default backend is **bubblewrap** (``bwrap``), the sandbox
-Flatpak uses: the program sees a read-only root file system, a fresh size-limited ``/tmp`` as its
-working directory, no home directories, no network (a new, empty network namespace), its own PID
-namespace (it cannot see or signal us; when the sandbox's init dies every process in it dies) and an
-empty environment. Resource limits (``setrlimit``) cap CPU seconds, address space, file size, open
-files and the number of processes; the parent enforces the wall clock and the output size.
-When we are root, the program additionally drops to an unprivileged uid inside the sandbox (root is
-exempt from the process-count limit, and a uid of its own keeps concurrent programs apart).
+Flatpak uses, with an *allowlist* file system: ``/usr`` and the interpreter's own folders read-only,
+the dynamic loader's files from ``/etc``, a fresh size-limited ``/tmp`` as the working directory,
+minimal ``/dev`` and ``/proc``, and nothing else of the host (no homes, checkouts, ``/var``, ``/run``,
+``/opt``), so no host file or unix socket outside the list is reachable. No network (a new, empty
+network namespace), its own PID namespace (it cannot see or signal us; when the sandbox's init dies
+every process in it dies), an empty environment, and a seccomp filter
+(:mod:`.sandbox_seccomp`) that refuses keyrings, new namespaces, ``ptrace``, ``mount`` and similar
+kernel interfaces. Memory and processes are **one budget for the program and all its children**: a
+per-run cgroup (:mod:`.sandbox_cgroup`) where this machine lets us make one, else per-process limits
+sized so that their product fits the budget. ``setrlimit`` also caps CPU seconds, file size and open
+files; the parent enforces the wall clock and the output size. Every verdict reports the limits it
+ran under (``limits``) and the protections this machine could not give (``missing_protections``).
 
-Where ``bwrap`` is missing (some Colab or cluster images) the **rlimit** backend runs the program in
-a plain subprocess with the same limits, a scratch directory and a scrubbed environment, and warns
-loudly. It does NOT protect: the file system (the program can read and, with your permissions,
-write or delete your files), the network, other processes (it can signal the parent: same uid), and
-as root it cannot stop a fork bomb (root ignores ``RLIMIT_NPROC``). One mitigation: as root, when the
-interpreter is readable by other users (e.g. ``/usr/bin/python3`` on Colab, not a ``/root/.pyenv``
-build), the fallback runs the program under a throwaway uid, so it cannot signal your processes or
-write files it does not own and the process-count limit applies; it can still read world-readable
-files and use the network. Install bubblewrap (``apt-get install bubblewrap``) before running
-model-written code on a machine you care about.
+**Who decides "passed".** Not the program's interpreter: the tests run in a separate *judge* process
+(:mod:`.sandbox_judge`) that forks the program's process before it reads the tests, calls the
+program's functions over a pipe and receives plain data only (``None``/``bool``/``int``/``float``/
+``complex``/``str``/``bytes`` and lists/tuples/dicts/sets of those); the comparisons run on values the
+judge built, and the verdict travels on a pipe only the judge holds. As root the judge and the
+program get uids of their own. So patching ``__main__``, ``os._exit`` or the builtins, reading a
+nonce, printing "passed", objects whose ``__eq__`` is always true and exiting early all fail.
+Assertion-style tests (HumanEval's ``check(candidate)``, the book's toy tasks) work unchanged.
 
-A verdict is passed only when the program (and its tests) ran to the end: the runner prints a
-secret nonce it read from stdin after the last test, so ``os._exit(0)`` or ``sys.exit(0)`` before
-the asserts does not count as a pass.
+Where ``bwrap`` is missing (some Colab or cluster images) the **rlimit** backend runs the judge in a
+plain subprocess with the same limits and seccomp filter, a scratch directory and a scrubbed
+environment, and warns loudly. It does NOT protect: the file system (the program can read and, with
+your permissions, write or delete your files), the network, other processes (it can signal
+processes of its uid), and as root with an interpreter other users cannot read, the program runs as
+root and could reach the judge (the verdict lists this). As root, when the interpreter is readable
+by other users (e.g. ``/usr/bin/python3`` on Colab, not a ``/root/.pyenv`` build), the fallback runs
+the judge and the program under throwaway uids. Install bubblewrap (``apt-get install bubblewrap``)
+before running model-written code on a machine you care about.
 
 Command line: ``python -m infir_lib sandbox PROGRAM.py [--tests TESTS.py] [--timeout S]`` prints
 the verdict as JSON and exits 0 only when the status is ``passed``.
@@ -36,7 +45,6 @@ import dataclasses
 import json
 import os
 import random
-import re
 import resource
 import selectors
 import shutil
@@ -458,10 +466,6 @@ def _fallback_can_drop_uid() -> bool:
     return v.passed and v.stdout == "ok"
 
 
-def _judge_source() -> str:
-    return _JUDGE_SOURCE
-
-
 _JUDGE_SOURCE = (Path(__file__).resolve().parent / "sandbox_judge.py").read_text()
 
 
@@ -493,7 +497,7 @@ def run_program(code: str, *, tests: str | None = None, timeout: float = 5, memo
     scratch = cgroup = None
     fds: list[int] = []
     try:
-        Path(box, "judge.py").write_text(_judge_source())
+        Path(box, "judge.py").write_text(_JUDGE_SOURCE)
         Path(box, "program.py").write_text(code)
         os.chmod(box, 0o755)
         for f in os.listdir(box):
@@ -562,7 +566,7 @@ def run_program(code: str, *, tests: str | None = None, timeout: float = 5, memo
         limits = dict(plan.limits)
         if cgroup is not None:
             limits["memory_peak_mb"] = cgroup.peak_mb()
-            limits["memory_limit_hits"] = cgroup.limit_hits()
+            limits["memory_oom_kills"] = cgroup.oom_kills()
         return Verdict(status=status, seconds=round(seconds, 4), returncode=rc, stdout=out.rstrip()[-TAIL:],
                        stderr=err[-TAIL:], failing_assertion=assertion, detail=detail, backend=backend,
                        limits=limits, missing_protections=list(plan.missing))

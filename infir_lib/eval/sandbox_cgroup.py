@@ -146,17 +146,6 @@ class RunCgroup:
                 return int(v)
         return 0
 
-    def limit_hits(self) -> int:
-        """How often the memory limit was reached (v1 ``failcnt``, v2 ``max`` events)."""
-        if self.kind == "v2":
-            for line in _read(os.path.join(self.dirs[""], "memory.events")).splitlines():
-                k, _, v = line.partition(" ")
-                if k == "max" and v.strip().isdigit():
-                    return int(v)
-            return 0
-        v = _read(os.path.join(self.dirs["memory"], "memory.failcnt")).strip()
-        return int(v) if v.isdigit() else 0
-
     def peak_mb(self) -> float | None:
         f = os.path.join(self.dirs[""], "memory.peak") if self.kind == "v2" else \
             os.path.join(self.dirs["memory"], "memory.max_usage_in_bytes")

@@ -389,7 +389,8 @@ def _judge(chan, tests):
         return {"status": "passed", "stage": "program"}
     ns = {"__name__": "__main__", "__file__": "tests.py", "__builtins__": builtins}
     for name, spec in ready["names"].items():
-        if type(name) is not str or not name.isidentifier() or type(spec) is not dict:
+        # a program's ``abs``/``len``/``isinstance`` must not replace the builtins the tests compare with
+        if type(name) is not str or not name.isidentifier() or type(spec) is not dict or hasattr(builtins, name):
             continue
         try:
             if "call" in spec:
