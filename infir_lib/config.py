@@ -274,6 +274,58 @@ def did_you_mean(key: str, known) -> str:
     return f"; known keys: {sorted(known)}"
 
 
+# Short help for keys many stages share, used where a field has neither metadata help nor a comment.
+COMMON_HELP = {
+    "scale": "toy (CPU, minutes) or full (the paper's sizes, GPUs)",
+    "seed": "random seed of the run", "data_seed": "random seed of the data order/sampling",
+    "eval_seed": "seed of the held-out evaluation items (disjoint from training)",
+    "output_dir": "folder for the run's outputs; unset -> the artifact cache",
+    "datasets": "sources: toy:<name>, a local file/folder, or a hub id", "sources": "sources: toy:<name>, a local file/folder, or a hub id",
+    "weights": "sampling weight of each source (same order as the sources)",
+    "text_field": "the field of each document that holds its text",
+    "toy_docs": "documents generated per toy source", "val_fraction": "share of blocks held out for validation",
+    "tokenizer_vocab_size": "vocabulary size of the toy BPE", "tokenizer_train_docs": "documents the toy BPE is trained on",
+    "tokenize_tasks": "datatrove tasks per source", "tokenize_executor": "where tokenization runs: local or slurm",
+    "executor": "where the pipeline runs: local or slurm", "tasks": "datatrove tasks", "workers": "parallel workers (-1: all cores)",
+    "slurm_partition": "Slurm partition for submitted jobs", "slurm_time": "Slurm time limit (HH:MM:SS)",
+    "slurm_cpus_per_task": "CPUs per Slurm task",
+    "model_name_or_path": "the model: a hub id or a local folder", "init_from_pretrained": "start from pretrained weights",
+    "hidden_size": "width of the transformer", "num_hidden_layers": "number of transformer layers",
+    "num_attention_heads": "attention heads", "num_key_value_heads": "key/value heads (grouped-query attention)",
+    "intermediate_size": "MLP width", "max_position_embeddings": "longest sequence the model takes",
+    "vocab_size": "vocabulary size", "rope_theta": "RoPE base frequency", "tie_word_embeddings": "share input and output embeddings",
+    "seq_len": "tokens per training sequence", "global_batch_size": "sequences per optimisation step, over all devices",
+    "micro_batch_size": "sequences per device per forward pass (gradient accumulation fills the rest)",
+    "per_device_train_batch_size": "examples per device per forward pass",
+    "gradient_accumulation_steps": "micro-batches per optimisation step", "batch_size": "items per batch",
+    "max_steps": "optimisation steps (-1: decided by the epochs)", "num_train_epochs": "passes over the training set",
+    "learning_rate": "peak learning rate", "min_lr_ratio": "final learning rate as a share of the peak",
+    "lr_scheduler_type": "learning-rate schedule", "schedule": "learning-rate schedule after warm-up",
+    "warmup_steps": "linear warm-up steps", "warmup_ratio": "share of steps spent warming up",
+    "weight_decay": "AdamW weight decay", "adam_beta1": "AdamW beta1", "adam_beta2": "AdamW beta2",
+    "max_grad_norm": "gradient-norm clipping threshold", "max_length": "longest example in tokens (longer ones are cut)",
+    "gradient_checkpointing": "recompute activations in the backward pass (less memory, more compute)",
+    "bf16": "bf16 mixed precision where the device supports it", "log_every": "steps between log lines",
+    "logging_steps": "steps between log lines", "eval_every": "steps between evaluations (0: none)",
+    "resume": "continue from the newest usable checkpoint in output_dir",
+    "n_gpus": "planning (dry-run): GPUs assumed", "gpu": "planning (dry-run): GPU model assumed",
+    "assumed_mfu": "planning (dry-run): model FLOPs utilisation assumed",
+    "sharding": "planning (dry-run): how weights/optimizer are sharded",
+    "temperature": "sampling temperature (0: greedy)", "max_new_tokens": "most tokens generated per reply",
+    "eval_max_new_tokens": "most tokens generated per evaluation reply", "max_completion_length": "most tokens per completion",
+    "sandbox_timeout": "seconds a program may run in the sandbox", "sandbox_workers": "programs run in parallel in the sandbox",
+    "deepspeed": "DeepSpeed config file (full scale)", "fsdp": "FSDP options passed to the trainer (full scale)",
+    "use_lora": "train LoRA adapters instead of all weights", "lora_r": "LoRA rank", "lora_alpha": "LoRA scaling",
+    "lora_dropout": "LoRA dropout", "lora_target_modules": "modules that get LoRA adapters",
+    "assistant_only_loss": "loss on assistant tokens only", "packing": "pack several examples into one sequence",
+    "eval_n": "held-out items evaluated after training (0: none)", "eval_steps": "reasoning steps of the evaluation items",
+    "benchmarks": "benchmarks to run", "chat": "use the chat template: auto decides by the model name",
+    "ks": "k values of pass@k", "dtype": "weights dtype", "device": "device to run on (auto picks)",
+    "verbose": "print progress of each step", "method": "the RL recipe", "beta": "KL penalty coefficient",
+    "reward_weights": "weight of each reward", "num_threads": "CPU threads torch may use",
+}
+
+
 def _source_comments(cls: type) -> dict[str, str]:
     """Field name -> the comment written beside (or just above) it in the class body."""
     out: dict[str, str] = {}
@@ -306,6 +358,11 @@ def _type_name(tp: Any) -> str:
     return name or str(tp).replace("typing.", "")
 
 
+def _plain(text: str) -> str:
+    """Help text for a terminal: reST roles and backticks removed (:mod:`.x` -> .x)."""
+    return re.sub(r":\w+:`([^`]*)`", r"\1", text).replace("`", "")
+
+
 def describe_fields(cls: type) -> list[dict[str, Any]]:
     """One row per key of config ``cls``: name, type, default and help.
 
@@ -325,7 +382,7 @@ def describe_fields(cls: type) -> list[dict[str, Any]]:
         else:
             default = None
         rows.append({"name": f.name, "type": _type_name(hints[f.name]), "default": default,
-                     "help": (f.metadata.get("help") or comments.get(f.name, "")).replace("``", "")})
+                     "help": _plain(f.metadata.get("help") or comments.get(f.name) or COMMON_HELP.get(f.name, ""))})
     return rows
 
 

@@ -43,14 +43,12 @@ class PretrainConfig(ModelArgs, DataArgs):
     world size so one CPU and 64 GPUs take the same optimisation steps.
     """
 
-    config_minimums = {"max_steps": 1}  # not a field: what infir_lib.config.check_value refuses below
-
     scale: Literal["toy", "full"] = "toy"
     seed: int = 0
     seq_len: int = 128
     global_batch_size: int = 16
     micro_batch_size: int = 8
-    max_steps: int = field(default=200, metadata={"help": "optimisation steps (total_tokens, when set, decides instead)"})
+    max_steps: int = field(default=200, metadata={"help": "optimisation steps (0: save the start weights; total_tokens, when set, decides instead)"})
     total_tokens: float = 0.0  # full scale: the token budget; 0 -> max_steps decides
     learning_rate: float = 3e-3
     min_lr_ratio: float = 0.1
