@@ -149,3 +149,206 @@ def make_accelerator(mixed_precision: str, cpu: bool, **kwargs):
     if single and state and state.get("_mixed_precision") not in (None, mixed_precision):
         AcceleratorState._reset_state()
     return Accelerator(mixed_precision=mixed_precision, cpu=cpu, **kwargs)
+
+
+# --------------------------------------------------------------------------- checkpoints of tied-weight models
+
+def save_state_without_tied_copies(accelerator) -> None:
+    """Make ``accelerator.save_state`` write a tied-weight model the way transformers 5 saves it.
+
+    The toy Llama ties ``lm_head.weight`` to the embedding, so the state dict holds one tensor under two
+    names; safetensors cannot store that, and accelerate drops the alias itself with a "Removed shared
+    tensor" warning on every checkpoint. This pre-save hook drops the tied targets first with
+    transformers' own ``remove_tied_weights_from_state_dict`` (what ``save_pretrained`` does), so the
+    files are the same and nothing is printed; loading re-ties them (the resume test checks bit-equality).
+    """
+    from transformers.modeling_utils import remove_tied_weights_from_state_dict
+
+    def hook(models, weights, _output_dir):
+        for model, state_dict in zip(models, weights):
+            inner = accelerator.unwrap_model(model)
+            if getattr(inner, "all_tied_weights_keys", None):
+                remove_tied_weights_from_state_dict(state_dict, inner)
+
+    accelerator.register_save_state_pre_hook(hook)
+
+
+# --------------------------------------------------------------------------- progress in notebooks
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel, where ``tqdm.auto`` would draw widgets whose state the saved notebook keeps."""
+    import sys
+
+    if "ipykernel" not in sys.modules:
+        return False
+    from IPython import get_ipython
+    from ipykernel.zmqshell import ZMQInteractiveShell  # Jupyter, VS Code, Colab (a subclass)
+
+    return isinstance(get_ipython(), ZMQInteractiveShell)
+
+
+class LineSummary:
+    """The part of tqdm's interface the library uses; prints one line when closed instead of a live bar.
+
+    In a notebook a widget bar per run leaves hundreds of widget models (0.5-1 MB) in the executed
+    file and a text bar leaves every redraw; one closing line ("pretrain: 80/80 steps in 12.3 s,
+    loss=2.310") says the same thing.
+    """
+
+    def __init__(self, iterable=None, total=None, initial=0, desc=None, unit="it", disable=False, **_):
+        import time
+
+        self.iterable, self.total, self.n, self.desc, self.unit = iterable, total, initial, desc or "", unit
+        self.disable, self.postfix, self._t0, self._closed = disable, {}, time.perf_counter(), False
+
+    def __iter__(self):
+        for item in self.iterable:
+            yield item
+            self.update(1)
+        self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def update(self, n=1):
+        self.n += n
+
+    def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+        self.postfix = {**(ordered_dict or {}), **kwargs}
+
+    def set_description(self, desc=None, refresh=True):
+        self.desc = desc or ""
+
+    def refresh(self):
+        pass
+
+    def write(self, s, *args, **kwargs):
+        print(s)
+
+    def close(self):
+        import time
+
+        if self._closed or self.disable:
+            self._closed = True
+            return
+        self._closed = True
+        done = f"{self.n}/{self.total}" if self.total else f"{self.n}"
+        extra = ", ".join(f"{k}={v}" for k, v in self.postfix.items())
+        print(f"{self.desc}: {done} {self.unit}s in {time.perf_counter() - self._t0:.1f} s" + (f", {extra}" if extra else ""))
+
+
+def progress_bar(*args, **kwargs):
+    """``tqdm`` in a terminal (the command line, cluster logs); one summary line in a notebook."""
+    if in_notebook():
+        return LineSummary(*args, **kwargs)
+    from tqdm.std import tqdm
+
+    return tqdm(*args, **kwargs)
+
+
+def compact_trainer_output(trainer, desc: str):
+    """Replace transformers' log printers on a ``Trainer`` with one :func:`progress_bar`.
+
+    With ``disable_tqdm=True`` transformers installs ``PrinterCallback``, which prints every log dict
+    (``{'loss': ..., 'grad_norm': ...}``) and fills screens in a notebook; its ``ProgressCallback``
+    prints them too. The logs still land in ``trainer.state.log_history``, which is what the library reads.
+    """
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
+
+    class CompactProgress(TrainerCallback):
+        def __init__(self):
+            self.bar = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                self.bar = progress_bar(total=state.max_steps, desc=desc, unit="step", dynamic_ncols=True)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.update(state.global_step - self.bar.n)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if self.bar is not None and logs:
+                shown = {k: f"{logs[k]:.3g}" for k in ("loss", "reward") if isinstance(logs.get(k), (int, float))}
+                if shown:
+                    self.bar.set_postfix(**shown)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(CompactProgress())
+    return trainer
+
+
+@contextmanager
+def quiet_inner_progress():
+    """Turn off the progress bars of datasets' ``map``/``filter`` and transformers' weight loading for a block
+    (restored after): a training run shows one bar, not one per preprocessing pass."""
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    ds_on = datasets.is_progress_bar_enabled()
+    tf_on = hf_logging.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if ds_on:
+            datasets.enable_progress_bars()
+        if tf_on:
+            hf_logging.enable_progress_bar()
+
+
+# --------------------------------------------------------------------------- notebook set-up
+
+# PEFT 0.21 (``PeftModel.__init__``) and TRL 1.16 (generation with an unwrapped policy) still read
+# ``model.is_gradient_checkpointing``, which transformers 5.23 deprecated; nothing in infir_lib uses it.
+UPSTREAM_DEPRECATIONS = (r"`is_gradient_checkpointing` is deprecated",)
+
+
+def ignore_upstream_deprecations() -> None:
+    """Hide only the deprecation warnings listed above, which the pinned libraries raise among themselves."""
+    import warnings
+
+    for message in UPSTREAM_DEPRECATIONS:
+        warnings.filterwarnings("ignore", message=message, category=FutureWarning)
+
+
+FIGURE_STYLE = {
+    "figure.dpi": 150, "savefig.dpi": 150, "savefig.bbox": "tight",
+    "font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "xtick.labelsize": 10, "ytick.labelsize": 10,
+    "legend.fontsize": 10, "legend.loc": "best", "legend.framealpha": 0.85,
+    "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3,
+}
+
+
+def figure_style() -> None:
+    """The book's one figure style (dpi 150 inline and saved, larger fonts, legends placed off the data)."""
+    import matplotlib
+    import matplotlib.pyplot as plt  # noqa: F401  (activates the inline backend first, which sets its own rc)
+
+    matplotlib.rcParams.update(FIGURE_STYLE)
+
+
+def notebook_defaults() -> None:
+    """What each chapter's set-up cell calls: the figure style, and in a notebook no per-file progress bars
+    from datasets / transformers / the hub (each would leave a widget in the saved notebook; the library's
+    own runs print one line each through :func:`progress_bar`)."""
+    figure_style()
+    ignore_upstream_deprecations()
+    if in_notebook():
+        import datasets
+        from huggingface_hub.utils import disable_progress_bars as hub_quiet
+        from transformers.utils import logging as hf_logging
+
+        datasets.disable_progress_bars()
+        hf_logging.disable_progress_bar()
+        hub_quiet()

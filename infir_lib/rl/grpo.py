@@ -22,7 +22,7 @@ import torch
 
 from ..models import load_tokenizer
 from ..runtime import seed_everything
-from ..runtime import lean_trl_scratch
+from ..runtime import compact_trainer_output, lean_trl_scratch, quiet_inner_progress
 from .policy import ready_for_generation, set_stop_tokens
 from .rewards import get_reward_funcs
 
@@ -66,7 +66,7 @@ def grpo_config(args: StageArgs, output_dir: str):
         reward_weights=list(args.reward_weights), logging_steps=1, save_strategy="no", report_to="none",
         seed=args.seed, data_seed=args.seed, use_cpu=not torch.cuda.is_available(), bf16=args.bf16,
         use_vllm=False, dataloader_num_workers=0, disable_tqdm=True, deepspeed=args.deepspeed,
-        log_completions=False, remove_unused_columns=False, gradient_checkpointing=args.gradient_checkpointing,
+        log_completions=False, remove_unused_columns=False, activation_checkpointing=args.gradient_checkpointing,
     )
 
 
@@ -89,8 +89,10 @@ def run_stage(model_path: str | Path, rows: list[dict], out: Path, args: StageAr
     keep = [{k: v for k, v in r.items() if k != "reference"} for r in rows]
     dataset = Dataset.from_list(keep)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = GRPOTrainer(model=str(model_path), reward_funcs=funcs, args=grpo_config(args, tmp),
-                              train_dataset=dataset, processing_class=processor or tokenizer)
+        with quiet_inner_progress():  # loading the policy and the reference: no weight-loading bars
+            trainer = GRPOTrainer(model=str(model_path), reward_funcs=funcs, args=grpo_config(args, tmp),
+                                  train_dataset=dataset, processing_class=processor or tokenizer)
+        compact_trainer_output(trainer, f"grpo {stage}".strip())  # one bar, not a printed log dict per step
         set_stop_tokens(trainer.model, tokenizer)
         ready_for_generation(trainer.model)  # sample with the KV cache (a cold start saves use_cache=False)
         with lean_trl_scratch(trainer.model.get_output_embeddings().weight.shape[0]):

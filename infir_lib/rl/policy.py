@@ -18,7 +18,7 @@ import torch
 
 from .. import artifacts
 from ..models import EOT, load_model, load_tokenizer
-from ..runtime import lean_trl_scratch, seed_everything
+from ..runtime import compact_trainer_output, lean_trl_scratch, quiet_inner_progress, seed_everything
 from .rewards import completion_text, extract_answer, format_reward, score_answer
 from .tasks import FORMATS, format_rows, sft_pairs
 
@@ -58,9 +58,11 @@ def sft(model_path: str | Path, rows: list[dict], out: Path, *, steps: int, lr: 
                          lr_scheduler_type="cosine", warmup_steps=max(1, steps // 10), logging_steps=5,
                          save_strategy="no", report_to="none", seed=seed, use_cpu=not torch.cuda.is_available(),
                          bf16=False, max_length=max_length, dataloader_num_workers=0, disable_tqdm=True,
-                         gradient_checkpointing=False)
-        trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(sft_pairs(rows)),
-                             processing_class=tokenizer)
+                         activation_checkpointing=False)
+        with quiet_inner_progress():
+            trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(sft_pairs(rows)),
+                                 processing_class=tokenizer)
+        compact_trainer_output(trainer, "cold-start sft")
         with lean_trl_scratch(model.get_output_embeddings().weight.shape[0]):
             trainer.train()
         history = [h for h in trainer.state.log_history if "loss" in h]

@@ -16,7 +16,7 @@ import torch
 from datasets import Dataset
 
 from ..models import count_parameters, load_model, load_tokenizer
-from ..runtime import lean_trl_scratch, seed_everything
+from ..runtime import compact_trainer_output, lean_trl_scratch, quiet_inner_progress, seed_everything
 from .config import SFTRunConfig
 
 
@@ -69,8 +69,10 @@ def train(cfg: SFTRunConfig, rows: list[dict], out: Path) -> dict:
     model = load_model(base, dtype=torch.float32)
     n_params = count_parameters(model)
     ds = Dataset.from_list([{"messages": r["messages"]} for r in rows])
-    trainer = SFTTrainer(model=model, args=trl_args(cfg, out), train_dataset=ds, processing_class=tokenizer,
-                         peft_config=lora_config(cfg) if cfg.use_lora else None)
+    with quiet_inner_progress():  # tokenising the dataset: no bar per datasets pass
+        trainer = SFTTrainer(model=model, args=trl_args(cfg, out), train_dataset=ds, processing_class=tokenizer,
+                             peft_config=lora_config(cfg) if cfg.use_lora else None)
+    compact_trainer_output(trainer, "sft")  # one bar, not a printed log dict per logging step
     n_examples = len(trainer.train_dataset)
     label_tokens = sum(sum(1 for t in ex["labels"] if t != -100) for ex in trainer.train_dataset) \
         if "labels" in trainer.train_dataset.column_names else None

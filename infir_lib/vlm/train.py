@@ -117,9 +117,9 @@ def fit_stage(model, batches, parts, steps: int, lr: float, *, optimizer=None, a
     main = accelerator is None or accelerator.is_local_main_process
     bar = None
     if progress and main:
-        from tqdm.auto import tqdm
+        from ..runtime import progress_bar  # a bar in a terminal, one summary line in a notebook
 
-        bar = tqdm(total=steps, desc=stage or "train", unit="step")
+        bar = progress_bar(total=steps, desc=stage or "train", unit="step")
     history = []
     timed = accelerator is not None  # full runs also log speed (kept out of the toy's reproducible history)
     clock, tokens = time.perf_counter(), 0

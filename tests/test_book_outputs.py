@@ -1,0 +1,137 @@
+"""The executed notebooks as readers meet them (issue 17): clean outputs, nothing the build machine leaks.
+
+Runs after ``scripts/build_book.sh`` (marker ``after_book``), on the notebooks nbmake executed into
+``_book/notebooks/``. A chapter must show no stderr stream (warnings are fixed at their cause), no
+trainer log dicts, no bare values from ``glue`` (``display=False``), no cell longer than a screenful or
+two, no absolute path of the machine that built it, and no pile of invisible progress-bar widgets in
+its saved state. The checks are plain functions of a notebook, so ``test_checks_catch_*`` below shows
+each one failing on a notebook that has the problem.
+"""
+
+import json
+import os
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BUILT = Path(os.environ.get("INFIR_BOOK_NOTEBOOKS", REPO / "_book" / "notebooks"))
+
+MAX_LINES = 100          # text lines one cell may print (a long table, not a log)
+MAX_CHARS = 20_000       # characters of text one cell may print
+MAX_WIDGET_BYTES = 100_000  # saved widget state of a chapter (its interactive controls, not progress bars)
+ABSOLUTE = re.compile(r"(?<![\w.:/])(?:/root/|/work/|/tmp/|/home/|/Users/|/var/folders/|" + re.escape(str(REPO)) + ")")
+LOG_DICT = re.compile(r"\{'(?:loss|grad_norm|learning_rate|train_runtime|reward)': ")
+RECORD = "application/papermill.record/"
+TEXT_MIMES = ("text/plain", "text/html", "text/markdown", "text/latex")
+
+
+def _texts(output) -> list[str]:
+    """The human-readable text of one output (stream text, or the text mimes of a display/result)."""
+    if output.get("output_type") == "stream":
+        return [output.get("text", "")]
+    if output.get("output_type") == "error":
+        return ["\n".join(output.get("traceback", []))]
+    data = output.get("data", {})
+    return [data[m] if isinstance(data[m], str) else "".join(data[m]) for m in TEXT_MIMES if m in data]
+
+
+def problems(nb) -> list[str]:
+    """Every way ``nb`` (an executed notebook) falls short of a clean chapter, one message each."""
+    found = []
+    for i, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
+        where = f"code cell {i}"
+        lines = chars = 0
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                found.append(f"{where}: stderr output: {out.get('text', '')[:160]!r}")
+            meta = out.get("metadata", {})
+            if "scrapbook" in meta and any(not k.startswith(RECORD) for k in out.get("data", {})):
+                found.append(f"{where}: glue({meta['scrapbook'].get('name')!r}) displays its value (use display=False)")
+                continue
+            for text in _texts(out):
+                if out.get("output_type") == "stream" or "text/plain" in out.get("data", {}):
+                    lines += text.count("\n") + 1
+                    chars += len(text)
+                if LOG_DICT.search(text):
+                    found.append(f"{where}: a trainer log dict is printed: {LOG_DICT.search(text).group(0)}...")
+                m = ABSOLUTE.search(text)
+                if m:
+                    start = max(0, m.start() - 40)
+                    found.append(f"{where}: absolute path in the output: {text[start:m.end() + 60]!r}")
+        if lines > MAX_LINES or chars > MAX_CHARS:
+            found.append(f"{where}: {lines} lines / {chars} characters of text output (at most {MAX_LINES} / {MAX_CHARS})")
+    widgets = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
+    size = len(json.dumps(widgets))
+    if size > MAX_WIDGET_BYTES:
+        n = len(widgets.get("state", {}))
+        found.append(f"saved widget state: {size:,} bytes, {n} widget models (at most {MAX_WIDGET_BYTES:,} bytes)")
+    return found
+
+
+def _built() -> list[Path]:
+    return sorted(BUILT.glob("*.ipynb"))
+
+
+@pytest.mark.after_book
+@pytest.mark.parametrize("name", [p.name for p in sorted((REPO / "notebooks").glob("*.ipynb"))])
+def test_executed_chapter_is_clean(name):
+    path = BUILT / name
+    if not path.exists():
+        pytest.skip(f"no executed notebook {path}; run `bash scripts/build_book.sh`")
+    nb = nbformat.read(path, as_version=4)
+    assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{path} was not executed"
+    found = problems(nb)
+    assert not found, f"{name}:\n  " + "\n  ".join(found[:25])
+
+
+# ----------------------------------------------------------------- the checks themselves can fail
+
+def _nb(*outputs, widgets=None):
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("x")
+    cell.outputs = [nbformat.from_dict(o) for o in outputs]
+    nb.cells = [cell]
+    if widgets is not None:
+        nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": widgets, "version_major": 2}}
+    return nb
+
+
+def _stream(text, name="stdout"):
+    return {"output_type": "stream", "name": name, "text": text}
+
+
+def test_checks_pass_a_clean_notebook():
+    glued = {"output_type": "display_data", "metadata": {"scrapbook": {"name": "acc", "mime_prefix": RECORD}},
+             "data": {RECORD + "text/plain": "'42%'"}}
+    assert problems(_nb(_stream("sft: 64/64 steps in 3.1 s, loss=0.52\n"), glued,
+                        widgets={"a": {"state": {"value": 1}}})) == []
+
+
+@pytest.mark.parametrize("output, expect", [
+    (_stream("FutureWarning: x is deprecated\n", "stderr"), "stderr"),
+    (_stream("{'loss': 2.31, 'grad_norm': 0.8, 'learning_rate': 0.001}\n"), "log dict"),
+    (_stream("saved to /root/.cache/infir/sft-1234\n"), "absolute path"),
+    (_stream(f"model in {REPO}/.cache/x\n"), "absolute path"),
+    ({"output_type": "execute_result", "execution_count": 1, "metadata": {},
+      "data": {"text/plain": "PosixPath('/tmp/tmpab12/model')"}}, "absolute path"),
+    (_stream("line\n" * 150), "lines"),
+    ({"output_type": "display_data", "metadata": {"scrapbook": {"name": "n_raw", "mime_prefix": ""}},
+      "data": {"text/plain": "20000"}}, "display=False"),
+])
+def test_checks_catch_each_problem(output, expect):
+    found = problems(_nb(output))
+    assert len(found) == 1 and expect in found[0], found
+
+
+def test_checks_catch_widget_piles():
+    bar = {"model_name": "FloatProgressModel", "state": {"bar_style": "success", "layout": "IPY_MODEL_x" * 20}}
+    found = problems(_nb(widgets={f"w{i}": bar for i in range(400)}))
+    assert len(found) == 1 and "widget" in found[0]
+
+
+def test_relative_paths_and_urls_are_not_absolute():
+    text = "results in .cache/results (cache root), https://github.com/x/y/tmp/ and configs/toy/sft.yaml\n"
+    assert problems(_nb(_stream(text))) == []
