@@ -236,8 +236,9 @@ class LineSummary:
             return
         self._closed = True
         done = f"{self.n}/{self.total}" if self.total else f"{self.n}"
+        unit = "" if self.unit == "it" else f" {self.unit}s"
         extra = ", ".join(f"{k}={v}" for k, v in self.postfix.items())
-        print(f"{self.desc}: {done} {self.unit}s in {time.perf_counter() - self._t0:.1f} s" + (f", {extra}" if extra else ""))
+        print(f"{self.desc}: {done}{unit} in {time.perf_counter() - self._t0:.1f} s" + (f", {extra}" if extra else ""))
 
 
 def progress_bar(*args, **kwargs):
@@ -352,3 +353,22 @@ def notebook_defaults() -> None:
         datasets.disable_progress_bars()
         hf_logging.disable_progress_bar()
         hub_quiet()
+
+
+def display_path(path) -> str:
+    """A path as the book prints it: relative to the artifact cache (``<cache>/pretrain/...``), the checkout or
+    the temp folder, so an executed notebook shows no absolute path of the machine that ran it."""
+    import tempfile
+    from pathlib import Path
+
+    from .artifacts import cache_root
+    from .config import REPO_ROOT
+
+    p = Path(path).resolve()
+    for base, label in ((cache_root(), "<cache>"), (REPO_ROOT, "."), (Path(tempfile.gettempdir()), "<tmp>"),
+                        (Path.home(), "~")):
+        try:
+            return f"{label}/{p.relative_to(Path(base).resolve()).as_posix()}"
+        except ValueError:
+            continue
+    return str(path)

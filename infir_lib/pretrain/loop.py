@@ -95,9 +95,9 @@ def _resume(accelerator, out: Path) -> tuple["TrainState", list[str]]:
             accelerator.load_state(str(ck))
         except Exception as e:  # noqa: BLE001 - any failure to read a checkpoint means: use an older one
             skipped.append(ck.name)
-            accelerator.print(f"checkpoint {ck} is unusable ({type(e).__name__}: {str(e)[:120]}); trying the one before")
+            accelerator.print(f"checkpoint {ck.relative_to(out)} is unusable ({type(e).__name__}: {str(e)[:120]}); trying the one before")
             continue
-        accelerator.print(f"resumed from {ck} at step {state.step}")
+        accelerator.print(f"resumed from {ck.relative_to(out)} at step {state.step}")  # no machine path
         return state, skipped
     return TrainState(), skipped
 
