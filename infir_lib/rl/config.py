@@ -7,7 +7,7 @@ One dataclass serves both methods and both scales. ``method`` picks the schedule
 - ``infi_mmr``: text-only -> image + caption -> image only (the three phases);
 - ``direct``: image-only RL for the same total steps (Infi-MMR's control arm).
 
-The papers' settings (method-notes.md) are the full preset's values: G = 4 / 2 / 4 per Curr-ReFT
+The papers' settings are the full preset's values: G = 4 / 2 / 4 per Curr-ReFT
 stage, β = 0.04, temperature 1, 256 completion tokens, learning rate 1e-6, one prompt per GPU on
 8 GPUs with DeepSpeed ZeRO-3, bf16.
 """
@@ -55,10 +55,17 @@ class RLConfig:
     rs_samples: int = 4  # samples per prompt
     rs_threshold: float = 85.0  # keep samples the judge scores above this (0-100)
     rs_judge: str = "verifier"  # toy: the rule-based verifier; full: a judge model id
-    rs_prompts: int = 100
+    rs_prompts: int = 100  # toy: prompts sampled (split over the three formats)
     rs_text_rows: int = 50  # text-only rows mixed in ("general language data")
     rs_sft_steps: int = 30
     rs_sft_lr: float = 2.0e-7
+    # full: the kept set as Curr-ReFT describes it (1,520 judged examples: math 700, science 320,
+    # general multimodal/language 500; SFT 3 epochs, warm-up 5%, vision tower trainable)
+    rs_kept: int = 0  # examples kept after judging (0 = every sample above the threshold)
+    rs_domains: list[str] = field(default_factory=list)
+    rs_domain_kept: list[int] = field(default_factory=list)  # examples kept per domain, same order as rs_domains
+    rs_sft_epochs: float = 0.0  # 0 = rs_sft_steps steps
+    rs_sft_warmup_ratio: float = 0.0
     # --- evaluation (greedy)
     eval_n: int = 64
     eval_seed: int = 10_001
@@ -92,6 +99,11 @@ class RLConfig:
             raise ValueError("every stage needs at least 2 generations per prompt (a group of one has no advantage)")
         if not 0 <= self.rs_threshold <= 100:
             raise ValueError(f"rs_threshold is a 0-100 judge score, got {self.rs_threshold}")
+        if len(self.rs_domains) != len(self.rs_domain_kept):
+            raise ValueError(f"rs_domains has {len(self.rs_domains)} names but rs_domain_kept has "
+                             f"{len(self.rs_domain_kept)} counts")
+        if self.rs_domain_kept and self.rs_kept and sum(self.rs_domain_kept) != self.rs_kept:
+            raise ValueError(f"rs_domain_kept sums to {sum(self.rs_domain_kept)}, but rs_kept is {self.rs_kept}")
 
     @property
     def stages(self) -> list[str]:

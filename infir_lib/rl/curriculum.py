@@ -28,7 +28,8 @@ from .tasks import FORMATS, format_rows, mixed_rows
 # Fields that change where or how a run reports, not what it computes.
 NON_SEMANTIC = ("output_dir", "n_gpus", "gpu", "assumed_mfu", "prompt_tokens", "datasets", "dataset_formats", "image_roots",
                 "train_examples_per_stage", "stage_epochs", "deepspeed", "rs_samples", "rs_threshold", "rs_judge",
-                "rs_prompts", "rs_text_rows", "rs_sft_steps", "rs_sft_lr")
+                "rs_prompts", "rs_text_rows", "rs_sft_steps", "rs_sft_lr", "rs_kept", "rs_domains", "rs_domain_kept",
+                "rs_sft_epochs", "rs_sft_warmup_ratio")
 
 
 @dataclass

@@ -11,7 +11,8 @@ state come from the spine's planner (:mod:`infir_lib.plan`), so every chapter's 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from ..plan import GPU_MEMORY_GIB, gpu_hours as gpu_hours_for, state_memory_gib
 from .config import RLConfig
@@ -80,6 +81,9 @@ class RLPlan:
     memory_per_gpu_gib: float
     memory_breakdown_gib: dict
     settings: dict
+    batch: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # what would stop or mislead the run, found offline
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -100,7 +104,64 @@ class RLPlan:
             f"estimated time      {self.gpu_hours:,.1f} GPU-hours = {self.wall_hours:,.2f} h wall-clock",
             f"memory per GPU      {self.memory_per_gpu_gib:.1f} GiB (zero3: {mem}) of {GPU_MEMORY_GIB.get(self.gpu, '?')} GiB",
         ]
+        if self.batch:
+            b = self.batch
+            lines.append(f"batch per step      {b['prompts_per_step']} prompts x G = {b['completions_per_step']} completions "
+                         f"over {b['processes']} GPU(s): {b['completions_per_device_batch']} per GPU per micro-batch, "
+                         f"gradient accumulation {b['gradient_accumulation_steps']}")
+        lines += [f"note                {n}" for n in self.notes]
+        if self.problems:
+            lines.append(f"NOT READY           {len(self.problems)} problem(s) found before any download:")
+            lines += [f"  - {p}" for p in self.problems]
         return "\n".join(lines)
+
+
+# Released RL sets whose rows carry no caption column (Infi-MMR's phase 2 needs one).
+NO_CAPTION_FORMATS = ("curr_reft", "deepscaler", "geo170k", "geometry3k")
+CAPTION_STAGES = ("caption",)
+
+
+def _is_local(ds: str) -> bool:
+    return ds.endswith((".json", ".jsonl")) or Path(ds).exists()
+
+
+def full_scale_problems(cfg: RLConfig) -> list[str]:
+    """What a full-scale preset gets wrong, found offline, so the dry-run can refuse instead of
+    printing a healthy plan: missing captions, placeholder folders, batch layouts that do not split,
+    missing rejection-sampling settings, a missing launch config."""
+    from .curriculum import stage_args
+    from .grpo import batch_layout
+
+    if cfg.scale != "full":
+        return []
+    problems = []
+    if not cfg.output_dir:
+        problems.append("output_dir is not set (every stage's checkpoint is written there)")
+    if len(cfg.datasets) != len(cfg.stages):
+        problems.append(f"{len(cfg.stages)} stages {cfg.stages} need {len(cfg.stages)} datasets, got {len(cfg.datasets)}")
+    for i, stage in enumerate(cfg.stages):
+        ds = cfg.datasets[i] if i < len(cfg.datasets) else ""
+        fmt = cfg.dataset_formats[i] if i < len(cfg.dataset_formats) else "chapter"
+        if stage in CAPTION_STAGES and fmt in NO_CAPTION_FORMATS and not _is_local(ds):
+            problems.append(f"stage {stage!r}: {ds} (format {fmt}) has no 'caption' column; run an image captioner "
+                            f"over its images, save the rows with a 'caption' field as JSONL and point datasets[{i}] at it")
+        root = cfg.image_roots[i] if i < len(cfg.image_roots) else ""
+        if root and not root.startswith(("hf://", "http://", "https://")) and not Path(root).is_dir():
+            problems.append(f"stage {stage!r}: image_roots[{i}] = {root!r} is not a folder here (extract the "
+                            "dataset's images there first)")
+        try:
+            batch_layout(stage_args(cfg, i), cfg.n_gpus)
+        except ValueError as e:
+            problems.append(f"stage {stage!r}: {e}")
+    if cfg.deepspeed and not Path(cfg.deepspeed).exists():
+        problems.append(f"deepspeed = {cfg.deepspeed!r} does not exist")
+    if cfg.method == "curr_reft":
+        if cfg.rs_judge == "verifier":
+            problems.append("rejection sampling: rs_judge is the toy verifier; name the judge model (Curr-ReFT: a strong VLM)")
+        if not cfg.rs_kept or not cfg.rs_domain_kept:
+            problems.append("rejection sampling: set rs_kept and rs_domains / rs_domain_kept (Curr-ReFT keeps 1,520: "
+                            "math 700, science 320, general 500)")
+    return problems
 
 
 def plan_rl(cfg: RLConfig) -> RLPlan:
@@ -128,5 +189,21 @@ def plan_rl(cfg: RLConfig) -> RLPlan:
                 "max_completion": cfg.max_completion_length, "prompts/step": cfg.prompts_per_step,
                 "rewards": "+".join(f"{w:g}*{r}" for r, w in zip(cfg.rewards, cfg.reward_weights)),
                 "deepspeed": cfg.deepspeed}
+    from .curriculum import stage_args
+    from .grpo import batch_layout
+
+    try:
+        batch = batch_layout(stage_args(cfg, 0), k)
+    except ValueError:
+        batch = {}  # reported among the problems
+    notes = []
+    if cfg.scale == "full" and cfg.method == "curr_reft":
+        split = ", ".join(f"{d} {c}" for d, c in zip(cfg.rs_domains, cfg.rs_domain_kept)) or "not set"
+        notes.append(f"rejection-sampling SFT (Curr-ReFT's second stage) is not run by this command at full scale "
+                     f"(the toy run implements it); its settings: judge {cfg.rs_judge}, {cfg.rs_samples} samples per "
+                     f"prompt, keep > {cfg.rs_threshold:g}, {cfg.rs_kept:,} kept ({split}), SFT lr {cfg.rs_sft_lr:g}, "
+                     f"{cfg.rs_sft_epochs:g} epochs, warm-up {cfg.rs_sft_warmup_ratio:g}")
+    if cfg.scale == "full" and cfg.deepspeed:
+        notes.append(f"launch: accelerate launch --config_file {cfg.deepspeed} -m infir_lib rl --config <this preset>")
     return RLPlan(cfg.method, policy, n, stages, cfg.n_gpus, cfg.gpu, rollouts, gen_tokens, flops, gpu_hours,
-                  gpu_hours / k, sum(breakdown.values()), breakdown, settings)
+                  gpu_hours / k, sum(breakdown.values()), breakdown, settings, batch, notes, full_scale_problems(cfg))

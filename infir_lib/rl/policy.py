@@ -3,7 +3,7 @@
 The papers start RL from an instruct model (Qwen2.5-VL-3B-Instruct) that already follows an answer
 format. The toy base model of chapter 2 has never seen ``<think>``/``<answer>``, so an RL reward of
 format + accuracy would be 0 for every sample and GRPO's group-normalised advantages would be 0
-too: no update at all (STACK.md). Like DeepSeek-R1's "cold start", a short SFT on a few hundred
+too: no update at all (measured on the book's toy models). Like DeepSeek-R1's "cold start", a short SFT on a few hundred
 formatted toy items (all three Curr-ReFT formats, in-domain family only) gives the policy the
 format; RL then has something to sharpen. The cold start is a cached artifact keyed by its spec.
 """

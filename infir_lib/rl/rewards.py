@@ -6,7 +6,7 @@ dataset's extra columns (TRL passes every column it does not consume, e.g. ``sol
 weights; :func:`get_reward_funcs` turns the names into functions. Nothing here needs a model, so
 every checker is unit-tested on hand-written outputs, adversarial ones included.
 
-The answer checkers follow Curr-ReFT's released code (method-notes.md):
+The answer checkers follow Curr-ReFT's released code:
 
 - ``yes_no``: the extracted answer must be exactly ``yes`` or ``no`` and equal the truth;
 - ``choice``: option letters are extracted, de-duplicated and compared with the true set exactly

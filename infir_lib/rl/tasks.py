@@ -5,7 +5,7 @@ Every row is what TRL's ``GRPOTrainer`` takes in the conversational format: a ``
 messages plus extra columns that TRL hands to the reward functions (``solution``: the truth as a
 string, ``answer_type``: which checker applies). Vision rows also carry an ``image`` (a PIL image).
 
-Curr-ReFT (method-notes.md) rewrites each item three ways, from easy to strict:
+Curr-ReFT (its released code) rewrites each item three ways, from easy to strict:
 
 - **judge**: "…Is the answer 7? Answer yes or no." (``answer_type="yes_no"``);
 - **choice**: "…Options: A) 5 B) 7 C) 9 D) 4." (``answer_type="choice"``);

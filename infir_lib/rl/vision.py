@@ -1,6 +1,6 @@
 """Infi-MMR at toy scale: visual-math rows in three forms, and the toy VLM the phases train.
 
-Infi-MMR's phases differ only in what the prompt holds (method-notes.md):
+Infi-MMR's phases differ only in what the prompt holds (the Infi-MMR paper):
 
 1. **text**: a text-only reasoning problem (here: the picture described in words + the question);
 2. **caption**: the image, a caption of the image, and the question;
