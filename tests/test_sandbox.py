@@ -411,6 +411,20 @@ def test_plain_data_crosses_and_exceptions_keep_their_type(backend):
     assert gen.status == "failed" and "not plain data" in gen.detail
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_objects_stay_in_the_program_and_cannot_satisfy_an_assert(backend):
+    prog = ("class Solution:\n    K = 3\n    def __init__(self, a=1):\n        self.a = a\n"
+            "    def f(self, x):\n        return x + self.a\n"
+            "class Liar:\n    def __eq__(self, o):\n        return True\n    def __bool__(self):\n        return True\n"
+            "def g(x):\n    return Liar()\n")
+    ok = check_solution(prog, "s = Solution(2)\nassert s.f(1) == 3 and s.a == 2 and Solution.K == 3\n", backend=backend)
+    assert ok.passed, ok  # methods and attributes of the program's objects work through handles
+    for test in ("assert g(1) == 1", "assert g(1)", "assert 1 == g(1)", "assert g(1) != 2", "assert g(1) in [1]",
+                 "assert [g(1)] == [1]", "assert sorted(g(1)) == []"):
+        v = check_solution(prog, test + "\n", backend=backend)
+        assert v.status == "failed" and "not plain data" in v.detail, (test, v)
+
+
 def test_wire_format_refuses_what_is_not_plain():
     from infir_lib.eval import sandbox_judge as J
 

@@ -50,7 +50,7 @@ def encode(x, depth=0):
     if t is dict:
         return {"dict": [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in x.items()]}
     if isinstance(x, Remote):
-        return {"ref": x.__name__}
+        return {"ref": x._key}
     raise NotPlain(f"{t.__module__}.{t.__qualname__} is not plain data "
                    "(None/bool/int/float/complex/str/bytes, list/tuple/dict/set of those)")
 
@@ -192,11 +192,23 @@ def candidate_main(box, req_fd, rep_fd, has_tests):
             os._exit(0)
         try:
             fn = funcs[msg["f"]]
-            args = decode(msg["a"], funcs)
-            kwargs = decode(msg["kw"], funcs)
-            result = fn(*args, **kwargs)
+            if msg.get("k") == "getattr":
+                result = getattr(fn, str(msg["n"]))
+            else:
+                args = decode(msg["a"], funcs)
+                kwargs = decode(msg["kw"], funcs)
+                result = fn(*args, **kwargs)
             _flush()
-            reply = {"k": "ok", "v": encode(result)}
+            try:
+                reply = {"k": "ok", "v": encode(result)}
+            except (NotPlain, RecursionError):
+                # an object (an instance, a bound method): it stays here; the judge gets a handle it can
+                # only call or take attributes of, never compare or test for truth
+                if len(funcs) > 100000:
+                    raise NotPlain("too many objects handed out")
+                key = "#%d" % len(funcs)
+                funcs[key] = result
+                reply = {"k": "handle", "h": key, "type": type(result).__name__[:80]}
         except BaseException as e:  # SystemExit and KeyboardInterrupt too: the judge decides what they mean
             _flush()
             reply = {"k": "raised", "type": type(e).__name__, "msg": str(e)[:300], "memory": isinstance(e, MemoryError),
@@ -237,11 +249,14 @@ class Channel:
             raise CandidateGone("broke the protocol (not a message)")
         return msg
 
-    def call(self, name, args, kwargs):
-        try:
-            payload = {"k": "call", "f": name, "a": encode(list(args)), "kw": encode(dict(kwargs))}
-        except NotPlain as e:
-            raise TypeError(f"cannot pass this argument to the program's {name}(): {e}") from None
+    def call(self, name, args, kwargs, attr=None):
+        if attr is not None:
+            payload = {"k": "getattr", "f": name, "n": attr}
+        else:
+            try:
+                payload = {"k": "call", "f": name, "a": encode(list(args)), "kw": encode(dict(kwargs))}
+            except NotPlain as e:
+                raise TypeError(f"cannot pass this argument to the program's {name}(): {e}") from None
         try:
             send(self.req_fd, payload)
         except OSError:
@@ -252,6 +267,8 @@ class Channel:
                 return decode(msg.get("v"))
             except (NotPlain, ValueError, RecursionError, OverflowError) as e:
                 raise NotPlain(f"{name}() returned a value that is not plain data: {e}") from None
+        if msg.get("k") == "handle" and type(msg.get("h")) is str:
+            return Remote(self, msg["h"], f"<a {str(msg.get('type'))[:80]} from the program>")
         if msg.get("k") == "raised":
             tname, text = str(msg.get("type"))[:80], str(msg.get("msg"))[:300]
             if msg.get("memory"):
@@ -271,16 +288,32 @@ class Channel:
 
 
 class Remote:
-    """A function of the program, called in the candidate's process; returns plain data only."""
+    """A function or object of the program, living in the candidate's process.
 
-    def __init__(self, channel, name):
-        self._channel, self.__name__ = channel, name
+    The judge may call it or take an attribute of it (each a round trip that returns plain data or
+    another handle); comparing it, testing its truth or iterating it raises :class:`NotPlain`, so an
+    object with a lying ``__eq__`` or ``__bool__`` can never satisfy an assert.
+    """
+
+    def __init__(self, channel, key, name=None):
+        self._channel, self._key, self.__name__ = channel, key, name or key
 
     def __call__(self, *args, **kwargs):
-        return self._channel.call(self.__name__, args, kwargs)
+        return self._channel.call(self._key, args, kwargs)
+
+    def __getattr__(self, attr):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return self._channel.call(self._key, (), {}, attr=attr)
+
+    def _refuse(self, *_):
+        raise NotPlain(f"{self.__name__} is not plain data: it cannot be compared, tested or iterated")
+
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __bool__ = __len__ = __iter__ = __contains__ = _refuse
+    __getitem__ = __hash__ = __index__ = __int__ = __float__ = __add__ = __radd__ = __sub__ = __mul__ = _refuse
 
     def __repr__(self):
-        return f"<program function {self.__name__}>"
+        return f"<program object {self.__name__}>"
 
 
 def _candidate_end(pid):
