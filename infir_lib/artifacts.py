@@ -155,7 +155,8 @@ def artifact_dir(kind: str, spec: Any, name: str = "") -> Path:
     return cache_root() / kind / f"{prefix}{spec_hash(spec)}"
 
 
-_TMP = re.compile(r"^\.tmp-(?P<final>.+?)(?:-(?P<pid>\d+))?-[0-9a-f]{8}$")
+# .tmp-<name>-<16-hex spec hash>-<pid>-<8 hex> (builds before the pid was added: no -<pid>)
+_TMP = re.compile(r"^\.tmp-(?P<final>(?:.*-)?[0-9a-f]{16})(?:-(?P<pid>\d+))?-[0-9a-f]{8}$")
 
 
 def clean_stale_builds(kind_dir: Path, log: Callable[[str], None] = print) -> int:

@@ -153,6 +153,7 @@ def explain_failure(stage: str, error: BaseException) -> str:
         text = text[:397] + "..."
     low = text.lower()
     if isinstance(error, (OSError, ConnectionError)) and any(k.lower() in low for k in _OFFLINE):
+        text = text.split(". ")[0]  # the first sentence says it; the rest is a link to the docs
         return (f"{stage}: a model or dataset could not be fetched from the Hugging Face Hub (no network, or "
                 f"HF_HUB_OFFLINE is set): {text}. Full presets download; on this machine use a configs/toy/ preset "
                 f"or point the source keys at local copies.")

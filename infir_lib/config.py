@@ -96,7 +96,7 @@ def read_yaml(path: str | Path, source: str | None = None) -> tuple[Any, dict[st
 # A config class may name its own floors in a class attribute ``config_minimums = {"key": x}``.
 _POSITIVE = re.compile(r"(_size|^seq_len|_len|^max_length|_layers|_heads|^intermediate_size|^max_position_embeddings"
                        r"|^gradient_accumulation_steps|max_new_tokens|^max_completion_length|^log_every|^logging_steps"
-                       r"|^rope_theta|^n_samples|^prompts_per_step|^generation_batch|^num_threads)$")
+                       r"|^rope_theta|^n_samples|^prompts_per_step|^generation_batch)$")
 _NEG_ONE_OK = ("workers", "num_workers")  # -1: "all cores"
 
 
@@ -110,7 +110,7 @@ def check_value(name: str, value: Any, f: dataclasses.Field | None, where: str, 
         if value < minimums[name]:
             raise ConfigError(f"{where}: must be >= {minimums[name]}, got {value!r}")
         return
-    if "seed" in name:
+    if "seed" in name or "threshold" in name or name == "min_quality":  # scores may be negative
         return
     default = f.default if f is not None else None
     if value == -1 and (name in _NEG_ONE_OK or default == -1):

@@ -112,7 +112,7 @@ def test_empty_local_corpus_fails_before_the_tokenizer(tmp_path):
     """It used to be an IndexError deep inside tokenizer training."""
     (tmp_path / "empty.jsonl").write_text("")
     with pytest.raises(ValueError, match=r"empty\.jsonl: no documents"):
-        pretrain.run("configs/toy/pretrain.yaml", dict(TINY, datasets=[str(tmp_path / "empty.jsonl")], max_steps=1,
+        pretrain.run("configs/toy/pretrain.yaml", dict(TINY, datasets=[str(tmp_path / "empty.jsonl")], weights=[1.0], max_steps=1,
                                                        output_dir=str(tmp_path / "run")))
 
 
@@ -197,7 +197,7 @@ def test_editing_a_local_corpus_rebuilds_the_cached_run(tmp_path, isolated_cache
     monkeypatch.chdir(tmp_path)
     corpus = tmp_path / "corpus.jsonl"
     write_jsonl(corpus, [{"text": f"the river {i} flows to the sea and the sea is wide"} for i in range(60)])
-    cfg = dict(TINY, datasets=[str(corpus)], max_steps=2, toy_docs=60, tokenizer_train_docs=60)
+    cfg = dict(TINY, datasets=[str(corpus)], weights=[1.0], max_steps=2, toy_docs=60, tokenizer_train_docs=60)
     first = pretrain.run("configs/toy/pretrain.yaml", cfg)
     again = pretrain.run("configs/toy/pretrain.yaml", cfg)
     assert again.output_dir == first.output_dir

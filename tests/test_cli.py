@@ -86,7 +86,7 @@ def test_unknown_stage_and_key_suggest_the_right_one(capsys):
 def test_bad_input_is_one_line_naming_the_file(tmp_path, capsys):
     """Not only ConfigError: a bad data file is reported in one line too, with a non-zero exit."""
     (tmp_path / "empty.jsonl").write_text("")
-    rc = cli.main(["pretrain", "--config", "configs/toy/pretrain.yaml", f"datasets=[{tmp_path / 'empty.jsonl'}]",
+    rc = cli.main(["pretrain", "--config", "configs/toy/pretrain.yaml", f"datasets=[{tmp_path / 'empty.jsonl'}]", "weights=[1.0]",
                    f"output_dir={tmp_path / 'run'}"])
     err = capsys.readouterr().err
     assert rc == 1 and len(err.strip().splitlines()) == 1

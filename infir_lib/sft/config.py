@@ -20,15 +20,15 @@ class SFTRunConfig:
     seed: int = 0
     # --- the model to fine-tune
     base_config: str | None = "configs/toy/pretrain.yaml"  # a pretrain/anneal preset: its (cached) output
-    base_overrides: list[str] = field(default_factory=list)
+    base_overrides: list[str] = field(default_factory=list)  # key=value overrides of base_config
     model_name_or_path: str | None = None  # a folder or hub id; wins over base_config when set
     # --- the data
     dataset: str = "toy:arith"  # toy:arith | toy:synth | a .jsonl path | a hub id ("id:subset" allowed)
-    dataset_split: str = "train"
+    dataset_split: str = "train"  # split of a hub dataset
     messages_field: str = "messages"  # also accepts ShareGPT "conversations" rows (from/value)
     synth_config: str | None = None  # for dataset=toy:synth (the chapter-3 pipeline's output)
     n_train: int = 400  # toy:arith size, or a cap on the other sources (0 = everything)
-    toy_steps: list[int] = field(default_factory=lambda: [1, 2, 3])
+    toy_steps: list[int] = field(default_factory=lambda: [1, 2, 3])  # toy:arith: reasoning steps of the problems
     data_seed: int = 0
     # --- training (TRL SFTTrainer)
     num_train_epochs: float = 4.0

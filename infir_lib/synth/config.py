@@ -12,13 +12,13 @@ class SynthConfig:
     seed: int = 0
     # seeds
     seed_source: str = "toy"  # toy | a .jsonl of {"instruction", "domain"} | a hub id (full)
-    seed_split: str = "train"
-    n_math_seeds: int = 120
-    n_code_seeds: int = 40
-    seed_steps: list[int] = field(default_factory=lambda: [1, 2])
+    seed_split: str = "train"  # split of a hub seed_source
+    n_math_seeds: int = 120  # toy: math seed instructions
+    n_code_seeds: int = 40  # toy: code seed instructions
+    seed_steps: list[int] = field(default_factory=lambda: [1, 2])  # toy: reasoning steps of the math seeds
     # instruction evolution
     evolution_ops: list[str] = field(default_factory=lambda: ["add_step", "add_constraint", "concretize", "deepen"])
-    evolutions_per_seed: int = 2
+    evolutions_per_seed: int = 2  # evolution rounds per seed (each evolves the previous one)
     evolver_model: str | None = None  # full: an instruct LLM by hub id
     # responses
     n_candidates: int = 4
@@ -27,22 +27,22 @@ class SynthConfig:
     temperature: float = 0.8
     max_new_tokens: int = 2048
     generation_batch: int = 8  # prompts per generate() call
-    step_error: float = 0.25
-    no_steps: float = 0.1
-    code_bug: float = 0.3
-    code_slow: float = 0.1
+    step_error: float = 0.25  # toy teacher: chance a math reply has a wrong step
+    no_steps: float = 0.1  # toy teacher: chance a math reply skips its steps
+    code_bug: float = 0.3  # toy teacher: chance a code reply is wrong
+    code_slow: float = 0.1  # toy teacher: chance a code reply is too slow for the sandbox
     # rejection sampling and verification
     reward_model: str = "verifier"  # toy: the step verifier; full: an open reward model by hub id
     sandbox_timeout: float = 1.0
     sandbox_workers: int = 2
-    min_reasoning_steps: int = 1
+    min_reasoning_steps: int = 1  # math replies with fewer steps are dropped
     min_quality: float = 0.0  # drop kept replies whose reward is at or below this
     # labels and diversity sampling
     per_domain: int = 0  # 0 -> no cap
     output_dir: str | None = None
     # planning only
     plan_seeds: int = 0
-    plan_tokens_per_response: int = 600
+    plan_tokens_per_response: int = 600  # planning: tokens per generated reply
     plan_tokens_per_second: float = 2500.0  # generation throughput per GPU (vLLM-class server)
     n_gpus: int = 8
 

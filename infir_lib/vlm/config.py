@@ -24,51 +24,51 @@ class VLMConfig:
     # text warm-up of the toy LM on the answers' language (no images): InfiR-1B already knows its
     # language; the toy LM of chapter 2 has never seen "red circle left" or "(312, 625)"
     lm_warmup_steps: int = 150
-    lm_warmup_items: int = 2000
-    lm_warmup_lr: float = 2e-3
+    lm_warmup_items: int = 2000  # text items of the warm-up
+    lm_warmup_lr: float = 2e-3  # learning rate of the warm-up
     # vision tower (SigLIP); full scale: the So400m sizes and hub id
     vision_name_or_path: str | None = None
-    image_size: int = 64
-    patch_size: int = 16
-    vision_hidden_size: int = 64
-    vision_layers: int = 2
-    vision_heads: int = 2
-    vision_intermediate_size: int = 128
+    image_size: int = 64  # image side in pixels
+    patch_size: int = 16  # ViT patch side in pixels
+    vision_hidden_size: int = 64  # width of the vision tower
+    vision_layers: int = 2  # layers of the vision tower
+    vision_heads: int = 2  # attention heads of the vision tower
+    vision_intermediate_size: int = 128  # MLP width of the vision tower
     # contrastive pre-training of the toy tower and App. E cleaning
     contrastive_pairs: int = 2000
-    mismatch_share: float = 0.2
-    siglip_steps: int = 200
-    siglip_batch_size: int = 64
-    siglip_lr: float = 2e-3
-    max_text_len: int = 24
-    clean: bool = True
-    threshold_method: Literal["otsu", "quantile", "fixed"] = "otsu"
-    threshold_value: float = 0.5
-    threshold_quantile: float = 0.05
+    mismatch_share: float = 0.2  # share of caption pairs whose caption is wrong (what cleaning must find)
+    siglip_steps: int = 200  # steps of contrastive (sigmoid-loss) pre-training
+    siglip_batch_size: int = 64  # image-text pairs per contrastive step
+    siglip_lr: float = 2e-3  # learning rate of contrastive pre-training
+    max_text_len: int = 24  # caption tokens the text tower reads
+    clean: bool = True  # drop pairs whose image-text score is below the threshold (App. E)
+    threshold_method: Literal["otsu", "quantile", "fixed"] = "otsu"  # how the cleaning threshold is chosen
+    threshold_value: float = 0.5  # threshold_method fixed: the score threshold
+    threshold_quantile: float = 0.05  # threshold_method quantile: share of pairs dropped
     # curriculum (§4.3)
     schedule: Literal["curriculum", "end_to_end"] = "curriculum"
     stage1_mix: dict = field(default_factory=lambda: {"count": 400})  # added to the (cleaned) caption pairs
-    stage2_mix: dict = field(default_factory=lambda: {"ocr": 600, "grounding": 600})
+    stage2_mix: dict = field(default_factory=lambda: {"ocr": 600, "grounding": 600})  # stage-2 task -> rows
     stage2_replay: float = 0.2  # share of stage-1 rows kept in stage 2 ("retain some samples")
-    stage3_mix: dict = field(default_factory=lambda: {"gui_task": 600, "vmath": 600})
-    stage1_steps: int = 40
-    stage2_steps: int = 60
-    stage3_steps: int = 60
-    stage1_lr: float = 3e-3
-    stage2_lr: float = 3e-3
-    stage3_lr: float = 1e-3
+    stage3_mix: dict = field(default_factory=lambda: {"gui_task": 600, "vmath": 600})  # stage-3 task -> rows
+    stage1_steps: int = 40  # optimizer steps of stage 1 (alignment)
+    stage2_steps: int = 60  # optimizer steps of stage 2
+    stage3_steps: int = 60  # optimizer steps of stage 3
+    stage1_lr: float = 3e-3  # learning rate of stage 1
+    stage2_lr: float = 3e-3  # learning rate of stage 2
+    stage3_lr: float = 1e-3  # learning rate of stage 3
     batch_size: int = 16
     # evaluation
     eval_items: int = 40
     eval_seed: int = 12345
-    gui_episodes: int = 8
+    gui_episodes: int = 8  # GUI-agent episodes evaluated
     log_every: int = 10
     num_threads: int = 1  # torch threads for the toy runs (0: leave as is); not part of the cache key
     # full scale: the paper's data by hub id (Table 9), and the planner's assumptions
     stage1_datasets: list[str] = field(default_factory=list)
-    stage2_datasets: list[str] = field(default_factory=list)
-    stage3_datasets: list[str] = field(default_factory=list)
-    stage_samples: list[int] = field(default_factory=lambda: [0, 0, 0])
+    stage2_datasets: list[str] = field(default_factory=list)  # full scale: stage-2 hub datasets
+    stage3_datasets: list[str] = field(default_factory=list)  # full scale: stage-3 hub datasets
+    stage_samples: list[int] = field(default_factory=lambda: [0, 0, 0])  # full scale: samples per stage (steps = samples / global_batch_size)
     seq_len: int = 2048
     global_batch_size: int = 128
     micro_batch_size: int = 4

@@ -138,3 +138,31 @@ def load_vlm(path: str | Path) -> LlavaForConditionalGeneration:
 
 def load_processor(path: str | Path) -> LlavaProcessor:
     return LlavaProcessor.from_pretrained(str(path))
+
+
+def save_siglip(model, folder: str | Path) -> Path:
+    """Save a SigLIP model with its full config (``use_diff=False``) instead of ``save_pretrained``'s diff.
+
+    Writing the diff makes transformers 5.23 build a default ``SiglipTextConfig()``, whose own defaults
+    disagree (bos/eos ids 49406/49407 beside a 32,000-token vocabulary), so every save printed a
+    "bos_token_id must be within the vocabulary" warning about ids this model does not have (ours are
+    the toy tokenizer's). The full config holds the same values and loads with ``from_pretrained``.
+    """
+    from safetensors.torch import save_model
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.config.to_json_file(folder / "config.json", use_diff=False)
+    save_model(model, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    return folder
+
+
+def load_siglip(folder: str | Path):
+    """Load what :func:`save_siglip` wrote. The config is built from its JSON directly: ``from_pretrained``
+    would log ``f"Model config {config}"``, whose repr builds that inconsistent default config again."""
+    import json
+
+    from transformers import SiglipConfig, SiglipModel
+
+    config = SiglipConfig(**json.loads((Path(folder) / "config.json").read_text()))
+    return SiglipModel.from_pretrained(str(folder), config=config, dtype=torch.float32)

@@ -24,7 +24,7 @@ from . import contrastive as C
 from .config import VLMConfig
 from .data import make_items, make_mix, mismatch_pairs
 from ..runtime import torch_threads
-from .model import build_llava, load_processor, load_vlm, make_processor, params_by_part
+from .model import build_llava, load_processor, load_siglip, load_vlm, make_processor, params_by_part, save_siglip
 from .train import Codec, answer_loss, evaluate, gui_task_success, train_stage, warm_up_text
 
 EVAL_KINDS = ("grounding", "ocr", "vmath")
@@ -91,7 +91,7 @@ class TowerResult:
     report: dict
 
     def load_siglip(self) -> SiglipModel:
-        return SiglipModel.from_pretrained(str(self.folder / "siglip"), dtype=torch.float32)
+        return load_siglip(self.folder / "siglip")
 
     @property
     def similarities(self) -> np.ndarray:
@@ -135,7 +135,7 @@ def tower(cfg: VLMConfig) -> TowerResult:
         held_out = make_items("caption", 256, cfg.eval_seed, cfg.image_size)
         report = {"history": history, "retrieval_top1_heldout": C.retrieval_accuracy(model, tok, proc, held_out,
                                                                                        cfg.max_text_len)}
-        model.save_pretrained(folder / "siglip")
+        save_siglip(model, folder / "siglip")  # the full config: no warning about transformers' default ids
         np.save(folder / "similarities.npy", sims)
         np.save(folder / "mismatched.npy", np.array([it.meta["mismatched"] for it in pairs]))
         artifacts.save_json(report, folder / "report.json")
