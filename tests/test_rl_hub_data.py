@@ -178,7 +178,7 @@ def test_new_fields_leave_the_toy_cache_key_alone():
 
 # --- one full-scale run on local stand-ins ------------------------------------------------------------------
 
-def test_run_full_on_local_curr_reft_layout(tmp_path, tiny_llama):
+def test_run_full_on_local_curr_reft_layout(tmp_path, tiny_llama, capsys):
     """The full preset's stage chain on local Curr-ReFT-layout JSONL (text-only math rows + PNGs that a text
     policy never sees), a tiny random Llama, 1-2 GRPO steps a stage on CPU."""
     from infir_lib import rl
@@ -215,6 +215,21 @@ def test_run_full_on_local_curr_reft_layout(tmp_path, tiny_llama):
         "no single <answer> tag in solution": 1}
     assert saved["data"]["open"]["skipped"] == {"unknown task 'ocr'": 1}
     assert json.loads((out / "history.json").read_text()) == result.history
+
+    # a rerun keeps the finished stages (same settings) and trains only the one whose record is gone
+    (out / "open" / "stage.json").unlink()
+    capsys.readouterr()
+    weights = (out / "judge" / "model.safetensors").read_bytes()
+    with torch_threads(1):
+        again = rl.run("configs/full/rl_curr_reft_qwen.yaml", overrides)
+    assert (out / "judge" / "model.safetensors").read_bytes() == weights
+    assert [h["stage"] for h in again.history] == [h["stage"] for h in result.history]
+    kept = capsys.readouterr().out
+    assert "stage 'judge': finished in an earlier run" in kept and "stage 'open': finished" not in kept
+    with torch_threads(1):  # a changed setting retrains the stage
+        changed = rl.run("configs/full/rl_curr_reft_qwen.yaml", {**overrides, "learning_rate": 2e-3})
+    assert json.loads((out / "judge" / "stage.json").read_text())["key"]["args"]["learning_rate"] == 2e-3
+    assert len(changed.history) == 5
 
 
 def test_run_full_infi_mmr_phases_on_the_toy_llava(tmp_path, tiny_llama):

@@ -92,7 +92,15 @@ def _run_full(cfg: RLConfig) -> RLResult:
         args = stage_args(cfg, i)
         derived = int(len(rows) * (cfg.stage_epochs[i] if cfg.stage_epochs else 1.0) // cfg.prompts_per_step)
         args.steps = cfg.stage_steps[i] if cfg.stage_steps[i] > 0 else max(1, derived)  # 0 = derive from the data
-        history += run_stage(path, rows, out / name, args, processor=processor, stage=name)
+        done = out / name / "stage.json"
+        key = {"args": dataclasses.asdict(args), "start": str(path), "dataset": ds_id, "rows": len(rows)}
+        if done.exists() and json.loads(done.read_text()).get("key") == json.loads(json.dumps(key)):
+            print(f"stage {name!r}: finished in an earlier run, kept ({out / name})", flush=True)
+            history += json.loads(done.read_text())["history"]
+        else:  # a rerun resumes at stage granularity: finished stages are kept, this one starts again
+            stage_history = run_stage(path, rows, out / name, args, processor=processor, stage=name)
+            done.write_text(json.dumps({"key": key, "history": stage_history}))
+            history += stage_history
         path = out / name
     summary = {"method": cfg.method, "stages": cfg.stages, "data": data}
     (out / "history.json").write_text(json.dumps(history))
