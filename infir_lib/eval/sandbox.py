@@ -505,8 +505,9 @@ def run_program(code: str, *, tests: str | None = None, timeout: float = 5, memo
         verdict_r, verdict_w = os.pipe()
         fds += [verdict_r, verdict_w]
         pass_fds = [verdict_w]
-        cfg = {"verdict_fd": verdict_w, "has_tests": tests is not None, "judge_uid": judge_uid,
-               "candidate_uid": cand_uid}
+        tests_bytes = (tests or "").encode()
+        cfg = {"verdict_fd": verdict_w, "has_tests": tests is not None, "tests_len": len(tests_bytes),
+               "judge_uid": judge_uid, "candidate_uid": cand_uid}
         if use_cgroup:
             cgroup = sandbox_cgroup.RunCgroup(memory_mb, plan.nproc + 4)  # + bwrap's two processes and the judge
         seccomp_here = None
@@ -539,7 +540,7 @@ def run_program(code: str, *, tests: str | None = None, timeout: float = 5, memo
         for fd in pass_fds:
             os.close(fd)
             fds.remove(fd)
-        out, err, why, raw_verdict = _pump(proc, (tests or "").encode(), verdict_r, start + timeout, max_output)
+        out, err, why, raw_verdict = _pump(proc, tests_bytes, verdict_r, start + timeout, max_output)
         if why:
             _kill(proc)
         try:

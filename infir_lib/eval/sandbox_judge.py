@@ -343,24 +343,41 @@ def _gone_verdict(chan, stage, why):
     return {"status": "crashed", "detail": detail, "signal": sig, "stage": stage}
 
 
+def _read_tests(n):
+    """Exactly ``n`` bytes from stdin into one preallocated buffer (no stray copies), before the fork."""
+    buf = bytearray(n)
+    view, got = memoryview(buf), 0
+    while got < n:
+        k = os.readv(0, [view[got:]])
+        if k == 0:
+            break
+        got += k
+    return buf, got
+
+
 def judge_main():
     box = os.path.dirname(os.path.abspath(__file__))
-    cfg = json.loads(sys.argv[1])  # settings on the command line: nothing is read from stdin before the fork
+    cfg = json.loads(sys.argv[1])  # settings on the command line (not secret)
     verdict_fd = int(cfg["verdict_fd"])
     os.set_inheritable(verdict_fd, False)
     has_tests = bool(cfg["has_tests"])
+    # The tests are read to the end *before* the program exists, so it can never take them from the
+    # pipe (through /proc/<pid>/fd); the candidate wipes its copy of the buffer right after the fork.
+    # Undumpable first: from the fork on, a same-uid program cannot open this process's /proc files.
+    _undumpable()
+    buf, got = _read_tests(int(cfg.get("tests_len", 0))) if has_tests else (bytearray(), 0)
+    null = os.open(os.devnull, os.O_RDONLY)  # stdin from now on, for the judge and the candidate
+    os.dup2(null, 0)
+    os.close(null)
     req_r, req_w = os.pipe()
     rep_r, rep_w = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the candidate: nothing of the judge's secrets is in memory yet
+    if pid == 0:  # the candidate
         try:
+            buf[0:len(buf)] = bytes(len(buf))
             os.close(verdict_fd)
             os.close(req_w)
             os.close(rep_r)
-            null = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(null, 0)
-            os.close(null)
-            sys.stdin = open(0, closefd=False)
             if cfg.get("candidate_uid"):
                 _drop_to(int(cfg["candidate_uid"]))
             candidate_main(box, req_r, rep_w, has_tests)
@@ -370,17 +387,12 @@ def judge_main():
     os.close(rep_w)
     if cfg.get("judge_uid"):
         _drop_to(int(cfg["judge_uid"]))
-    _undumpable()
-    chunks = []
-    while has_tests:
-        chunk = os.read(0, 1 << 16)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    tests = b"".join(chunks).decode(errors="replace") if has_tests else None
-    os.close(0)
+        _undumpable()  # a change of uid resets the flag to the system default
     chan = Channel(pid, req_w, rep_r)
-    verdict = _judge(chan, tests)
+    if has_tests and got != len(buf):
+        verdict = {"status": "crashed", "stage": "tests", "detail": f"received {got} of {len(buf)} bytes of tests"}
+    else:
+        verdict = _judge(chan, buf.decode(errors="replace") if has_tests else None)
     _flush()
     send(verdict_fd, verdict)
     os.close(verdict_fd)
