@@ -603,3 +603,49 @@ def test_without_a_cgroup_per_process_limits_fit_the_budget():
     if v.passed:
         forked, alive = map(int, v.stdout.split())
         assert alive * 100 <= 512
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists(SYSTEM_PY) or not BWRAP or not Path("/usr/bin/setpriv").exists(),
+                    reason="needs root (to become an ordinary user), a system python, bwrap and setpriv")
+def test_unprivileged_bwrap_keeps_the_judge_out_of_reach():
+    """As an ordinary user (bwrap in a user namespace; judge and program share a uid): still no forged pass,
+    and the program cannot open the judge's /proc files (it is undumpable before the fork)."""
+    import shutil
+    import tempfile
+    tmp_path = Path(tempfile.mkdtemp(prefix="infir-unpriv-"))  # pytest's tmp_path is not traversable by others
+    lib = tmp_path / "lib"
+    shutil.copytree(Path(sandbox.__file__).resolve().parents[1], lib / "infir_lib",
+                    ignore=shutil.ignore_patterns("__pycache__", "data"))
+    os.chmod(tmp_path, 0o755)
+    for d, _, files in os.walk(tmp_path):
+        os.chmod(d, 0o755)
+        for f in files:
+            os.chmod(os.path.join(d, f), 0o644)
+    probe = ("import glob, os\nopened = []\nfor p in glob.glob('/proc/%d/*' % os.getppid()):\n    try:\n"
+             "        os.close(os.open(p + ('/0' if p.endswith('/fd') else ''), os.O_RDONLY | os.O_NONBLOCK))\n"
+             "        opened.append(os.path.basename(p))\n    except OSError:\n        pass\n"
+             "print(sorted(set(opened) & {'mem', 'environ', 'fd', 'maps'}))\ndef f(x):\n    return x + 2\n")
+    script = (
+        "import json, sys, types, warnings\nwarnings.simplefilter('ignore')\n"
+        f"sys.path.insert(0, {str(lib)!r})\n"
+        f"for name, path in (('infir_lib', {str(lib / 'infir_lib')!r}), ('infir_lib.eval', {str(lib / 'infir_lib/eval')!r})):\n"
+        "    m = types.ModuleType(name); m.__path__ = [path]; sys.modules[name] = m\n"
+        "from infir_lib.eval import sandbox as s\n"
+        f"tricks = json.loads({json.dumps(json.dumps(FORGERIES))})\n"
+        "out = {'backend': s.available_backend(), 'forged': [k for k, t in tricks.items()\n"
+        f"        if s.check_solution({_FN!r} + t, {_TESTS!r}).passed]}}\n"
+        f"v = s.check_solution({probe!r}, 'assert f(1) == 3\\n')\n"
+        "out['probe'] = [v.status, v.stdout]\nout['missing'] = v.missing_protections\n"
+        "print(json.dumps(out))\n")
+    try:
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", SYSTEM_PY, "-c", script],
+                           capture_output=True, text=True, timeout=240, cwd=str(lib))
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    if out["backend"] != "bwrap":
+        pytest.skip("bubblewrap does not work for an ordinary user here (no user namespaces)")
+    assert out["forged"] == []
+    assert out["probe"] == ["passed", "[]"], out
+    assert any("separate uids" in m for m in out["missing"])
