@@ -326,9 +326,10 @@ COMMON_HELP = {
 }
 
 
-def _source_comments(cls: type) -> dict[str, str]:
-    """Field name -> the comment written beside (or just above) it in the class body."""
-    out: dict[str, str] = {}
+def _source_comments(cls: type) -> tuple[dict[str, str], dict[str, str]]:
+    """(field -> the comment beside it, field -> the comment block of its group) from the class body."""
+    beside: dict[str, str] = {}
+    group: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
         if not dataclasses.is_dataclass(klass):
             continue
@@ -336,19 +337,26 @@ def _source_comments(cls: type) -> dict[str, str]:
             src = inspect.getsource(klass).splitlines()
         except (OSError, TypeError):
             continue
-        above: list[str] = []
+        block: list[str] = []
+        in_block = False
         for line in src:
             stripped = line.strip()
             if stripped.startswith("#"):
-                above.append(stripped.lstrip("# ").strip())
+                block = block if in_block else []
+                block.append(stripped.lstrip("#- ").strip())
+                in_block = True
+                continue
+            in_block = False
+            if not stripped:
+                block = []
                 continue
             m = re.match(r"\s+(\w+)\s*:[^=]*(=.*)?$", line)
             if m:
-                comment = line.split("  # ", 1)[1].strip() if "  # " in line else " ".join(above)
-                if comment:
-                    out[m.group(1)] = comment
-            above = []
-    return out
+                if "  # " in line:
+                    beside[m.group(1)] = line.split("  # ", 1)[1].strip()
+                if block:
+                    group[m.group(1)] = " ".join(block)
+    return beside, group
 
 
 def _type_name(tp: Any) -> str:
@@ -370,7 +378,7 @@ def describe_fields(cls: type) -> list[dict[str, Any]]:
     beside the field in its class, so ``python -m infir_lib <stage> --help`` and the code say the same.
     """
     hints = typing.get_type_hints(cls)
-    comments = _source_comments(cls)
+    beside, group = _source_comments(cls)
     rows = []
     for f in dataclasses.fields(cls):
         if not f.init:
@@ -382,7 +390,8 @@ def describe_fields(cls: type) -> list[dict[str, Any]]:
         else:
             default = None
         rows.append({"name": f.name, "type": _type_name(hints[f.name]), "default": default,
-                     "help": _plain(f.metadata.get("help") or comments.get(f.name) or COMMON_HELP.get(f.name, ""))})
+                     "help": _plain(f.metadata.get("help") or beside.get(f.name) or COMMON_HELP.get(f.name)
+                                    or group.get(f.name, ""))})
     return rows
 
 
