@@ -82,7 +82,7 @@ class DataConfig:
     # 5. decontamination
     decontam_ngram: int = 10
     benchmarks: list[str] = field(default_factory=lambda: ["gsm8k", "humaneval", "toy_arith"])
-    gsm8k_source: str | None = None  # None -> the shared local copy
+    gsm8k_source: str | None = None  # None -> the shared local copy, else the hub's openai/gsm8k
     # execution
     executor: Literal["local", "slurm"] = "local"
     tasks: int = 1

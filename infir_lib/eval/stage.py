@@ -46,7 +46,7 @@ class EvalConfig:
     math_shots: int = 4
     mmlu_shots: int = 5
     toy_shots: int = 2
-    # sources (hub ids need a network; GSM8K defaults to the local shared copy)
+    # sources (hub ids need a network; GSM8K: the local shared copy, else the hub's openai/gsm8k)
     gsm8k_source: str | None = None
     math_source: str = "HuggingFaceH4/MATH-500"
     mmlu_source: str = "cais/mmlu"
