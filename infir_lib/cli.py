@@ -143,7 +143,7 @@ def _stage_parser(stage: str) -> argparse.ArgumentParser:
 
 _OFFLINE = ("offline", "connect", "resolve host", "network", "HF_HUB_OFFLINE", "name resolution", "max retries",
             "couldn't reach", "cannot reach", "not cached", "outgoing traffic has been disabled")
-_NO_GPU = ("cuda", "nccl", "no gpu", "gpu", "bf16", "flash_attn", "flash attention")
+_NO_GPU = ("cuda", "nccl", "no gpu", "requires a gpu", "gpu is required", "bf16", "flash_attn", "flashattention")
 
 
 def explain_failure(stage: str, error: BaseException) -> str:
@@ -157,14 +157,15 @@ def explain_failure(stage: str, error: BaseException) -> str:
         return (f"{stage}: a model or dataset could not be fetched from the Hugging Face Hub (no network, or "
                 f"HF_HUB_OFFLINE is set): {text}. Full presets download; on this machine use a configs/toy/ preset "
                 f"or point the source keys at local copies.")
-    if isinstance(error, (RuntimeError, AssertionError, ValueError)) and any(k in low for k in _NO_GPU) \
+    if isinstance(error, (RuntimeError, AssertionError, ImportError)) and any(k in low for k in _NO_GPU) \
             and not _has_cuda():
         return (f"{stage}: this run needs a GPU and this machine has none ({type(error).__name__}: {text}). "
                 f"Use a configs/toy/ preset, or --dry-run to see what the full run costs.")
     if isinstance(error, FileNotFoundError) and error.filename:
         return f"{stage}: file not found: {error.filename}"
     if isinstance(error, KeyError):
-        return f"{stage}: missing key {text}"
+        arg = error.args[0] if error.args else ""
+        return f"{stage}: {arg}" if isinstance(arg, str) and " " in arg else f"{stage}: missing key {text}"
     return f"{stage}: {type(error).__name__}: {text}"
 
 

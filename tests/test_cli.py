@@ -141,5 +141,7 @@ def test_no_gpu_failure_is_explained():
         pytest.skip("this machine has a GPU")
     msg = cli.explain_failure("vlm", RuntimeError("Found no NVIDIA driver on your system (CUDA)"))
     assert "needs a GPU" in msg and "--dry-run" in msg
+    other = cli.explain_failure("rl", ValueError("global batch 10 does not split over n_gpus=4"))
+    assert "needs a GPU" not in other and other == "rl: ValueError: global batch 10 does not split over n_gpus=4"
     assert cli.explain_failure("sft", FileNotFoundError(2, "No such file", "runs/x.jsonl")) == \
         "sft: file not found: runs/x.jsonl"
