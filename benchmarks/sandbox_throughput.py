@@ -3,8 +3,10 @@
     python benchmarks/sandbox_throughput.py [--workers 1 2 4] [--repeats 1] [--backend bwrap|rlimit]
 
 A script, not a test: timings depend on the machine and on what else runs on it. Each program is a
-fresh sandbox (bubblewrap namespaces + a new Python interpreter), so the cost per program is mostly
-process start-up; workers overlap those start-ups. Prints one line per setting and a JSON summary.
+fresh sandbox (bubblewrap namespaces, a per-run cgroup where one can be made, a new Python interpreter
+for the judge and a fork of it for the program; the tests call the program over a pipe), so the cost
+per program is mostly process start-up; workers overlap those start-ups. Prints one line per setting
+and a JSON summary (with the load average: compare runs made under the same load).
 """
 
 from __future__ import annotations

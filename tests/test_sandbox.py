@@ -97,6 +97,7 @@ def test_exit_tricks_do_not_pass(backend):
 def test_failing_without_tests_is_not_passed_and_exit_codes():
     assert run_program("import sys\nsys.exit(3)\n").status == "crashed"
     assert run_program("import sys\nsys.exit(0)\n").passed  # a program that ends with exit(0) finished
+    assert run_program("exit(0)\n").passed and run_program("quit(2)\n").status == "crashed"
 
 
 def test_run_programs_keeps_order_and_parallelism():

@@ -294,7 +294,7 @@ def _bwrap_command(box: str, tmp_mb: int, root: bool, verdict_fd: int, seccomp_f
             "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp",
             "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
             "--setenv", "PYTHONHASHSEED", "0"]
-    return cmd + [sys.executable, "-I", "/tmp/.infir/judge.py"] + judge_args
+    return cmd + [sys.executable, "-I", "-S", "/tmp/.infir/judge.py"] + judge_args
 
 
 # ---------------------------------------------------------------- running
@@ -447,6 +447,17 @@ def _reap_uid(uid: int) -> None:
         time.sleep(0.05)
 
 
+@lru_cache(maxsize=None)
+def _site_packages() -> list[str]:
+    """The interpreter's site-packages, put on the judge's path by hand.
+
+    The judge starts with ``-S``: processing the ``.pth`` files (an editable install's import hook, say)
+    costs more than the rest of a short program, and none of them is needed inside the sandbox.
+    """
+    import site
+    return [p for p in site.getsitepackages() if os.path.isdir(p)]
+
+
 _PROBE_MODULES = "json, socket, collections, math, re, itertools, functools, heapq, string, hashlib, random"
 
 
@@ -507,7 +518,7 @@ def run_program(code: str, *, tests: str | None = None, timeout: float = 5, memo
         pass_fds = [verdict_w]
         tests_bytes = (tests or "").encode()
         cfg = {"verdict_fd": verdict_w, "has_tests": tests is not None, "tests_len": len(tests_bytes),
-               "judge_uid": judge_uid, "candidate_uid": cand_uid}
+               "judge_uid": judge_uid, "candidate_uid": cand_uid, "path": _site_packages()}
         if use_cgroup:
             cgroup = sandbox_cgroup.RunCgroup(memory_mb, plan.nproc + 4)  # + bwrap's two processes and the judge
         seccomp_here = None
@@ -525,7 +536,7 @@ def run_program(code: str, *, tests: str | None = None, timeout: float = 5, memo
             cwd, env = "/", {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         else:
             scratch = tempfile.mkdtemp(prefix="infir-scratch-")
-            cmd = [sys.executable, "-I", os.path.join(box, "judge.py"), json.dumps(cfg)]
+            cmd = [sys.executable, "-I", "-S", os.path.join(box, "judge.py"), json.dumps(cfg)]
             cwd = scratch
             env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": scratch, "LANG": "C.UTF-8",
                    "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": scratch}
@@ -586,7 +597,7 @@ def run_program(code: str, *, tests: str | None = None, timeout: float = 5, memo
 
 
 def check_solution(code: str, tests: str, **kwargs) -> Verdict:
-    """A program plus its asserts: passed only if every assert ran and held."""
+    """A program plus its asserts: passed only if every assert ran in the judge and held."""
     return run_program(code, tests=tests, **kwargs)
 
 
@@ -619,9 +630,10 @@ def cli(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infir_lib sandbox",
                                      description="Run one Python program in the sandbox; print its verdict as JSON.")
     parser.add_argument("program", help="path to a .py file")
-    parser.add_argument("--tests", help="a .py file of asserts run after the program, in its namespace")
+    parser.add_argument("--tests", help="a .py file of asserts run after the program, by the judge, against the program's "
+                        "functions (which return plain data)")
     parser.add_argument("--timeout", type=float, default=5.0, help="wall-clock seconds (default 5)")
-    parser.add_argument("--memory-mb", type=int, default=512, help="address-space limit (default 512)")
+    parser.add_argument("--memory-mb", type=int, default=512, help="memory budget of the program and its children (default 512)")
     parser.add_argument("--backend", choices=["bwrap", "rlimit"], default=None)
     args = parser.parse_args(argv)
     try:

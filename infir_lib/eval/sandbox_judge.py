@@ -358,6 +358,11 @@ def _read_tests(n):
 def judge_main():
     box = os.path.dirname(os.path.abspath(__file__))
     cfg = json.loads(sys.argv[1])  # settings on the command line (not secret)
+    sys.path.extend(p for p in cfg.get("path", []) if p not in sys.path)  # started with -S: no .pth files
+    if not hasattr(builtins, "exit"):  # what -S leaves out that programs do call
+        def _quit(code=None):
+            raise SystemExit(code)
+        builtins.exit = builtins.quit = _quit
     verdict_fd = int(cfg["verdict_fd"])
     os.set_inheritable(verdict_fd, False)
     has_tests = bool(cfg["has_tests"])
@@ -443,8 +448,10 @@ def _judge(chan, tests):
             elif "value" in spec:
                 ns[name] = decode(spec["value"])
             elif "module" in spec and type(spec["module"]) is str:
-                top = spec["module"].split(".")[0]
-                if top in sys.stdlib_module_names:
+                # only a standard-library module under its own name (``import math``, ``from os import
+                # path``): the program may not alias a name the tests use to some other module
+                top, last = spec["module"].split(".")[0], spec["module"].split(".")[-1]
+                if top in sys.stdlib_module_names and last == name and top != "unittest":
                     import importlib
                     ns[name] = importlib.import_module(spec["module"])
         except Exception:
