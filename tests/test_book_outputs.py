@@ -135,3 +135,121 @@ def test_checks_catch_widget_piles():
 def test_relative_paths_and_urls_are_not_absolute():
     text = "results in .cache/results (cache root), https://github.com/x/y/tmp/ and configs/toy/sft.yaml\n"
     assert problems(_nb(_stream(text))) == []
+
+
+# ----------------------------------------------------------------- the causes of noise, fixed in the library
+
+def _tiny_llama():
+    from infir_lib.models import ModelArgs, build_llama, train_tokenizer
+
+    tok = train_tokenizer(["one two three four five six seven eight nine ten"] * 20, vocab_size=300, min_frequency=1)
+    return build_llama(ModelArgs(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                                 intermediate_size=32, max_position_embeddings=64), tok), tok
+
+
+def test_checkpoint_of_a_tied_model_is_saved_silently_and_resumes(tmp_path, caplog):
+    import torch
+    from accelerate import Accelerator
+
+    from infir_lib.runtime import save_state_without_tied_copies
+
+    model, _ = _tiny_llama()
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    acc = Accelerator(cpu=True)
+    model = acc.prepare(model)
+    save_state_without_tied_copies(acc)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with caplog.at_level("WARNING"):
+        acc.save_state(str(tmp_path / "ck"))
+    assert "Removed shared tensor" not in caplog.text
+    with torch.no_grad():
+        model.model.embed_tokens.weight.add_(1.0)
+    acc.load_state(str(tmp_path / "ck"))
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_without_the_hook_accelerate_does_warn(tmp_path, caplog):
+    """The control: the check above can fail (accelerate drops the tied alias with a warning)."""
+    from accelerate import Accelerator
+
+    model, _ = _tiny_llama()
+    acc = Accelerator(cpu=True)
+    acc.prepare(model)
+    with caplog.at_level("WARNING"):
+        acc.save_state(str(tmp_path / "ck"))
+    assert "Removed shared tensor" in caplog.text
+
+
+SIGLIP = r'''
+import sys, tempfile, torch
+from transformers import SiglipConfig, SiglipTextConfig, SiglipVisionConfig, SiglipModel
+from infir_lib.vlm.model import load_siglip, save_siglip
+txt = SiglipTextConfig(vocab_size=100, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                       max_position_embeddings=8, pad_token_id=1, bos_token_id=0, eos_token_id=2)
+vis = SiglipVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=16,
+                         patch_size=8, vision_use_head=True)
+m = SiglipModel(SiglipConfig(text_config=txt.to_dict(), vision_config=vis.to_dict()))
+with tempfile.TemporaryDirectory() as d:
+    if sys.argv[1] == "library":
+        save_siglip(m, d)
+        r = load_siglip(d)
+    else:
+        m.save_pretrained(d)
+        r = SiglipModel.from_pretrained(d)
+    a, b = m.state_dict(), r.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (r.config.text_config.bos_token_id, r.config.text_config.eos_token_id) == (0, 2)
+print("ok")
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how, warns", [("library", False), ("save_pretrained", True)])
+def test_siglip_tower_round_trip_without_the_default_config_warning(how, warns):
+    """transformers' own default ``SiglipTextConfig()`` has bos/eos ids outside its vocabulary; building it (in
+    ``save_pretrained``'s config diff and ``from_pretrained``'s log line) warns. The library's save/load does not."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+    out = subprocess.run([sys.executable, "-c", SIGLIP, how], capture_output=True, text=True, env=env, timeout=300,
+                         cwd=REPO)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+    assert ("within the vocabulary" in out.stderr) is warns, out.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_trainer_prints_one_line_not_log_dicts(tmp_path, capsys):
+    import torch
+    from transformers import Trainer, TrainingArguments
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from infir_lib.runtime import compact_trainer_output
+
+    model, _ = _tiny_llama()
+    rows = [{"input_ids": torch.arange(1, 9), "labels": torch.arange(1, 9)} for _ in range(8)]
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=2, logging_steps=1,
+                             report_to=[], disable_tqdm=True, use_cpu=True, save_strategy="no")
+    trainer = Trainer(model=model, args=args, train_dataset=rows)
+    assert any(isinstance(c, PrinterCallback) for c in trainer.callback_handler.callbacks)  # what it replaces
+    compact_trainer_output(trainer, "toy")
+    assert not any(isinstance(c, (PrinterCallback, ProgressCallback)) for c in trainer.callback_handler.callbacks)
+    capsys.readouterr()
+    trainer.train()
+    out = capsys.readouterr()
+    assert "{'loss'" not in out.out + out.err and "'train_runtime'" not in out.out + out.err
+    assert len([h for h in trainer.state.log_history if "loss" in h]) == 3  # the logs are still kept
+
+
+def test_summary_bar_prints_one_line(capsys):
+    from infir_lib.runtime import LineSummary
+
+    bar = LineSummary(total=4, desc="pretrain", unit="step")
+    for _ in range(4):
+        bar.update(1)
+        bar.set_postfix(loss="1.234")
+    bar.close()
+    bar.close()  # closing twice prints once
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and re.fullmatch(r"pretrain: 4/4 steps in [0-9.]+ s, loss=1.234", lines[0]), lines
