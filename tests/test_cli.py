@@ -145,3 +145,22 @@ def test_no_gpu_failure_is_explained():
     assert "needs a GPU" not in other and other == "rl: ValueError: global batch 10 does not split over n_gpus=4"
     assert cli.explain_failure("sft", FileNotFoundError(2, "No such file", "runs/x.jsonl")) == \
         "sft: file not found: runs/x.jsonl"
+
+
+CLI_BAD_CONFIGS = [
+    (b"seed: 0\nname: caf\xe9\n", [], "c.yaml:2: not valid UTF-8"),
+    (b"", [], "c.yaml: the file is empty"),
+    (b"max_steps: 5\nmax_steps: 6\n", [], "c.yaml:2: duplicate key 'max_steps'"),
+    (b"micro_batch_size: 0\n", [], "c.yaml:1: key 'micro_batch_size': must be > 0"),
+    (b"max_steps: -5\n", [], "c.yaml:1: key 'max_steps': must not be negative"),
+    (b"seed: 0\n", ["learning_rate=-1"], "override 'learning_rate': must not be negative"),
+]
+
+
+@pytest.mark.parametrize("text,overrides,expected", CLI_BAD_CONFIGS, ids=[c[2].split(": ", 1)[1] for c in CLI_BAD_CONFIGS])
+def test_bad_config_through_the_cli_is_one_line(tmp_path, capsys, text, overrides, expected):
+    (tmp_path / "c.yaml").write_bytes(text)
+    assert cli.main(["pretrain", "--config", str(tmp_path / "c.yaml"), "--dry-run", *overrides]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert captured.out == "" and len(err) == 1 and expected in err[0], err
