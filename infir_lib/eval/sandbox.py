@@ -611,8 +611,8 @@ def run_programs(codes: list[str], workers: int = 2, progress: bool = True, test
     out: list[Verdict | None] = [None] * len(codes)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(codes), desc=desc)
+        from ..runtime import progress_bar  # a bar in a terminal, one summary line in a notebook (no widget)
+        bar = progress_bar(total=len(codes), desc=desc, unit="program")
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = {pool.submit(run_program, c, tests=t, backend=backend, **kwargs): i
                    for i, (c, t) in enumerate(zip(codes, tests))}
