@@ -14,6 +14,7 @@ the previous stage's result (Curr-ReFT: "each stage starts from the previous che
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,13 +52,56 @@ class StageArgs:
 LOGGED = ("reward", "reward_std", "kl", "completions/mean_length", "frac_reward_zero_std", "loss", "entropy")
 
 
-def grpo_config(args: StageArgs, output_dir: str):
+def world_size() -> int:
+    """Processes in this launch (``torchrun`` / ``accelerate launch`` set WORLD_SIZE; 1 otherwise)."""
+    return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+
+
+def batch_layout(args: StageArgs, n_processes: int | None = None) -> dict:
+    """How one optimisation step's prompts are spread over the devices.
+
+    ``prompts_per_step`` counts prompts over *all* devices, so a run takes the same optimisation
+    steps, and sees the same prompts per step, on one process and on N. TRL's
+    ``per_device_train_batch_size`` counts completions on one device per micro-batch, so it is
+    G × prompts_per_step / (processes × gradient accumulation), which must be a whole number.
+    """
+    n = n_processes or world_size()
+    completions = args.num_generations * args.prompts_per_step
+    per_device, rest = divmod(completions, n * args.gradient_accumulation_steps)
+    if rest or per_device == 0:
+        raise ValueError(f"prompts_per_step={args.prompts_per_step} x num_generations={args.num_generations} = "
+                         f"{completions} completions per step cannot be split over {n} process(es) x "
+                         f"gradient_accumulation_steps={args.gradient_accumulation_steps}; choose prompts_per_step "
+                         "so that the product is divisible")
+    return {"processes": n, "gradient_accumulation_steps": args.gradient_accumulation_steps,
+            "prompts_per_step": args.prompts_per_step, "completions_per_step": completions,
+            "completions_per_device_batch": per_device}
+
+
+def deepspeed_json(path: str | None) -> str | None:
+    """What TRL's ``deepspeed=`` takes: a DeepSpeed JSON. An accelerate YAML is a launch config
+    (``accelerate launch --config_file``), which sets DeepSpeed up through the environment instead."""
+    if not path:
+        return None
+    if path.endswith(".json"):
+        return path
+    if path.endswith((".yaml", ".yml")):
+        launched = os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
+        if not launched and world_size() > 1:
+            raise ValueError(f"deepspeed={path} is an accelerate config: launch with "
+                             f"`accelerate launch --config_file {path} -m infir_lib rl ...`")
+        return None
+    raise ValueError(f"deepspeed={path!r}: expected a DeepSpeed .json or an accelerate .yaml launch config")
+
+
+def grpo_config(args: StageArgs, output_dir: str, n_processes: int | None = None):
     """The TRL ``GRPOConfig`` of a stage (also what the full-scale dry-run shows)."""
     from trl import GRPOConfig
 
+    layout = batch_layout(args, n_processes)
     return GRPOConfig(
         output_dir=output_dir, max_steps=args.steps,
-        per_device_train_batch_size=args.num_generations * args.prompts_per_step,
+        per_device_train_batch_size=layout["completions_per_device_batch"],
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         num_generations=args.num_generations, max_completion_length=args.max_completion_length,
         temperature=args.temperature, beta=args.beta, learning_rate=args.learning_rate,
@@ -65,7 +109,7 @@ def grpo_config(args: StageArgs, output_dir: str):
         loss_type=args.loss_type, scale_rewards="group", num_iterations=1,
         reward_weights=list(args.reward_weights), logging_steps=1, save_strategy="no", report_to="none",
         seed=args.seed, data_seed=args.seed, use_cpu=not torch.cuda.is_available(), bf16=args.bf16,
-        use_vllm=False, dataloader_num_workers=0, disable_tqdm=True, deepspeed=args.deepspeed,
+        use_vllm=False, dataloader_num_workers=0, disable_tqdm=True, deepspeed=deepspeed_json(args.deepspeed),
         log_completions=False, remove_unused_columns=False, activation_checkpointing=args.gradient_checkpointing,
     )
 
