@@ -34,15 +34,21 @@ def main() -> None:
     results = []
     for w in args.workers:
         for r in range(args.repeats):
-            start = time.perf_counter()
+            start, t0 = time.perf_counter(), os.times()
             verdicts = run_programs(codes, tests=tests, workers=w, progress=False, backend=backend, timeout=args.timeout)
             secs = time.perf_counter() - start
+            t1 = os.times()
+            # CPU time of this process and every sandbox it waited for: far less sensitive to other load
+            cpu = (t1.user - t0.user) + (t1.system - t0.system) + (t1.children_user - t0.children_user) + \
+                (t1.children_system - t0.children_system)
             passed = sum(v.passed for v in verdicts)
             rec = {"workers": w, "repeat": r, "seconds": round(secs, 2), "programs_per_s": round(len(codes) / secs, 2),
-                   "passed": passed, "mean_program_s": round(sum(v.seconds for v in verdicts) / len(verdicts), 3)}
+                   "passed": passed, "mean_program_s": round(sum(v.seconds for v in verdicts) / len(verdicts), 3),
+                   "cpu_ms_per_program": round(1000 * cpu / len(codes), 1)}
             results.append(rec)
             print(f"workers={w} repeat={r}: {secs:.1f} s, {rec['programs_per_s']:.1f} programs/s, "
-                  f"{passed}/{len(codes)} passed, mean {rec['mean_program_s']:.3f} s per program")
+                  f"{passed}/{len(codes)} passed, mean {rec['mean_program_s']:.3f} s per program, "
+                  f"{rec['cpu_ms_per_program']:.1f} ms CPU per program")
     print(json.dumps({"backend": backend, "results": results}))
 
 

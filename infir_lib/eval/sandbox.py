@@ -211,7 +211,7 @@ def _plan(backend: str, memory_mb: int, nproc: int, timeout: float, file_mb: int
             missing.append("separate uids for the program and the judge (same uid: the program can kill the judge)")
     elif not uids:
         missing.append("separate uids for the program and the judge (not root: the program can kill the judge)")
-    if not uids and backend == "rlimit" or (backend == "bwrap" and not uids):
+    if not uids:
         limits["processes_note"] = "RLIMIT_NPROC counts every process of the uid"
     return _Plan(as_mb, nproc, limits, missing)
 
