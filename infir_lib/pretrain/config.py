@@ -62,6 +62,10 @@ class PretrainConfig(ModelArgs, DataArgs):
     init_from: str | None = None  # annealing: a model folder, or the pretrain YAML that makes it (run, cached)
     bf16: bool = True  # used only where the device supports it (GPU)
     gradient_checkpointing: bool = False
+    # throughput (infir_lib.pretrain.speed): library kernels, off at toy scale, on in the full preset
+    fused_loss: bool = False  # liger-kernel fused linear + cross-entropy (CUDA; the gpu extra)
+    compile_model: bool = False  # torch.compile the step's forward (falls back to eager if it fails)
+    fused_adamw: bool = False  # torch's fused AdamW kernel
     log_every: int = 10
     eval_every: int = 50
     checkpoint_every: int = 0  # 0 -> only the final model

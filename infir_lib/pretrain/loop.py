@@ -25,6 +25,7 @@ from ..models import build_llama, count_parameters, load_model
 from ..plan import grad_accum_steps
 from ..runtime import make_accelerator, save_state_without_tied_copies, seed_everything
 from ..runtime import progress_bar as tqdm  # a bar in a terminal, one summary line in a notebook
+from . import speed
 from .config import PretrainConfig
 from .packing import get_packed_data, get_tokenizer
 from .shards import TokenBlocks
@@ -195,15 +196,17 @@ def train(cfg: PretrainConfig, out: Path, eval_fn: Callable | None = None) -> di
         model = build_llama(cfg, tokenizer)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
+    speedups = {"fused_loss": speed.apply_fused_loss(model, cfg.fused_loss)}
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}],
-                                  lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2))
+    optimizer, speedups["fused_adamw"] = speed.make_optimizer(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], cfg,
+        accelerator.device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_steps))
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
     save_state_without_tied_copies(accelerator)  # tied weights stored once, as save_pretrained does
+    step_model = speed.CompiledStep(model, cfg.compile_model)  # the forward of the step only
 
     state, skipped_checkpoints = _resume(accelerator, out) if cfg.resume else (TrainState(), [])
 
@@ -224,7 +227,7 @@ def train(cfg: PretrainConfig, out: Path, eval_fn: Callable | None = None) -> di
                                 dtype=torch.long, device=accelerator.device)
             ctx = accelerator.no_sync(model) if m < accum - 1 else nullcontext()
             with ctx:
-                loss = model(input_ids=x, labels=x).loss / accum
+                loss = step_model(input_ids=x, labels=x).loss / accum
                 accelerator.backward(loss)
             loss_sum += loss.detach()
         grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm))
@@ -277,6 +280,9 @@ def train(cfg: PretrainConfig, out: Path, eval_fn: Callable | None = None) -> di
               "weights_sha256": digest, "train_blocks": len(data), "n_docs": data.n_docs}
     if skipped_checkpoints:
         result["unusable_checkpoints_skipped"] = skipped_checkpoints
+    speedups["compile_model"] = step_model.status
+    if any(v != "off" for v in speedups.values()):  # toy runs keep the summary they always had
+        result["speedups"] = speedups
     if accelerator.is_main_process:
         unwrapped.save_pretrained(out / "model", safe_serialization=True)
         tokenizer.save_pretrained(out / "model")
