@@ -18,9 +18,15 @@ REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 
-def pyproject_requirements() -> list[Requirement]:
+CLUSTER_EXTRAS = ("gpu", "deepspeed")  # GPU-only: pinned in constraints-cluster.txt, not installed here
+
+
+def pyproject_requirements(cluster: bool = False) -> list[Requirement]:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    reqs = project["dependencies"] + [d for extra in project["optional-dependencies"].values() for d in extra]
+    extras = project["optional-dependencies"]
+    if cluster:
+        return [Requirement(r) for name in CLUSTER_EXTRAS for r in extras[name]]
+    reqs = project["dependencies"] + [d for name, extra in extras.items() if name not in CLUSTER_EXTRAS for d in extra]
     return [Requirement(r) for r in reqs]
 
 
@@ -35,9 +41,18 @@ def _exact(lines: list[str], where: str) -> dict[str, str]:
     return pins
 
 
-def constraint_pins() -> dict[str, str]:
-    lines = [ln.split("#")[0].strip() for ln in (REPO / "constraints.txt").read_text().splitlines()]
-    return _exact([ln for ln in lines if ln], "constraints.txt")
+def constraint_pins(name: str = "constraints.txt") -> dict[str, str]:
+    lines = [ln.split("#")[0].strip() for ln in (REPO / name).read_text().splitlines()]
+    return _exact([ln for ln in lines if ln], name)
+
+
+def test_cluster_extras_are_pinned_apart():
+    pins = constraint_pins("constraints-cluster.txt")
+    reqs = pyproject_requirements(cluster=True)
+    assert {canonicalize_name(r.name) for r in reqs} == set(pins)
+    for r in reqs:
+        assert r.specifier.contains(pins[canonicalize_name(r.name)]), f"{r} vs constraints-cluster.txt"
+    assert not set(pins) & set(constraint_pins()), "a package pinned in both constraint files"
 
 
 def test_environment_yml_has_the_constraint_pins():
