@@ -67,7 +67,7 @@ def test_reader_counts_empty_and_giant_documents(tmp_path):
     reader = SourceReader([str(f)], 0, 0, max_doc_chars=100, report_dir=str(tmp_path / "rep"))
     kept = [d.id for d in reader.run()]
     assert kept == ["a"]
-    rep = json.loads((tmp_path / "rep" / "read.json").read_text())
+    rep = json.loads((tmp_path / "rep" / "read" / "00000.json").read_text())  # one report per rank
     assert rep["counts"]["skipped:empty"] == 1 and rep["counts"]["skipped:too_long"] == 1
     assert {s["id"] for s in rep["skipped"]} == {"b", "c"}
 
@@ -83,7 +83,7 @@ def test_reader_names_file_and_line_of_bad_input(tmp_path):
         list(SourceReader([str(g)], 0, 0).run())
     h = tmp_path / "notext.jsonl"
     h.write_text('{"id": 1, "text": 5}\n')
-    with pytest.raises(ValueError, match="expected a string"):
+    with pytest.raises(ValueError, match=r"notext.jsonl:1: field .text. must be a string"):
         list(SourceReader([str(h)], 0, 0).run())
 
 
@@ -96,7 +96,15 @@ def test_configs_and_dry_run():
     r = subprocess.run([sys.executable, "-m", "infir_lib", "data", "--config", "configs/full/data.yaml", "--dry-run"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert "bigcode/the-stack-v2-dedup" in r.stdout
+    assert "bigcode/starcoderdata" in r.stdout and "the-stack-v2" not in r.stdout  # ids only, no code: not a source
+    runs = [line.split() for line in r.stdout.splitlines() if line.startswith("  ") and "tasks=" in line]
+    names = [w[0] for w in runs]
+    assert names[:2] == ["filter", "recall_train_1"] and names[-1] == "merge"
+    assert ["minhash_signature", "minhash_buckets", "minhash_cluster"] == [n for n in names if n.startswith("minhash")]
+    tasks = {w[0]: int(w[1].removeprefix("tasks=")) for w in runs}
+    assert tasks["filter"] == 1000 and tasks["minhash_cluster"] == 1 and tasks["minhash_buckets"] % 14 == 0
+    for bench in ("gsm8k", "math", "mmlu", "humaneval", "mbpp"):  # everything chapter 5 evaluates
+        assert bench in text
 
 
 def test_toy_sources_registered_in_a_fresh_process():

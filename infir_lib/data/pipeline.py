@@ -6,8 +6,16 @@
     res.load_dataset()                           # the cleaned corpus, a `datasets.Dataset`
     # python -m infir_lib data --config configs/full/data.yaml --dry-run
 
-The pipeline is a list of datatrove steps (:mod:`infir_lib.data.steps`) run by datatrove's
-``LocalPipelineExecutor`` (toy) or ``SlurmPipelineExecutor`` (full scale, config only here).
+Two ways to run the same stages (:mod:`infir_lib.data.steps`):
+
+- ``multi_stage: false`` (toy): one datatrove ``LocalPipelineExecutor`` run with one task that holds the
+  whole corpus, so fastText recall and datasketch MinHash-LSH see every document (:func:`build_pipeline`).
+- ``multi_stage: true`` (full scale): one executor run per stage (:func:`stage_runs`), each with its own
+  task count, every global decision made once over all tasks' outputs: per-file readers; heuristics in
+  ``tasks`` tasks; recall classifiers trained in one task per round, documents scored in ``tasks``
+  tasks; datatrove's MinhashDedupSignature -> MinhashDedupBuckets -> MinhashDedupCluster ->
+  MinhashDedupFilter; one benchmark n-gram index; per-rank writers and reports summed by a last merge
+  step. Locally (``LocalPipelineExecutor``) or as chained Slurm jobs (``SlurmPipelineExecutor``, ``depends``).
 """
 
 from __future__ import annotations
@@ -27,8 +35,9 @@ from datatrove.pipeline.base import PipelineStep
 from .. import artifacts
 from ..config import as_dict, load_config
 from .sources import iter_documents
-from .steps import (Decontaminate, HeuristicFilter, HubScorer, JsonWriter, MinHashDedup, QualityAssessment, ReasoningRecall,
-                    Scorer, Stage, tokens)
+from .steps import (DecontamIndex, Decontaminate, DedupFilter, HeuristicFilter, HubReader, HubScorer, JsonReader, JsonWriter,
+                    MinHashDedup, QualityAssessment, ReadCounter, ReasoningRecall, RecallScore, RecallTrain, RegexWordTokenizer,
+                    Scorer, Stage, merge_reports, tokens, write_rank_report)
 
 STAGES = ("heuristic", "recall", "dedup", "quality", "decontam")
 LABEL_FIELDS = ("source", "domain", "quality", "defect", "reasoning", "edu", "math_score", "dup_of", "dup_kind",
@@ -68,10 +77,13 @@ class DataConfig:
     fasttext_epoch: int = 5
     fasttext_dim: int = 32
     # 3. MinHash deduplication
-    minhash_num_perm: int = 128
+    minhash_num_perm: int = 128  # one task (datasketch LSH): permutations
     minhash_shingle_size: int = 5
-    minhash_threshold: float = 0.7
+    minhash_threshold: float = 0.7  # one task: estimated Jaccard a duplicate must reach
     jaccard_sample_pairs: int = 200
+    minhash_buckets: int = 14  # multi_stage (datatrove MinHash): LSH bands; FineWeb's 14 x 8
+    minhash_hashes_per_bucket: int = 8  # a pair is a duplicate when all the hashes of one band agree
+    minhash_bucket_workers: int = 1  # tasks per band in MinhashDedupBuckets (its task count: buckets x this)
     # 4. quality assessment
     quality_annotation_source: str = "toy:annotations"  # toy: generator labels stand in for LLM annotations
     quality_annotation_docs: int = 4000
@@ -83,7 +95,10 @@ class DataConfig:
     decontam_ngram: int = 10
     benchmarks: list[str] = field(default_factory=lambda: ["gsm8k", "humaneval", "toy_arith"])
     gsm8k_source: str | None = None  # None -> the shared local copy, else the hub's openai/gsm8k
+    benchmark_sources: dict = field(default_factory=dict)  # hub ids for math / mmlu / mbpp (defaults: the eval preset's)
     # execution
+    multi_stage: bool = False  # true: one executor run per stage, global dedup/recall across tasks (see stage_runs)
+    input_files: int = 8  # multi_stage with toy/local sources: JSONL files the input is split into (per-file sharding)
     executor: Literal["local", "slurm"] = "local"
     tasks: int = 1
     workers: int = 1
@@ -102,10 +117,19 @@ class DataConfig:
         if len(self.recall_seed_sources) != len(self.recall_domains):
             raise ValueError(f"recall_seed_sources has {len(self.recall_seed_sources)} entries but recall_domains "
                              f"has {len(self.recall_domains)}")
+        if self.tasks < 1:
+            raise ValueError(f"tasks must be >= 1, got {self.tasks}")
+        if self.tasks > 1 and not self.multi_stage:
+            raise ValueError(f"tasks={self.tasks} needs multi_stage: true (with one executor run, recall and MinHash "
+                             "dedup would be global only within each task's shard)")
+        if self.minhash_buckets < 1 or self.minhash_hashes_per_bucket < 1 or self.minhash_bucket_workers < 1:
+            raise ValueError("minhash_buckets, minhash_hashes_per_bucket and minhash_bucket_workers must be >= 1")
+        if self.input_files < 1:
+            raise ValueError(f"input_files must be >= 1, got {self.input_files}")
 
 
 NON_SEMANTIC = ("output_dir", "verbose", "executor", "tasks", "workers", "slurm_partition", "slurm_time",
-                "slurm_cpus_per_task")
+                "slurm_cpus_per_task", "input_files", "minhash_bucket_workers")
 
 
 def _as_config(config, overrides=None) -> DataConfig:
@@ -115,20 +139,39 @@ def _as_config(config, overrides=None) -> DataConfig:
 
 
 # ------------------------------------------------------------------------------------------- input
-def load_benchmarks(names: list[str], gsm8k_source: str | None = None) -> dict[str, list[str]]:
-    """Benchmark items to decontaminate against: GSM8K test questions, HumanEval prompts, toy items."""
+# the hub copies chapter 5 evaluates (configs/full/eval.yaml); `benchmark_sources` overrides them
+BENCHMARK_SOURCES = {"math": "HuggingFaceH4/MATH-500", "mmlu": "cais/mmlu", "mbpp": "google-research-datasets/mbpp"}
+KNOWN_BENCHMARKS = ("gsm8k", "math", "mmlu", "humaneval", "mbpp", "toy_arith")
+
+
+def load_benchmarks(names: list[str], gsm8k_source: str | None = None,
+                    sources: dict | None = None) -> dict[str, list[str]]:
+    """Benchmark items to decontaminate against: GSM8K and MATH problems (with MATH's solutions), MMLU
+    questions with their choices, HumanEval prompts, MBPP prompts and reference code, toy items."""
     from .benchmarks import load_gsm8k, load_humaneval
     from .toy_web import toy_benchmark_items
+    src = {**BENCHMARK_SOURCES, **(sources or {})}
+
+    def hub(name, *args, **kw):
+        import datasets
+        return datasets.load_dataset(src[name], *args, **kw)
+
     out = {}
     for name in names:
         if name == "gsm8k":
             out[name] = [r["question"] for r in load_gsm8k("test", gsm8k_source)]
+        elif name == "math":
+            out[name] = [t for r in hub("math", split="test") for t in (r["problem"], r["solution"])]
+        elif name == "mmlu":
+            out[name] = [r["question"] + " " + " ".join(r["choices"]) for r in hub("mmlu", "all", split="test")]
         elif name == "humaneval":
             out[name] = [p["prompt"] for p in load_humaneval()]
+        elif name == "mbpp":
+            out[name] = [t for r in hub("mbpp", "full", split="test") for t in (r["text"], r["code"])]
         elif name == "toy_arith":
             out[name] = toy_benchmark_items()
         else:
-            raise ValueError(f"unknown benchmark {name!r}; known: gsm8k, humaneval, toy_arith")
+            raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(KNOWN_BENCHMARKS)}")
     return out
 
 
@@ -180,13 +223,12 @@ class SourceReader(PipelineStep):
                 kind = self.source_kinds.get(source) or (metadata.get("source") if source.startswith("toy:") else "web")
                 yield Document(text=text, id=doc_id, metadata={**metadata, "source": kind or "web", "origin_source": source})
         if self.report_dir:
-            Path(self.report_dir).mkdir(parents=True, exist_ok=True)
-            (Path(self.report_dir) / "read.json").write_text(json.dumps(
-                {"stage": "read", "counts": dict(counts), "skipped": skipped}, indent=1))
+            write_rank_report(self.report_dir, "read", rank,
+                              {"stage": "read", "rank": rank, "counts": dict(counts), "skipped": skipped})
 
 
 def _texts(source: str, n: int, seed: int) -> list[dict]:
-    return list(iter_documents(source, n_docs=n, seed=seed))
+    return list(iter_documents(source, n_docs=n, seed=seed, limit=n))
 
 
 def make_toy_scorers(cfg: DataConfig):
@@ -203,7 +245,10 @@ def make_toy_scorers(cfg: DataConfig):
 
 
 def build_pipeline(cfg: DataConfig, folder: Path, benchmarks: dict[str, list[str]] | None = None) -> list:
-    """The datatrove step list: reader, the five stages, and a JSONL writer of what survives."""
+    """One task's datatrove step list (``multi_stage: false``): reader, the five stages, a JSONL writer.
+
+    Recall and dedup gather every document they receive, so this is global only when one task reads
+    the whole corpus (the toy); :func:`stage_runs` is the multi-task version."""
     reports = str(folder / "reports")
 
     def removed(stage):
@@ -214,7 +259,7 @@ def build_pipeline(cfg: DataConfig, folder: Path, benchmarks: dict[str, list[str
     seeds = {d: [r["text"] for r in _texts(src, cfg.recall_seed_docs, cfg.seed + 1000)]
              for d, src in zip(cfg.recall_domains, cfg.recall_seed_sources)}
     if benchmarks is None:
-        benchmarks = load_benchmarks(cfg.benchmarks, cfg.gsm8k_source)
+        benchmarks = load_benchmarks(cfg.benchmarks, cfg.gsm8k_source, cfg.benchmark_sources)
     negatives = [r["text"] for r in _texts(cfg.recall_negative_source, cfg.recall_negatives * cfg.recall_rounds,
                                              cfg.seed + 3000)]
     return [
@@ -232,6 +277,139 @@ def build_pipeline(cfg: DataConfig, folder: Path, benchmarks: dict[str, list[str
         Decontaminate(benchmarks, cfg.decontam_ngram, report_dir=reports, exclusion_writer=removed("decontam")),
         JsonWriter(str(folder / "output")),
     ]
+
+
+# --------------------------------------------------------------------------------- multi-stage
+def write_input_files(cfg: DataConfig, folder: Path) -> Path:
+    """Toy and local sources, written as ``input_files`` JSONL files so datatrove's readers can give each
+    task its own files (contiguous chunks, in source order). Hub sources are not copied: HubReader shards
+    their own files."""
+    rows = []
+    for source in cfg.sources:
+        if _is_hub(source):
+            continue
+        field_name = cfg.text_fields.get(source, cfg.text_field)
+        for k, row in enumerate(iter_documents(source, n_docs=cfg.n_docs, seed=cfg.seed, text_field=field_name)):
+            text = row.get(field_name)
+            doc_id = str(row.get("id", f"{source}#{k}"))
+            if not isinstance(text, str):
+                raise ValueError(f"{source}: document {doc_id} (#{k}): field '{field_name}' is "
+                                 f"{type(text).__name__}, expected a string")
+            metadata = {k2: v for k2, v in row.items() if k2 not in (field_name, "id")}
+            kind = cfg.source_kinds.get(source) or (metadata.get("source") if source.startswith("toy:") else "web")
+            rows.append({**metadata, "id": doc_id, "text": text, "source": kind or "web", "origin_source": source})
+    out = folder / "input"
+    out.mkdir(parents=True, exist_ok=True)
+    n = max(cfg.input_files, cfg.tasks)
+    size = -(-len(rows) // n) if rows else 0
+    for i in range(n):
+        chunk = rows[i * size:(i + 1) * size]
+        (out / f"{i:05d}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in chunk))
+    return out
+
+
+def _is_hub(source: str) -> bool:
+    return not source.startswith("toy:") and not Path(source).expanduser().exists()
+
+
+def _minhash_config(cfg: DataConfig):
+    from datatrove.pipeline.dedup.minhash import MinhashConfig
+    return MinhashConfig(n_grams=cfg.minhash_shingle_size, num_buckets=cfg.minhash_buckets,
+                         hashes_per_bucket=cfg.minhash_hashes_per_bucket, seed=1)
+
+
+def stage_table(cfg: DataConfig) -> list[tuple[str, int, str]]:
+    """(executor run, tasks, what it does), in order; each run depends on the one before."""
+    n, r = cfg.tasks, cfg.recall_rounds
+    rows = [("filter", n, "read (per-file shards) + 1. heuristic filtering; kept -> work/heuristic")]
+    for k in range(1, r + 1):
+        rows.append((f"recall_train_{k}", 1, f"2. recall round {k}: train fastText per domain on seeds"
+                     + (" + round-%d hits of all tasks" % (k - 1) if k > 1 else "") + " (global)"))
+        rows.append((f"recall_score_{k}", n, f"2. recall round {k}: score this task's crawl pages"
+                     + ("; keep the recalled -> work/recalled" if k == r else "; write its top hits")))
+    rows += [("minhash_signature", n, "3. datatrove MinhashDedupSignature: per-document band hashes"),
+             ("minhash_buckets", cfg.minhash_buckets * cfg.minhash_bucket_workers,
+              "3. datatrove MinhashDedupBuckets: duplicate pairs per band, across all tasks' signatures"),
+             ("minhash_cluster", 1, "3. datatrove MinhashDedupCluster: global clusters, what each task removes"),
+             ("decontam_index", 1, f"5. benchmark {cfg.decontam_ngram}-gram index: {', '.join(cfg.benchmarks)}"),
+             ("quality", n, "3. MinhashDedupFilter + 4. quality assessment + 5. decontamination; kept -> output"),
+             ("merge", 1, "sum the per-rank reports (reports/<stage>/<rank>.json -> reports/<stage>.json), "
+              "write the dataset and the funnel")]
+    return rows
+
+
+def stage_runs(cfg: DataConfig, folder: Path) -> list[tuple[str, list, int]]:
+    """The multi-stage pipeline as (name, datatrove step list, tasks), matching :func:`stage_table`."""
+    folder = Path(folder)
+    reports, work = str(folder / "reports"), folder / "work"
+
+    def removed(stage):
+        return JsonWriter(str(folder / "removed" / stage)) if cfg.write_removed else None
+
+    readers = []
+    if any(not _is_hub(s) for s in cfg.sources):
+        readers.append(JsonReader(str(folder / "input")))
+    readers += [HubReader(s, cfg.text_fields.get(s, cfg.text_field), cfg.source_kinds.get(s, "web"))
+                for s in cfg.sources if _is_hub(s)]
+    runs = [("filter", [*readers, ReadCounter(cfg.max_doc_chars, cfg.source_kinds, report_dir=reports),
+                        HeuristicFilter(cfg.code_languages, cfg.max_line_length, cfg.min_alnum_fraction,
+                                        cfg.drop_colon_endings, cfg.word_tokenizer, cfg.prose_sources,
+                                        report_dir=reports, exclusion_writer=removed("heuristic")),
+                        JsonWriter(str(work / "heuristic"))], cfg.tasks)]
+    seed_sources = dict(zip(cfg.recall_domains, cfg.recall_seed_sources))
+    for k in range(1, cfg.recall_rounds + 1):
+        final = k == cfg.recall_rounds
+        runs.append((f"recall_train_{k}", [RecallTrain(
+            str(work / "recall"), k, seed_sources, cfg.recall_seed_docs, cfg.recall_negative_source, cfg.recall_negatives,
+            cfg.recall_rounds, cfg.recall_max_added, cfg.seed, cfg.fasttext_epoch, cfg.fasttext_dim)], 1))
+        score = RecallScore(str(work / "recall"), k, cfg.recall_rounds, cfg.recall_domains, cfg.recall_threshold,
+                            cfg.recall_max_added, cfg.recall_candidate_sources, report_dir=reports if final else None,
+                            exclusion_writer=removed("recall") if final else None)
+        runs.append((f"recall_score_{k}", [JsonReader(str(work / "heuristic")), score]
+                     + ([JsonWriter(str(work / "recalled"))] if final else []), cfg.tasks))
+    from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupSignature
+    mh = _minhash_config(cfg)
+    sig = MinhashDedupSignature(str(work / "minhash" / "signatures"), config=mh)
+    if cfg.word_tokenizer == "regex":
+        sig.word_tokenizer = RegexWordTokenizer()
+    index = str(work / "decontam" / "ngrams.json")
+    runs += [
+        ("minhash_signature", [JsonReader(str(work / "recalled")), sig], cfg.tasks),
+        ("minhash_buckets", [MinhashDedupBuckets(str(work / "minhash" / "signatures"), str(work / "minhash" / "buckets"),
+                                                 config=mh)], cfg.minhash_buckets * cfg.minhash_bucket_workers),
+        ("minhash_cluster", [MinhashDedupCluster(str(work / "minhash" / "buckets"), str(work / "minhash" / "remove"),
+                                                 config=mh, save_cluster_id=True, save_cluster_size=True)], 1),
+        ("decontam_index", [DecontamIndex(index, cfg.benchmarks, cfg.decontam_ngram, cfg.gsm8k_source,
+                                          cfg.benchmark_sources)], 1),
+        ("quality", [JsonReader(str(work / "recalled")),
+                     DedupFilter(str(work / "minhash" / "remove"), cfg.minhash_buckets, cfg.minhash_hashes_per_bucket,
+                                 cfg.minhash_shingle_size, report_dir=reports, exclusion_writer=removed("dedup")),
+                     QualityAssessment(make_toy_scorers(cfg), cfg.edu_threshold, cfg.math_threshold, report_dir=reports,
+                                       exclusion_writer=removed("quality")),
+                     Decontaminate(None, cfg.decontam_ngram, index_path=index, report_dir=reports,
+                                   exclusion_writer=removed("decontam")),
+                     JsonWriter(str(folder / "output"))], cfg.tasks),
+        ("merge", [MergeStep(str(folder))], 1),
+    ]
+    names = [r[0] for r in runs]
+    assert names == [r[0] for r in stage_table(cfg)], names
+    return runs
+
+
+class MergeStep(PipelineStep):
+    """The last run (one task): per-rank reports summed into one per stage, then the dataset and funnel."""
+
+    name = "merge reports"
+    type = "🔢 - STATS"
+
+    def __init__(self, folder: str):
+        super().__init__()
+        self.folder = folder
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        _finish(Path(self.folder))
+        return
+        yield
 
 
 # ------------------------------------------------------------------------------------------ result
@@ -275,8 +453,10 @@ class DataResult:
 
 
 def _finish(folder: Path) -> None:
-    """Turn the writer's JSONL into a `datasets` dataset and compute the funnel."""
+    """Sum the per-rank reports, turn the writers' JSONL (one file per rank) into a `datasets` dataset,
+    and compute the funnel."""
     import datasets
+    merge_reports(folder / "reports")
     rows = []
     for f in sorted((folder / "output").glob("*.jsonl")):
         rows += [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
@@ -296,29 +476,49 @@ def _finish(folder: Path) -> None:
     (folder / "summary.json").write_text(json.dumps(summary, indent=1))
 
 
+def _workers(cfg: DataConfig, tasks: int) -> int:
+    return tasks if cfg.workers == -1 else max(1, min(cfg.workers, tasks))
+
+
 def execute(cfg: DataConfig, folder: Path, benchmarks: dict[str, list[str]] | None = None) -> None:
-    """Run the pipeline into ``folder`` with datatrove's local executor."""
+    """Run the pipeline into ``folder`` with datatrove's local executor (one run, or one run per stage)."""
     from datatrove.executor import LocalPipelineExecutor
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(as_dict(cfg), indent=1))
-    executor = LocalPipelineExecutor(build_pipeline(cfg, folder, benchmarks), tasks=1, workers=1,
-                                     logging_dir=str(folder / "logs"), skip_completed=False)
     quiet = contextlib.nullcontext() if cfg.verbose else contextlib.redirect_stderr(io.StringIO())
+    if not cfg.multi_stage:
+        executor = LocalPipelineExecutor(build_pipeline(cfg, folder, benchmarks), tasks=1, workers=1,
+                                         logging_dir=str(folder / "logs"), skip_completed=False)
+        with quiet:
+            executor.run()
+        _finish(folder)
+        return
+    if benchmarks is not None:
+        raise ValueError("multi_stage runs load the benchmarks named in the config (benchmarks=...), not passed-in items")
+    write_input_files(cfg, folder)
     with quiet:
-        executor.run()
-    _finish(folder)
+        for name, pipeline, tasks in stage_runs(cfg, folder):
+            LocalPipelineExecutor(pipeline, tasks=tasks, workers=_workers(cfg, tasks),
+                                  logging_dir=str(folder / "logs" / name), skip_completed=False).run()
 
 
 def submit_slurm(cfg: DataConfig, folder: Path) -> None:
-    """Full scale: the same step list under datatrove's Slurm executor (one array job of ``tasks`` tasks).
-
-    Run ``_finish`` on the output folder once the job is done to get the dataset and the funnel.
-    """
+    """Full scale: one Slurm array job per stage of :func:`stage_runs`, each depending on the one before
+    (datatrove's ``depends``), the last one merging the per-rank reports into the dataset and funnel."""
     from datatrove.executor import SlurmPipelineExecutor
+    if not cfg.multi_stage:
+        raise ValueError("executor: slurm needs multi_stage: true (a single run is global only within each task)")
     folder.mkdir(parents=True, exist_ok=True)
-    SlurmPipelineExecutor(pipeline=build_pipeline(cfg, folder), tasks=cfg.tasks, workers=cfg.workers,
-                          time=cfg.slurm_time, partition=cfg.slurm_partition, cpus_per_task=cfg.slurm_cpus_per_task,
-                          job_name="infir-data", logging_dir=str(folder / "logs")).run()
+    (folder / "config.json").write_text(json.dumps(as_dict(cfg), indent=1))
+    if any(not _is_hub(s) for s in cfg.sources):
+        write_input_files(cfg, folder)
+    previous = None
+    for name, pipeline, tasks in stage_runs(cfg, folder):
+        previous = SlurmPipelineExecutor(
+            pipeline=pipeline, tasks=tasks, workers=cfg.workers if tasks > 1 else -1, time=cfg.slurm_time,
+            partition=cfg.slurm_partition, cpus_per_task=cfg.slurm_cpus_per_task, job_name=f"infir-data-{name}",
+            logging_dir=str(folder / "logs" / name), depends=previous)
+    previous.run()  # launches the chain: each job waits for the one before (afterok)
 
 
 # Bump when the generator or a stage changes what it outputs, so cached corpora are rebuilt.
@@ -345,37 +545,50 @@ def run(config="configs/toy/data.yaml", overrides: dict | list | None = None) ->
 
 
 def plan(config="configs/full/data.yaml", overrides=None) -> str:
-    """What a run would do: the sources (streamed), the steps and their settings, the executor."""
+    """What a run would do: the sources (streamed), the steps and their settings, the executor runs."""
     cfg = _as_config(config, overrides)
     lines = [f"data pipeline ({cfg.scale} scale), InfiR §2.1.2 / Figure 1", "sources (streamed, nothing downloaded now):"]
     lines += [f"  - {s}" for s in cfg.sources]
+    if cfg.multi_stage:
+        dedup = (f"  3. dedup: datatrove MinHash, {cfg.minhash_shingle_size}-word shingles, {cfg.minhash_buckets} bands x "
+                 f"{cfg.minhash_hashes_per_bucket} hashes (global across tasks)")
+    else:
+        dedup = (f"  3. dedup: datasketch MinHash num_perm={cfg.minhash_num_perm}, {cfg.minhash_shingle_size}-word shingles, "
+                 f"LSH threshold {cfg.minhash_threshold} (global: one task holds the corpus)")
     lines += [
-        "steps (datatrove PipelineSteps, same code at both scales):",
+        "steps (datatrove PipelineSteps):",
         f"  1. heuristic: GopherRepetition, GopherQuality, C4Quality(filter_no_terminal_punct=False), FineWebQuality"
         f"; code: languages={cfg.code_languages}, max_line_length={cfg.max_line_length}, "
         f"min_alnum_fraction={cfg.min_alnum_fraction}, generated-file markers; drop text ending in ':' = {cfg.drop_colon_endings}",
         f"  2. recall: fastText per domain {cfg.recall_domains}, seeds {cfg.recall_seed_sources} "
         f"({cfg.recall_seed_docs} each), {cfg.recall_negatives} random negatives from {cfg.recall_negative_source}, {cfg.recall_rounds} rounds, "
         f"threshold {cfg.recall_threshold}",
-        f"  3. dedup: datasketch MinHash num_perm={cfg.minhash_num_perm}, {cfg.minhash_shingle_size}-word shingles, "
-        f"LSH threshold {cfg.minhash_threshold} (global)",
+        dedup,
         f"  4. quality: edu scorer {cfg.edu_scorer or 'fastText on ' + cfg.quality_annotation_source} >= {cfg.edu_threshold}; "
         f"math scorer {cfg.math_scorer or 'fastText on ' + cfg.quality_annotation_source} >= {cfg.math_threshold}; "
         f"code: parse + compile (Python), bracket balance (C-like)",
         f"  5. decontam: token {cfg.decontam_ngram}-grams vs {cfg.benchmarks}",
     ]
     if cfg.executor == "slurm":
-        lines += [f"executor: datatrove SlurmPipelineExecutor(tasks={cfg.tasks}, partition={cfg.slurm_partition!r}, "
-                  f"time={cfg.slurm_time!r}, cpus_per_task={cfg.slurm_cpus_per_task})",
-                  "  recall training and MinHash LSH are global: they gather each task's documents; at full scale "
-                  "run stage 1 with many tasks and stages 2-5 over its output (or swap in datatrove's "
-                  "MinhashDedupSignature/Buckets/Cluster/Filter for stage 3)."]
+        lines.append(f"executor: datatrove SlurmPipelineExecutor per run (partition={cfg.slurm_partition!r}, "
+                     f"time={cfg.slurm_time!r}, cpus_per_task={cfg.slurm_cpus_per_task}), each job depends on the one before")
     else:
-        lines += [f"executor: datatrove LocalPipelineExecutor(tasks={cfg.tasks}, workers={cfg.workers})",
-                  f"toy corpus: {cfg.n_docs} documents, seed {cfg.seed}"]
-    lines.append(f"output: a `datasets` dataset in the artifact cache ({artifacts.artifact_dir('data', cache_spec(cfg), 'corpus')})")
+        lines.append(f"executor: datatrove LocalPipelineExecutor(tasks={cfg.tasks}, workers={cfg.workers})"
+                     + (" per run" if cfg.multi_stage else ""))
+    if cfg.multi_stage:
+        lines.append("executor runs (in order; tasks):")
+        lines += [f"  {name:<18} tasks={tasks:<5} {what}" for name, tasks, what in stage_table(cfg)]
+    if any(s.startswith("toy:") for s in cfg.sources):
+        lines.append(f"toy corpus: {cfg.n_docs} documents, seed {cfg.seed}")
+    from ..runtime import display_path
+    if cfg.executor == "slurm":
+        lines.append(f"output: a `datasets` dataset in {display_path(cfg.output_dir or 'outputs/data')}/dataset "
+                     "(written by the merge job)")
+    else:
+        lines.append(f"output: a `datasets` dataset in the artifact cache "
+                     f"({display_path(artifacts.artifact_dir('data', cache_spec(cfg), 'corpus'))})")
     return "\n".join(lines)
 
 
-__all__ = ["DataConfig", "DataResult", "run", "plan", "build_pipeline", "load_benchmarks", "Stage", "STAGES",
-           "LABEL_FIELDS"]
+__all__ = ["DataConfig", "DataResult", "run", "plan", "build_pipeline", "stage_runs", "stage_table", "load_benchmarks",
+           "Stage", "STAGES", "LABEL_FIELDS"]

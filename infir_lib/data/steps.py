@@ -75,6 +75,12 @@ class Stage(PipelineStep):
         self.report_dir = report_dir
         self.exclusion_writer = exclusion_writer
         self.counts: Counter = Counter()
+        self.rank = 0
+
+    def _begin(self, rank: int) -> None:
+        """Fresh counters per task: one step object may run several ranks in turn (``workers=1``)."""
+        self.counts = Counter()
+        self.rank = rank
 
     def _seen(self, doc: Document) -> None:
         self.counts["docs_in"] += 1
@@ -94,18 +100,81 @@ class Stage(PipelineStep):
         doc.metadata["filter_reason"] = reason
         doc.metadata["filter_stage"] = self.stage
         if writer is not None:
-            writer.write(doc, 0)
+            writer.write(doc, self.rank)  # one file per task: ${rank}.jsonl
 
     def _writer(self):
         return self.exclusion_writer if self.exclusion_writer else contextlib.nullcontext()
 
     def write_report(self, extra: dict | None = None) -> dict:
-        report = {"stage": self.stage, "counts": dict(self.counts), **(extra or {})}
+        """This task's report, ``<report_dir>/<stage>/<rank>.json``; :func:`merge_reports` sums the ranks."""
+        report = {"stage": self.stage, "rank": self.rank, "counts": dict(self.counts), **(extra or {})}
         self.last_report = report
         if self.report_dir:
-            Path(self.report_dir).mkdir(parents=True, exist_ok=True)
-            (Path(self.report_dir) / f"{self.stage}.json").write_text(json.dumps(report, indent=1, default=str))
+            write_rank_report(self.report_dir, self.stage, self.rank, report)
         return report
+
+
+def write_rank_report(report_dir: str | Path, stage: str, rank: int, report: dict) -> Path:
+    path = Path(report_dir) / stage / f"{rank:05d}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1, default=str))
+    return path
+
+
+def _merge_pr(rows: list[dict]) -> dict:
+    """Sum tp/fp/fn (and n) of per-task precision/recall dicts, recompute the ratios."""
+    tot = {k: sum(r.get(k, 0) for r in rows) for k in ("tp", "fp", "fn")}
+    out = {**({"n": sum(r["n"] for r in rows)} if all("n" in r for r in rows) else {}), **tot,
+           "precision": tot["tp"] / (tot["tp"] + tot["fp"]) if tot["tp"] + tot["fp"] else float("nan"),
+           "recall": tot["tp"] / (tot["tp"] + tot["fn"]) if tot["tp"] + tot["fn"] else float("nan")}
+    if all("mae" in r for r in rows) and out.get("n"):
+        out["mae"] = sum(r["mae"] * r["n"] for r in rows) / out["n"]  # weighted by documents scored
+    return out
+
+
+SETTINGS_KEYS = {"round", "num_perm", "shingle_size", "n", "index_ngrams", "threshold", "n_seeds", "edu_threshold",
+                 "math_threshold", "num_buckets", "hashes_per_bucket"}
+
+
+def _merge_value(key: str, values: list):
+    """How one report field combines across tasks: counts add, lists concatenate, p/r dicts re-derive."""
+    if len(values) == 1 or key in SETTINGS_KEYS:
+        return values[0]  # one task, or a setting (the same in every task)
+    if all(isinstance(v, dict) and {"tp", "fp", "fn"} <= set(v) for v in values):
+        return _merge_pr(values)
+    if all(isinstance(v, dict) for v in values):
+        keys = list(dict.fromkeys(k for v in values for k in v))
+        return {k: _merge_value(k, [v[k] for v in values if k in v]) for k in keys}
+    if all(isinstance(v, list) for v in values):
+        if key == "rounds":  # recall evaluation: one row per round in every task, merged row by row
+            return [_merge_value("row", [v[i] for v in values if i < len(v)]) for i in range(max(map(len, values)))]
+        return [x for v in values for x in v]
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return sum(values)
+    return values[0]
+
+
+def merge_reports(report_dir: str | Path) -> dict[str, dict]:
+    """Sum every stage's per-task reports (``<stage>/<rank>.json``) into one ``<stage>.json``.
+
+    Counts add up, per-document lists (skipped, removed, sampled pairs) concatenate in rank order,
+    precision/recall dicts are recomputed from the summed tp/fp/fn, settings are taken once.
+    """
+    report_dir = Path(report_dir)
+    merged = {}
+    for folder in sorted(p for p in report_dir.iterdir() if p.is_dir()):
+        parts = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))]
+        if not parts:
+            continue
+        rep = {"stage": folder.name, "tasks": len(parts)}
+        for key in dict.fromkeys(k for r in parts for k in r):
+            if key in ("stage", "rank"):
+                continue
+            vals = [r[key] for r in parts if key in r]
+            rep[key] = _merge_value(key, vals)
+        (report_dir / f"{folder.name}.json").write_text(json.dumps(rep, indent=1, default=str))
+        merged[folder.name] = rep
+    return merged
 
 
 class StageFilter(Stage):
@@ -115,6 +184,7 @@ class StageFilter(Stage):
         raise NotImplementedError
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        self._begin(rank)
         with self._writer() as writer:
             for doc in data:
                 self._seen(doc)
@@ -334,6 +404,7 @@ class ReasoningRecall(Stage):
         return scores, rounds_log
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        self._begin(rank)
         docs = list(data)
         for d in docs:
             self._seen(d)
@@ -426,6 +497,7 @@ class MinHashDedup(Stage):
         self.sample_pairs, self.seed = sample_pairs, seed
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        self._begin(rank)
         docs = list(data)
         for d in docs:
             self._seen(d)
@@ -547,6 +619,7 @@ class QualityAssessment(Stage):
         return truth < (self.math_threshold if kind == "math" else self.edu_threshold)
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        self._begin(rank)
         docs = list(data)
         for d in docs:
             self._seen(d)
@@ -595,23 +668,31 @@ class Decontaminate(StageFilter):
     name = "5 decontamination (n-gram overlap)"
     stage = "decontam"
 
-    def __init__(self, benchmarks: dict[str, list[str]], n: int = 10, **kw):
+    def __init__(self, benchmarks: dict[str, list[str]] | None = None, n: int = 10, index_path: str | None = None, **kw):
         super().__init__(**kw)
+        if benchmarks is None and index_path is None:
+            raise ValueError("Decontaminate needs the benchmark items or the path of a DecontamIndex output")
         self.n = n
-        self.benchmarks = {k: list(v) for k, v in benchmarks.items()}
+        self.benchmarks = {k: list(v) for k, v in (benchmarks or {}).items()}
+        self.index_path = index_path
         self._index: dict[str, str] | None = None
         self.removed: list[dict] = []
+
+    def _begin(self, rank: int) -> None:
+        super()._begin(rank)
+        self.removed = []
 
     @property
     def index(self) -> dict[str, str]:
         """Every benchmark n-gram (space-joined tokens) -> the benchmark it comes from."""
         if self._index is None:
-            self._index = {}
-            for name in sorted(self.benchmarks):
-                for item in self.benchmarks[name]:
-                    t = tokens(item)
-                    for i in range(len(t) - self.n + 1):
-                        self._index.setdefault(" ".join(t[i:i + self.n]), name)
+            if self.index_path:
+                saved = json.loads(Path(self.index_path).read_text())
+                if saved["n"] != self.n:
+                    raise ValueError(f"{self.index_path}: index of {saved['n']}-grams, the stage wants {self.n}-grams")
+                self._index = saved["ngrams"]
+            else:
+                self._index = build_ngram_index(self.benchmarks, self.n)
         return self._index
 
     def decide(self, doc: Document) -> bool | tuple[bool, str]:
@@ -628,3 +709,328 @@ class Decontaminate(StageFilter):
 
     def extra_report(self) -> dict:
         return {"removed": self.removed, "n": self.n, "index_ngrams": len(self.index)}
+
+
+# ------------------------------------------------------------------------- multi-task pieces
+# The full preset runs the stages as separate datatrove executor runs (one Slurm job each), so that
+# every global decision (recall training, near-duplicate clusters, the benchmark index) is made once
+# over the outputs of all tasks instead of inside one task's shard. See pipeline.multi_stage_plan.
+class JsonReader(PipelineStep):
+    """Reads this task's share of a folder of JSONL files (datatrove's file sharding: files[rank::world_size]).
+
+    Unlike datatrove's JsonlReader it needs no orjson and keeps documents with empty text, so the
+    ``read`` stage can count them; bad lines raise an error naming file and line.
+    """
+
+    name = "📖 jsonl (file shards)"
+    type = "📖 - READER"
+
+    def __init__(self, data_folder: str, glob_pattern: str = "*.jsonl", text_key: str = "text",
+                 default_metadata: dict | None = None):
+        super().__init__()
+        self.data_folder, self.glob_pattern, self.text_key = str(data_folder), glob_pattern, text_key
+        self.default_metadata = dict(default_metadata or {})
+
+    def files(self, rank: int = 0, world_size: int = 1) -> list[str]:
+        from datatrove.io import get_datafolder
+        return get_datafolder(self.data_folder).get_shard(rank, world_size, glob_pattern=self.glob_pattern)
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        from .sources import read_jsonl_numbered
+        if data:
+            yield from data
+        for rel in self.files(rank, world_size):
+            path = Path(self.data_folder) / rel
+            for lineno, row in read_jsonl_numbered(path, self.text_key, required=("id",)):
+                self.stat_update("documents")
+                text = row.pop(self.text_key)
+                doc_id = str(row.pop("id"))
+                row.pop("media", None)
+                yield Document(text=text, id=doc_id, metadata={**self.default_metadata, **row})
+
+
+class HubReader(PipelineStep):
+    """A hub dataset through datatrove's ``HuggingFaceDatasetReader``, which gives each task its own files
+    (``IterableDataset.shard`` over the dataset's parquet/jsonl files, streamed). Rows with an empty text
+    are passed on (as empty documents) so the ``read`` stage counts them instead of dropping them silently."""
+
+    name = "📖 hub dataset (file shards)"
+    type = "📖 - READER"
+
+    def __init__(self, source: str, text_key: str = "text", kind: str = "web", split: str = "train"):
+        super().__init__()
+        self.source, self.text_key, self.kind, self.split = source, text_key, kind, split
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        from datatrove.pipeline.readers import HuggingFaceDatasetReader
+        if data:
+            yield from data
+        name, _, config_name = self.source.partition(":")
+        options = {"split": self.split, **({"name": config_name} if config_name else {})}
+        source, text_key, kind = self.source, self.text_key, self.kind
+
+        def adapter(_self, row: dict, path: str, id_in_file):
+            row = dict(row)
+            text = row.pop(text_key, None)
+            if text is None:
+                raise ValueError(f"{source}: row {id_in_file} has no '{text_key}' field (fields: {sorted(row) + [text_key]})")
+            if not isinstance(text, str):
+                raise ValueError(f"{source}: row {id_in_file}: field '{text_key}' is {type(text).__name__}, expected a string")
+            doc_id = str(row.pop("id", None) or f"{source}#{id_in_file}")
+            return {"text": text or " ", "id": doc_id,
+                    "metadata": {**row, "source": kind, "origin_source": source, "empty": not text.strip()}}
+
+        reader = HuggingFaceDatasetReader(name, dataset_options=options, streaming=True, text_key=text_key,
+                                          adapter=adapter)
+        yield from reader.run(None, rank, world_size)
+
+
+class ReadCounter(Stage):
+    """The ``read`` stage of the multi-task pipeline: counts what the readers produced, skips (and lists)
+    empty and oversized documents, routes each document by its source (``source_kinds``)."""
+
+    name = "0 read"
+    stage = "read"
+
+    def __init__(self, max_doc_chars: int = 200_000, source_kinds: dict | None = None, **kw):
+        super().__init__(**kw)
+        self.max_doc_chars, self.source_kinds = max_doc_chars, dict(source_kinds or {})
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        self._begin(rank)
+        skipped = []
+        for doc in data:
+            self.counts["docs_in"] += 1
+            src = meta(doc, "origin_source", "")
+            if doc.metadata.pop("empty", False) or not doc.text.strip():
+                self.counts["skipped:empty"] += 1
+                skipped.append({"id": doc.id, "source": src, "reason": "empty"})
+                continue
+            if len(doc.text) > self.max_doc_chars:
+                self.counts["skipped:too_long"] += 1
+                skipped.append({"id": doc.id, "source": src, "reason": "too_long", "chars": len(doc.text)})
+                continue
+            if src in self.source_kinds:
+                doc.metadata["source"] = self.source_kinds[src]
+            doc.metadata.setdefault("source", "web")
+            self.counts["docs_out"] += 1
+            self.counts["tokens_out"] += len(tokens(doc.text))
+            yield doc
+        self.write_report({"skipped": skipped})
+
+
+def _load_texts(source: str, n: int, seed: int) -> list[str]:
+    from .sources import iter_documents
+    return [r["text"] for r in iter_documents(source, n_docs=n, seed=seed, limit=n)]
+
+
+class RecallTrain(PipelineStep):
+    """Recall, round ``r`` (one task): train one fastText classifier per domain on the seeds plus the
+    documents the previous round recalled across *all* tasks (the most confident ``max_added``), against
+    random negatives. Same random draws, in the same order, as :class:`ReasoningRecall`."""
+
+    name = "2a recall: train (global)"
+    type = "🔻 - STAGE"
+
+    def __init__(self, work_dir: str, round_: int, seed_sources: dict[str, str], seed_docs: int, negative_source: str,
+                 n_negatives: int, rounds: int, max_added: int, seed: int = 0, epoch: int = 5, dim: int = 32):
+        super().__init__()
+        self.work_dir, self.round = str(work_dir), round_
+        self.seed_sources, self.seed_docs = dict(seed_sources), seed_docs
+        self.negative_source, self.n_negatives, self.rounds = negative_source, n_negatives, rounds
+        self.max_added, self.seed, self.epoch, self.dim = max_added, seed, epoch, dim
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        assert world_size == 1, "recall training is global: run it with tasks=1"
+        work = Path(self.work_dir)
+        seeds = {d: _load_texts(src, self.seed_docs, self.seed + 1000) for d, src in self.seed_sources.items()}
+        pool = _load_texts(self.negative_source, self.n_negatives * self.rounds, self.seed + 3000)
+        rng = random.Random(self.seed)
+        if self.round > 1:
+            state = json.loads((work / f"round{self.round - 1}" / "rng.json").read_text())
+            rng.setstate((state[0], tuple(state[1]), state[2]))
+        out = work / f"round{self.round}"
+        out.mkdir(parents=True, exist_ok=True)
+        negatives = rng.sample(pool, min(self.n_negatives, len(pool)))
+        for d in self.seed_sources:
+            positives = list(seeds[d])
+            if self.round > 1:
+                positives += [h["text"] for h in top_hits(work / f"round{self.round - 1}" / "hits" / d, self.max_added)]
+            labelled = [("pos", t) for t in positives] + [("neg", t) for t in negatives]
+            rng.shuffle(labelled)
+            with self.track_time():
+                model = train_fasttext(labelled, seed=self.seed + self.round - 1, epoch=self.epoch, dim=self.dim)
+            model.save_model(str(out / f"{d}.bin"))
+            self.stat_update(f"positives_{d}", value=len(positives))
+        (out / "rng.json").write_text(json.dumps(rng.getstate()))
+        (out / "n_seeds.json").write_text(json.dumps({d: len(v) for d, v in seeds.items()}))
+
+
+def top_hits(folder: Path, k: int) -> list[dict]:
+    """The ``k`` most confident recalled documents over every task's hit file (ties broken by id, so the
+    result does not depend on how documents were split into tasks)."""
+    rows = []
+    for f in sorted(Path(folder).glob("*.jsonl")):
+        rows += [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+    return sorted(rows, key=lambda h: (-h["score"], h["id"]))[:k]
+
+
+class RecallScore(Stage):
+    """Recall, round ``r`` (many tasks): score this task's crawl documents with the round's classifiers.
+
+    Earlier rounds write each task's hits (its top ``max_added`` per domain: the global top ``max_added``
+    is among them) for the next :class:`RecallTrain`; the last round keeps or drops documents exactly
+    as :class:`ReasoningRecall` does and reports every round's precision/recall against the truth."""
+
+    name = "2b recall: score"
+    stage = "recall"
+
+    def __init__(self, work_dir: str, round_: int, rounds: int, domains=("math", "code", "reasoning"),
+                 threshold: float = 0.5, max_added: int = 2000, candidate_sources=("web", "math_web"), **kw):
+        super().__init__(**kw)
+        self.work_dir, self.round, self.rounds = str(work_dir), round_, rounds
+        self.domains, self.threshold, self.max_added = tuple(domains), threshold, max_added
+        self.candidate_sources = tuple(candidate_sources)
+
+    @property
+    def final(self) -> bool:
+        return self.round == self.rounds
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        import fasttext
+        self._begin(rank)
+        work = Path(self.work_dir)
+        rdir = work / f"round{self.round}"
+        models = {d: fasttext.load_model(str(rdir / f"{d}.bin")) for d in self.domains}
+        docs = list(data)
+        cand = [d for d in docs if meta(d, "source", "web") in self.candidate_sources]
+        texts = [d.text for d in cand]
+        with self.track_time("stage"):
+            scores = {dom: fasttext_proba(models[dom], texts, "pos") if texts else np.zeros(0) for dom in self.domains}
+        row = {"round": self.round}
+        truth_known = bool(cand) and meta(cand[0], "reasoning") is not None
+        any_hit = np.zeros(len(cand), bool)
+        for dom in self.domains:
+            hit = scores[dom] >= self.threshold
+            any_hit |= hit
+            if truth_known:
+                row[dom] = precision_recall(hit, [meta(d, "domain") == dom for d in cand])
+            if not self.final:
+                idx = sorted(np.flatnonzero(hit), key=lambda i: (-scores[dom][i], cand[i].id))[: self.max_added]
+                out = rdir / "hits" / dom / f"{rank:05d}.jsonl"
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text("".join(json.dumps({"id": cand[i].id, "score": float(scores[dom][i]),
+                                                   "text": cand[i].text}) + "\n" for i in idx))
+        if truth_known:
+            row["any"] = precision_recall(any_hit, [bool(meta(d, "reasoning")) for d in cand])
+        (rdir / "eval").mkdir(parents=True, exist_ok=True)
+        (rdir / "eval" / f"{rank:05d}.json").write_text(json.dumps(row if truth_known else {}))
+        if not self.final:
+            return
+        for k, d in enumerate(cand):
+            best = max(self.domains, key=lambda dom: scores[dom][k])
+            d.metadata["recall_score"] = float(scores[best][k])
+            for dom in self.domains:
+                d.metadata[f"recall_{dom}"] = round(float(scores[dom][k]), 4)
+            if scores[best][k] >= self.threshold:
+                d.metadata["recall_domain"] = best
+        with self._writer() as writer:
+            for d in docs:
+                self._seen(d)
+                if meta(d, "source", "web") not in self.candidate_sources or meta(d, "recall_domain"):
+                    yield self._kept(d)
+                else:
+                    self._dropped(d, "not_recalled", writer if self.exclusion_writer else None)
+        rounds = [json.loads((work / f"round{r}" / "eval" / f"{rank:05d}.json").read_text())
+                  for r in range(1, self.rounds + 1)]
+        self.write_report({"rounds": [r for r in rounds if r], "n_candidates": len(cand), "threshold": self.threshold,
+                           "n_seeds": json.loads((work / "round1" / "n_seeds.json").read_text())})
+
+
+class DedupFilter(Stage):
+    """Stage 3, last step: datatrove's ``MinhashDedupFilter`` (drop all but one document of each global
+    cluster) wrapped to count, report and write what it drops like the other stages."""
+
+    name = "3d dedup: filter (datatrove MinhashDedupFilter)"
+    stage = "dedup"
+
+    def __init__(self, remove_folder: str, num_buckets: int = 14, hashes_per_bucket: int = 8, shingle_size: int = 5, **kw):
+        super().__init__(**kw)
+        self.remove_folder = str(remove_folder)
+        self.num_buckets, self.hashes_per_bucket, self.n = num_buckets, hashes_per_bucket, shingle_size
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        from collections import deque
+
+        from datatrove.pipeline.dedup.minhash import MinhashDedupFilter
+        self._begin(rank)
+        has_remove = (Path(self.remove_folder) / f"{rank:06d}.remove").exists()
+        inner = MinhashDedupFilter(self.remove_folder, load_cluster_ids=has_remove, load_cluster_sizes=has_remove)
+        pending: deque = deque()
+
+        def feed():
+            for d in data:
+                self._seen(d)
+                pending.append(d)
+                yield d
+
+        sizes: Counter = Counter()
+
+        def cluster(d):  # datatrove's global cluster id (-1: no duplicate), the same key on kept and dropped docs
+            size = d.metadata.pop("minhash_cluster_size", 1)
+            d.metadata["dup_cluster"] = d.metadata.pop("minhash_cluster_id", -1) if size > 1 else -1
+            return size
+
+        with self._writer() as writer:
+            def drop(d):
+                cluster(d)
+                self._dropped(d, "near_duplicate", writer if self.exclusion_writer else None)
+
+            with contextlib.redirect_stderr(open(os.devnull, "w")) if not has_remove else contextlib.nullcontext():
+                for kept in inner.run(feed(), rank, world_size):
+                    while pending[0] is not kept:
+                        drop(pending.popleft())
+                    pending.popleft()
+                    size = cluster(kept)
+                    if size > 1:
+                        sizes[size] += 1  # one document of each cluster survives: count clusters by size
+                    yield self._kept(kept)
+            while pending:
+                drop(pending.popleft())
+        self.write_report({"cluster_sizes": {str(k): v for k, v in sorted(sizes.items())},
+                           "num_buckets": self.num_buckets, "hashes_per_bucket": self.hashes_per_bucket,
+                           "shingle_size": self.n})
+
+
+def build_ngram_index(benchmarks: dict[str, list[str]], n: int) -> dict[str, str]:
+    """Every benchmark token n-gram (space-joined) -> the benchmark it comes from (first name wins)."""
+    index: dict[str, str] = {}
+    for name in sorted(benchmarks):
+        for item in benchmarks[name]:
+            t = tokens(item)
+            for i in range(len(t) - n + 1):
+                index.setdefault(" ".join(t[i:i + n]), name)
+    return index
+
+
+class DecontamIndex(PipelineStep):
+    """Stage 5, first step (one task): load every benchmark once and write its n-gram index, which each
+    task's :class:`Decontaminate` then reads (as datatrove's NGramsDecontIndexer/Filter split the work)."""
+
+    name = "5a decontam: n-gram index"
+    type = "🦠 - DECONT"
+
+    def __init__(self, index_path: str, benchmarks: list[str], n: int = 10, gsm8k_source: str | None = None,
+                 benchmark_sources: dict | None = None):
+        super().__init__()
+        self.index_path, self.benchmarks, self.n = str(index_path), list(benchmarks), n
+        self.gsm8k_source, self.benchmark_sources = gsm8k_source, dict(benchmark_sources or {})
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        from .pipeline import load_benchmarks
+        items = load_benchmarks(self.benchmarks, self.gsm8k_source, self.benchmark_sources)
+        index = build_ngram_index(items, self.n)
+        Path(self.index_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(self.index_path).write_text(json.dumps({"n": self.n, "items": {k: len(v) for k, v in items.items()},
+                                                     "ngrams": index}))
+        self.stat_update("ngrams", value=len(index))
