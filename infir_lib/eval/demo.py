@@ -115,4 +115,12 @@ HOSTILE_PROGRAMS = {
     "open a socket": "import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=2)\n",
     "kill the parent": "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n",
     "os._exit(0) before the tests": "import os\nos._exit(0)\n",
+    # forging a pass: patch the runner, or return an object that equals everything
+    "patch the runner's _run": "import sys\nsys.modules['__main__']._run = lambda name: None\n",
+    "always-equal answer": ("class Yes:\n    def __eq__(self, other):\n        return True\n"
+                            "def candidate(*a):\n    return Yes()\n"),
 }
+# The tests the forging programs are run against (they must fail however the program behaves).
+HOSTILE_TESTS = {"os._exit(0) before the tests": "assert False, 'the tests must run'",
+                 "patch the runner's _run": "assert False, 'the tests must run'",
+                 "always-equal answer": "assert candidate(1) == 2"}
