@@ -51,8 +51,11 @@ def problems(nb) -> list[str]:
             if "scrapbook" in meta and any(not k.startswith(RECORD) for k in out.get("data", {})):
                 found.append(f"{where}: glue({meta['scrapbook'].get('name')!r}) displays its value (use display=False)")
                 continue
+            data = out.get("data", {})
+            shown_as_text = out.get("output_type") == "stream" or (
+                "text/plain" in data and not any(m in data for m in ("text/html", "image/png", "image/svg+xml")))
             for text in _texts(out):
-                if out.get("output_type") == "stream" or "text/plain" in out.get("data", {}):
+                if shown_as_text:  # a table's HTML or a figure is not a wall of text; its text/plain twin is unseen
                     lines += text.count("\n") + 1
                     chars += len(text)
                 if LOG_DICT.search(text):
@@ -130,6 +133,13 @@ def test_checks_catch_widget_piles():
     bar = {"model_name": "FloatProgressModel", "state": {"bar_style": "success", "layout": "IPY_MODEL_x" * 20}}
     found = problems(_nb(widgets={f"w{i}": bar for i in range(400)}))
     assert len(found) == 1 and "widget" in found[0]
+
+
+def test_a_long_table_is_not_a_long_text():
+    table = {"output_type": "execute_result", "execution_count": 1, "metadata": {},
+             "data": {"text/plain": "row\n" * 300, "text/html": "<table>" + "<tr><td>row</td></tr>" * 300 + "</table>"}}
+    assert problems(_nb(table)) == []
+    assert "lines" in problems(_nb(dict(table, data={"text/plain": "row\n" * 300})))[0]
 
 
 def test_relative_paths_and_urls_are_not_absolute():
