@@ -200,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
             text = module.plan(args.config, args.overrides)
             if main_process:
                 print(text)
+            if getattr(text, "problems", None):  # the plan found what would stop the run: say so in the exit code
+                if main_process:
+                    print(f"not ready: {len(text.problems)} problem(s) listed above", file=sys.stderr)
+                return 1
         else:
             result = module.run(args.config, args.overrides)
             if main_process:

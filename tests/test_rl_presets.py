@@ -38,3 +38,14 @@ def test_problems_found_offline(tmp_path):
     assert ready.problems == []
     with pytest.raises(ValueError, match="rs_domain_kept sums to"):
         as_config(base, ["rs_kept=1000"])
+
+
+def test_cli_dry_run_fails_on_a_plan_that_is_not_ready():
+    import subprocess
+    import sys
+    bad = subprocess.run([sys.executable, "-m", "infir_lib", "rl", "--config", "configs/full/rl_infi_mmr_qwen.yaml",
+                          "--dry-run"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "NOT READY" in bad.stdout and "not ready: 2 problem(s)" in bad.stderr
+    good = subprocess.run([sys.executable, "-m", "infir_lib", "rl", "--config", "configs/full/rl_curr_reft_qwen.yaml",
+                           "--dry-run"], capture_output=True, text=True, timeout=120)
+    assert good.returncode == 0, good.stderr
