@@ -14,6 +14,16 @@ def small_tokenizer():
     return train_tokenizer((d["text"] for d in docs), vocab_size=512)
 
 
+def test_tokenizer_keeps_digits_apart():
+    # corpus numbers like "10", "13" are frequent enough to become BPE merges without the Digits pre-tokenizer
+    tok = small_tokenizer()
+    text = "Ann has 17 pens. 17+305=322. Answer: 322"
+    pieces = [tok.decode([i]) for i in tok.encode(text, add_special_tokens=False)]
+    assert all(len(p.strip()) == 1 for p in pieces if any(c.isdigit() for c in p)), pieces
+    assert [p for p in pieces if p.isdigit()] == list("17" "17305322" "322")
+    assert tok.decode(tok.encode(text, add_special_tokens=False)) == text
+
+
 def test_tokenizer_round_trip_and_chat_mask(tmp_path):
     tok = small_tokenizer()
     text = "Ann has 7 pens. Ann buys 3. 7+3=10. Answer: 10"

@@ -7,8 +7,10 @@ the later chapters can show real differences between methods. Every item carries
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 NAMES = ["Ann", "Ben", "Cat", "Dan", "Eve", "Fay", "Gus", "Hal", "Ivy", "Jon", "Kim", "Lea", "Max", "Ned", "Ola", "Pam"]
 ITEMS = ["pens", "apples", "books", "coins", "cards", "shells", "stamps", "marbles", "eggs", "cups"]
@@ -35,9 +37,35 @@ class Problem:
         return d
 
 
+# One problem in HELDOUT_EVERY (by a hash of its question) is reserved for the competence gate
+# (:mod:`infir_lib.eval.competence`): every generator that feeds a training mix draws from the "train"
+# split, so a gate item is never trained on, whatever the seed or the number of documents.
+HELDOUT_EVERY = 10
+Split = Literal["train", "heldout", "any"]
+
+
+def is_heldout(question: str) -> bool:
+    """Whether ``question`` belongs to the held-out split (a fixed hash, not a seed: true by construction)."""
+    return int(hashlib.sha256(question.encode()).hexdigest()[:8], 16) % HELDOUT_EVERY == 0
+
+
 def make_problem(rng: random.Random, n_steps: int, max_start: int = 9, max_operand: int = 9,
-                 allow_multiply: bool = False) -> Problem:
-    """One problem with ``n_steps`` operations; values never go negative."""
+                 allow_multiply: bool = False, split: Split = "train") -> Problem:
+    """One problem with ``n_steps`` operations; values never go negative.
+
+    ``split="train"`` (the default, used by every training source) redraws held-out questions;
+    ``"heldout"`` draws only those (the competence gate); ``"any"`` does not look.
+    """
+    if split not in ("train", "heldout", "any"):
+        raise ValueError(f"split must be 'train', 'heldout' or 'any', got {split!r}")
+    while True:
+        p = _draw_problem(rng, n_steps, max_start, max_operand, allow_multiply)
+        if split == "any" or is_heldout(p.question) == (split == "heldout"):
+            return p
+
+
+def _draw_problem(rng: random.Random, n_steps: int, max_start: int, max_operand: int,
+                  allow_multiply: bool) -> Problem:
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
     value = rng.randint(2, max_start)
     sentences = [f"{name} has {value} {item}."]
@@ -72,3 +100,8 @@ def make_problems(n: int, seed: int, steps: tuple[int, ...] = (1, 2, 3), **kwarg
 def format_example(p: Problem) -> str:
     """The pre-training text form: question, reasoning, final answer."""
     return f"Question: {p.question}\nSolution: {p.solution}"
+
+
+def format_prompt(question: str) -> str:
+    """The zero-shot prompt a base model is asked with: :func:`format_example` up to its solution."""
+    return f"Question: {question}\nSolution:"

@@ -17,7 +17,7 @@ from typing import Callable
 
 from .. import artifacts
 from ..config import as_dict, load_config
-from ..models import SavedModelMixin, build_llama, count_parameters
+from ..models import PRE_TOKENIZER, SavedModelMixin, build_llama, count_parameters
 from ..plan import plan_training
 from . import toy_mixes  # noqa: F401  (registers the toy:ch2-* sources)
 from .config import PretrainConfig
@@ -68,6 +68,8 @@ def cache_spec(cfg: PretrainConfig, eval_fn: Callable | None = None) -> dict:
     for key, default in LATER_FIELDS.items():
         if spec.get(key) == default:
             spec.pop(key, None)
+    if not cfg.tokenizer_name_or_path and not cfg.init_from:
+        spec["pre_tokenizer"] = PRE_TOKENIZER  # the toy BPE's splitting: a model trained on another is another
     if cfg.init_from and Path(cfg.init_from).exists():
         manifest = Path(cfg.init_from).parent / artifacts.MANIFEST
         spec["init_from"] = artifacts.load_json(manifest)["spec"] if manifest.exists() else str(cfg.init_from)

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import artifacts
 from ..data.sources import iter_documents
-from ..models import load_tokenizer, train_tokenizer
+from ..models import PRE_TOKENIZER, load_tokenizer, train_tokenizer
 from .config import DataArgs
 
 
@@ -32,7 +32,7 @@ def tokenizer_spec(cfg: DataArgs) -> dict:
     init_from = getattr(cfg, "init_from", None)
     if init_from:
         return {"tokenizer_of": _init_key(init_from)}
-    return {"tokenizer": None, "vocab": cfg.tokenizer_vocab_size,
+    return {"tokenizer": None, "pre": PRE_TOKENIZER, "vocab": cfg.tokenizer_vocab_size,
             "datasets": list(cfg.tokenizer_datasets or cfg.datasets), "n": cfg.tokenizer_train_docs,
             "seed": cfg.data_seed}
 

@@ -2,6 +2,8 @@
 
 - ``toy:ch2-<domain>`` (web, math, code, encyclopedic): one domain of the simple toy corpus, so a run
   can mix "narrow" (one domain) or "wide" (several) data (§5.1.2, batch size vs data width).
+- ``toy:ch2-arith``: pages of worked arithmetic word problems, the reasoning-rich domain of the toy
+  pre-training mix (``configs/toy/pretrain.yaml``).
 - ``toy:ch2-synthetic``: curated problem-solution data, one clean step-by-step solution per problem,
   generated (a stand-in for the paper's LLM-written, reward-model-filtered synthetic data, §2.2).
   It is low-perplexity, templated text, which is the property the paper blames for the gap between
@@ -44,6 +46,22 @@ def synthetic_problems(n_docs: int, seed: int) -> list[dict]:
     return docs
 
 
+def arith_pages(n_docs: int, seed: int) -> list[dict]:
+    """The reasoning-rich pre-training domain: pages of worked word problems, 1 to 3 steps each.
+
+    The toy counterpart of the math and reasoning web pages the paper's pipeline recalls (§2.1): the
+    base model learns to compute from them, so that SFT and RL later have something to refine.
+    Problems come from the "train" split only (:func:`infir_lib.data.arith.is_heldout`).
+    """
+    rng = random.Random(3_000 + seed)
+    docs = []
+    for i in range(n_docs):
+        problems = [make_problem(rng, rng.choice([1, 2, 3])) for _ in range(rng.randint(2, 4))]
+        docs.append({"id": f"arith{i:06d}", "text": "\n\n".join(format_example(p) for p in problems),
+                     "domain": "math", "quality": "good"})
+    return docs
+
+
 def chat_text(question: str, answer: str) -> str:
     """One user/assistant exchange in the Llama-3 chat format (the toy tokenizer's special tokens)."""
     return (f"{HEADER_START}user{HEADER_END}\n\n{question}{EOT}"
@@ -65,6 +83,7 @@ def register() -> None:
     for domain in DOMAINS:
         if f"ch2-{domain}" not in TOY_SOURCES:
             register_toy_source(f"ch2-{domain}", _domain_source(domain))
+    register_toy_source("ch2-arith", arith_pages)
     register_toy_source("ch2-synthetic", synthetic_problems)
     register_toy_source("ch2-instruct", instruct_problems)
 
