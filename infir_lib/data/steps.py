@@ -10,12 +10,20 @@ here and its ``SlurmPipelineExecutor`` at full scale.
    §5.1.2 rule that drops text ending in a colon.
 2. :class:`ReasoningRecall` - fastText classifiers for math / code-related / reasoning text, trained
    on seed positives vs random web negatives, iterated (recalled documents join the seeds).
-3. :class:`MinHashDedup` - global near-duplicate removal with datasketch MinHash + LSH.
+3. :class:`MinHashDedup` - near-duplicate removal with datasketch MinHash + LSH (one task), or
+   datatrove's four MinHash steps across tasks (:class:`DedupFilter` is the last).
 4. :class:`QualityAssessment` - an educational-value scorer for text, a 1-5 math reasoning scorer,
    and static analysis for code.
 5. :class:`Decontaminate` - token 10-gram overlap against benchmark items.
 
-Recall and dedup are *global*: they see every document of their task before yielding any.
+Recall and dedup gather every document of their task before yielding any, so in one executor run
+they are global only when one task holds the whole corpus (the toy). At full scale the same stages
+run as separate executor runs (``multi_stage``, see :func:`infir_lib.data.pipeline.stage_runs`):
+:class:`RecallTrain` (one task per round) and :class:`RecallScore` split recall, datatrove's
+MinhashDedupSignature/Buckets/Cluster and :class:`DedupFilter` replace :class:`MinHashDedup`, and
+:class:`DecontamIndex` builds the benchmark n-grams once. Every stage writes one report per task
+(``reports/<stage>/<rank>.json``) and its dropped documents to ``${rank}.jsonl``; :func:`merge_reports`
+sums them.
 """
 
 from __future__ import annotations
