@@ -151,3 +151,22 @@ def test_many_tasks_need_the_multi_stage_pipeline():
     assert [t for name, t, _ in table if name in ("minhash_cluster", "decontam_index", "merge")] == [1, 1, 1]
     assert [name for name, _, _ in table if name.startswith("recall_train")] == [
         f"recall_train_{k}" for k in range(1, full.recall_rounds + 1)]
+
+
+def test_file_shards_and_the_read_stage_count_what_they_skip(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rows = [{"id": f"d{i}", "text": t, "origin_source": "toy"} for i, t in enumerate(["fine text", "  ", "x" * 500, "ok"])]
+    for i in range(3):  # three files over two tasks: task 0 reads files 0 and 2, task 1 reads file 1
+        (folder / f"{i:05d}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[i::3]))
+    reader = steps.JsonReader(str(folder))
+    assert reader.files(0, 2) == ["00000.jsonl", "00002.jsonl"] and reader.files(1, 2) == ["00001.jsonl"]
+    read = steps.ReadCounter(max_doc_chars=100, source_kinds={"toy": "wiki"}, report_dir=str(tmp_path / "rep"))
+    kept = [d for rank in (0, 1) for d in read.run(reader.run(None, rank, 2), rank, 2)]
+    assert sorted(d.id for d in kept) == ["d0", "d3"] and {d.metadata["source"] for d in kept} == {"wiki"}
+    merged = steps.merge_reports(tmp_path / "rep")["read"]
+    assert merged["counts"]["docs_in"] == 4 and merged["counts"]["skipped:empty"] == 1
+    assert merged["counts"]["skipped:too_long"] == 1 and {s["id"] for s in merged["skipped"]} == {"d1", "d2"}
+    (folder / "00001.jsonl").write_text('{"id": "a", "text": "ok"}\n{"id": "b", "text": \n')
+    with pytest.raises(ValueError, match=r"00001.jsonl:2"):
+        list(reader.run(None, 1, 2))
