@@ -210,3 +210,27 @@ def test_starts_from_question():
     assert not starts_from_question(p, f"{other}-1=1. Answer: 1")  # a template that ignores the numbers
     assert not starts_from_question(p, f"{start}1+2=3. Answer: 3")  # a longer number is not the start
     assert not starts_from_question(p, "Answer: 4") and not starts_from_question(p, "")
+
+
+def test_per_item_outcomes_and_item_matrix(monkeypatch):
+    """The scorecard pairs arms item by item: the 0/1 list must follow item order and agree with the
+    accuracy, and item_matrix must order rows by the seeds asked for (not by the records' order)."""
+    from infir_lib.data.arith import make_problems
+    from infir_lib.sft import evaluate as ev
+    from infir_lib.sft import experiments as X
+
+    problems = make_problems(4, seed=5, steps=(1,))
+    replies = [f"Answer: {p.answer}" if i % 2 == 0 else "Answer: -999" for i, p in enumerate(problems)]
+    monkeypatch.setattr(ev, "generate", lambda model, tok, prompts, max_new_tokens, batch_size=32: replies[: len(prompts)])
+    out = ev.arith_accuracy(None, None, problems, per_item=True)
+    assert out["correct"] == [1, 0, 1, 0] and out["accuracy"] == 0.5
+    assert "correct" not in ev.arith_accuracy(None, None, problems)  # the run's metrics stay scalars
+    assert X.correct_on(problems)(None, None) == [1, 0, 1, 0]
+
+    runs = [{"arm": "a", "seed": 1, "x": [0, 1]}, {"arm": "a", "seed": 0, "x": [1, 1]}, {"arm": "b", "seed": 0, "x": [0]}]
+    assert X.item_matrix(runs, "a", "x", [0, 1]) == [[1.0, 1.0], [0.0, 1.0]]
+    with pytest.raises(KeyError, match="seed"):
+        X.item_matrix(runs, "b", "x", [0, 1])
+    runs.append({"arm": "b", "seed": 1, "x": [0, 1]})
+    with pytest.raises(ValueError, match="different numbers of items"):
+        X.item_matrix(runs, "b", "x", [0, 1])

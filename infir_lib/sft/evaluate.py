@@ -46,15 +46,20 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 64, bat
     return outs
 
 
-def arith_accuracy(model, tokenizer, problems: Iterable[Problem], max_new_tokens: int = 64) -> dict:
-    """Exact-answer accuracy overall and per step count, plus the replies (for inspection)."""
+def arith_accuracy(model, tokenizer, problems: Iterable[Problem], max_new_tokens: int = 64,
+                   per_item: bool = False, batch_size: int = 32) -> dict:
+    """Exact-answer accuracy overall and per step count, plus the replies (for inspection); with
+    ``per_item`` also ``correct``, the 0/1 outcome per item in item order (what the scorecard's paired
+    comparisons need)."""
     problems = list(problems)
-    replies = generate(model, tokenizer, [arith_prompt(p.question) for p in problems], max_new_tokens)
+    replies = generate(model, tokenizer, [arith_prompt(p.question) for p in problems], max_new_tokens, batch_size)
     correct = [final_answer(r) == p.answer for r, p in zip(replies, problems)]
     by_steps: dict[int, list[bool]] = {}
     for p, c in zip(problems, correct):
         by_steps.setdefault(p.n_steps, []).append(c)
     out = {"accuracy": sum(correct) / max(1, len(correct)), "n": len(correct)}
+    if per_item:
+        out["correct"] = [int(c) for c in correct]
     out.update({f"acc_{k}step": sum(v) / len(v) for k, v in sorted(by_steps.items())})
     out["replies"] = replies
     return out

@@ -38,7 +38,8 @@ def code_pass_rate(model, tokenizer, items, timeout: float = 1.5, workers: int =
     verdicts = run_programs(replies, workers=workers, progress=False, tests=[it.tests() for it in items],
                             timeout=timeout)
     statuses = [v.status for v in verdicts]
-    return {"pass_rate": sum(s == "passed" for s in statuses) / len(items), "statuses": statuses, "replies": replies}
+    passed = [int(s == "passed") for s in statuses]  # 0/1 per task, in item order (paired comparisons)
+    return {"pass_rate": sum(passed) / len(items), "passed": passed, "statuses": statuses, "replies": replies}
 
 
 def long_cot_solution(p_ops: list[tuple[str, int]], start: int, name: str, item: str) -> str:
@@ -94,6 +95,29 @@ def run_arm(name: str, rows: list[dict], seeds: list[int], evals: dict, override
 
 def accuracy_on(problems, max_new_tokens: int = 48):
     return lambda model, tok: arith_accuracy(model, tok, problems, max_new_tokens)["accuracy"]
+
+
+def correct_on(problems, max_new_tokens: int = 48, batch_size: int = 100):
+    """An ``evals`` entry for :func:`run_arm`: the 0/1 outcome per problem, in item order (the scorecard
+    compares arms item by item; the accuracy is the mean of the list). Batches of 100: a 1 M-parameter
+    model's greedy decoding costs about the same per step for 32 or 100 rows, so a few hundred items stay cheap."""
+    return lambda model, tok: arith_accuracy(model, tok, problems, max_new_tokens, per_item=True,
+                                             batch_size=batch_size)["correct"]
+
+
+def item_matrix(runs, arm: str, column: str, seeds: list[int]) -> list[list[float]]:
+    """Seeds × items outcomes of one arm from :func:`run_arm` records (a DataFrame or a list of dicts),
+    rows in the order of ``seeds`` so that two arms pair seed by seed and item by item."""
+    records = runs.to_dict("records") if hasattr(runs, "to_dict") else list(runs)
+    by_seed = {r["seed"]: r[column] for r in records if r["arm"] == arm}
+    missing = [s for s in seeds if s not in by_seed]
+    if missing:
+        raise KeyError(f"arm {arm!r} has no run for seed(s) {missing} (column {column!r})")
+    rows = [list(map(float, by_seed[s])) for s in seeds]
+    if len({len(r) for r in rows}) != 1:
+        raise ValueError(f"arm {arm!r}, column {column!r}: seeds scored different numbers of items "
+                         f"{[len(r) for r in rows]}")
+    return rows
 
 
 FIRST_OPERAND = re.compile(r"\s*(-?\d+)\s*[-+*]")
