@@ -175,3 +175,30 @@ def test_contaminated_generation_on_a_tiny_llama():
     dirty = contaminated_generation(model, tok, prompts, 0.25, max_new_tokens=20, seed=1)
     assert dirty["tokens"] > 0 and 0.1 < dirty["from_r_rate"] < 0.4
     assert dirty["corrupted"] <= dirty["from_r"]
+
+
+def test_per_item_outcomes_match_the_means():
+    """The per-item lists a paired comparison uses: item order kept, means equal to the scalars."""
+    from infir_lib.eval.likelihood import nll_per_document, text_logprobs
+
+    class Tok:
+        bos_token_id, pad_token_id = 0, 0
+
+        def __call__(self, texts, add_special_tokens=False):
+            return {"input_ids": [[int(c) for c in t] for t in texts]}
+
+    model = _bigram()
+    texts = ["12", "345", "55", "2132"]
+    per_doc = nll_per_document(model, Tok(), texts)
+    assert per_doc == pytest.approx([nll_per_token(lp) for lp in text_logprobs(model, Tok(), texts)])
+    assert per_doc[::-1] == pytest.approx(nll_per_document(model, Tok(), texts[::-1]))
+    assert np.argmax(per_doc) != np.argmin(per_doc)  # documents differ, so a swap of order would show
+    items = [{"context": "1", "choices": ["3", "2"], "answer": 1}, {"context": "", "choices": ["1", "3"], "answer": 1},
+             {"context": "2", "choices": ["4", "5", "1"], "answer": 2}]
+    m = multiple_choice_metrics(model, Tok(), items)
+    assert len(m["correct"]) == len(m["p_norm_per_item"]) == 3 and set(m["correct"]) <= {0, 1}
+    assert np.mean(m["correct"]) == pytest.approx(m["accuracy"])
+    assert np.mean(m["p_norm_per_item"]) == pytest.approx(m["p_norm_correct"])
+    for item, p, hit, s in zip(items, m["p_norm_per_item"], m["correct"], choice_scores(model, Tok(), items)):
+        assert p == pytest.approx(normalized_choice_probs(s)[item["answer"]])
+        assert hit == int(np.argmax(s) == item["answer"])

@@ -89,3 +89,41 @@ def test_eval_fn_measures_only_what_it_is_given():
     full = ex.make_eval_fn(["Ann has 3 pens."], tb.arith_choice_items(2, k_shot=1), ["The steps are:"], name="t")
     assert set(full(model, tok, 1)) == {"val_nll", "mc_acc", "mc_pnorm", "p_eos_colon"}
     assert full.cache_key != colon_only.cache_key
+
+
+def test_per_item_scores_and_web_sample():
+    """item_scores keeps item order and agrees with eval_fn's means; web_sample returns distinct web pages."""
+    from infir_lib.eval.likelihood import nll_per_token, text_logprobs
+    from infir_lib.models import ModelArgs, build_llama, train_tokenizer
+
+    docs = [{"id": str(i), "text": f"page {i % 7} text", "source": "web" if i % 2 else "code"} for i in range(40)]
+    register_toy_source("test-web", lambda n, seed: docs[:n])
+    try:
+        pages = ex.web_sample(5, source="toy:test-web", max_docs=40)
+        assert len(pages) == len(set(pages)) == 5 and all(p.startswith("page") for p in pages)
+        with pytest.raises(ValueError, match="only 7 web pages"):
+            ex.web_sample(8, source="toy:test-web", max_docs=40)  # 7 distinct web texts exist
+    finally:
+        TOY_SOURCES.pop("test-web", None)
+    tok = train_tokenizer(["Ann has 3 pens. The steps are: 3+1=4. Answer: 4"] * 10, vocab_size=300)
+    torch.manual_seed(0)
+    model = build_llama(ModelArgs(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                                  intermediate_size=32), tok)
+    texts = ["Ann has 3 pens.", "The steps are: 3+1=4.", "Answer: 4 4 4 4"]
+    mc = tb.arith_choice_items(6, k_shot=1)
+    out = ex.item_scores(model, tok, texts, mc)
+    one_by_one = [nll_per_token(text_logprobs(model, tok, [t], max_tokens=128)[0]) for t in texts]
+    assert out["doc_nll"] == pytest.approx(one_by_one, rel=1e-5)  # batched with padding, same numbers, same order
+    ev = ex.make_eval_fn([], mc, [], name="t")(model, tok, 1)
+    assert len(out["mc_pnorm"]) == len(out["mc_correct"]) == 6
+    assert np.mean(out["mc_pnorm"]) == pytest.approx(ev["mc_pnorm"]) and np.mean(out["mc_correct"]) == pytest.approx(ev["mc_acc"])
+    assert set(ex.item_scores(model, tok, texts, [])) == {"doc_nll"}
+
+
+def test_code_correct_scores_each_item_by_its_pattern():
+    items = tb.code_items(3)
+    right = ["a + b + 7", "+= 1", "+= 1\nmore"]
+    assert tb.code_correct(right, items) == [1, 1, 1]
+    assert tb.code_correct(["+= 1", "a + b + 7", "x"], items) == [0, 0, 0]
+    with pytest.raises(ValueError, match="2 generations for 3"):
+        tb.code_correct(right[:2], items)

@@ -206,6 +206,14 @@ def filtered_nll(model, tokenizer, texts: Sequence[str], *, reference_model=None
             "n_dropped": int((~keep).sum()), "keep": keep}
 
 
+def nll_per_document(model, tokenizer, texts: Sequence[str], *, batch_size: int = 16,
+                     max_tokens: int = 512) -> list[float]:
+    """NLL per token of each text separately, in text order (the mean over documents, not over tokens,
+    is what a per-document paired comparison of two models uses)."""
+    return [nll_per_token(lp) for lp in text_logprobs(model, tokenizer, texts, batch_size=batch_size,
+                                                      max_tokens=max_tokens)]
+
+
 def answer_nll(model, tokenizer, prompts: Sequence[str], answers: Sequence[str], *, batch_size: int = 16) -> float:
     """NLL per token on the correct answers of downstream items, given their prompts (§2.3.1)."""
     return nll_per_token(continuation_logprobs(model, tokenizer, prompts, answers, batch_size=batch_size))
@@ -241,7 +249,9 @@ def multiple_choice_metrics(model, tokenizer, items: Sequence[dict], *, length_n
         correct_p.append(p[item["answer"]])
         hits.append(int(np.argmax(s) == item["answer"]))
     return {"accuracy": float(np.mean(hits)), "p_norm_correct": float(np.mean(correct_p)),
-            "nll_norm_correct": float(-np.mean(np.log(np.maximum(correct_p, 1e-300)))), "n": len(items)}
+            "nll_norm_correct": float(-np.mean(np.log(np.maximum(correct_p, 1e-300)))), "n": len(items),
+            # per item, in item order: what a paired comparison of two models on the same items needs
+            "correct": hits, "p_norm_per_item": [float(p) for p in correct_p]}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -348,6 +358,6 @@ def contaminated_generation(model, tokenizer, prompts: Sequence[str], eps: float
 
 __all__ = ["nll", "nll_per_token", "perplexity", "drop_worst", "normalized_choice_probs", "mixture_logprob",
            "perplexity_bound", "perplexity_bound_approx", "expected_tokens_between_corruptions",
-           "sequence_logprobs", "text_logprobs", "continuation_logprobs", "filtered_nll", "answer_nll",
+           "sequence_logprobs", "text_logprobs", "continuation_logprobs", "filtered_nll", "nll_per_document", "answer_nll",
            "choice_scores", "multiple_choice_metrics", "uniform_logr", "contaminated_perplexity",
            "ContaminationLogitsProcessor", "contaminated_generation"]

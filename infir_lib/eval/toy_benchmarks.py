@@ -131,7 +131,8 @@ def extract_answer(text: str) -> int | None:
 
 def arith_accuracy(model, tokenizer, items: Sequence[dict], *, max_new_tokens: int = 40,
                    batch_size: int = 64) -> dict:
-    """Exact-answer accuracy of greedy few-shot generation, overall and per number of steps."""
+    """Exact-answer accuracy of greedy few-shot generation, overall and per number of steps; ``correct``
+    is the 0/1 outcome per item in item order (for paired comparisons)."""
     gens = generate(model, tokenizer, [it["prompt"] for it in items], max_new_tokens=max_new_tokens,
                     batch_size=batch_size, stop_strings_at="\n")
     hits = [extract_answer(g) == it["answer"] for g, it in zip(gens, items)]
@@ -139,7 +140,8 @@ def arith_accuracy(model, tokenizer, items: Sequence[dict], *, max_new_tokens: i
     for s in sorted({it["n_steps"] for it in items}):
         sel = [h for h, it in zip(hits, items) if it["n_steps"] == s]
         by[s] = float(np.mean(sel))
-    return {"accuracy": float(np.mean(hits)), "by_steps": by, "n": len(items), "generations": gens}
+    return {"accuracy": float(np.mean(hits)), "by_steps": by, "n": len(items), "generations": gens,
+            "correct": [int(h) for h in hits]}
 
 
 def arith_answer_nll(model, tokenizer, items: Sequence[dict]) -> float:
@@ -252,12 +254,33 @@ def code_items(n: int = 30, seed: int = 0) -> list[dict]:
     return items
 
 
+def code_correct(texts: Sequence[str], items: Sequence[dict]) -> list[int]:
+    """0/1 per item: does the generated rest-of-line (first line of each text) match the item's pattern?"""
+    if len(texts) != len(items):
+        raise ValueError(f"{len(texts)} generations for {len(items)} code items")
+    return [int(bool(re.match(it["pattern"], t.split("\n")[0].strip()))) for t, it in zip(texts, items)]
+
+
 def code_accuracy(model, tokenizer, items: Sequence[dict], *, max_new_tokens: int = 12, batch_size: int = 64) -> dict:
-    """Share of prompts whose generated rest-of-line matches the item's pattern."""
+    """Share of prompts whose generated rest-of-line matches the item's pattern (``correct``: per item)."""
     gens = generate(model, tokenizer, [it["prompt"] for it in items], max_new_tokens=max_new_tokens,
                     batch_size=batch_size, stop_strings_at="\n")
-    hits = [bool(re.match(it["pattern"], g.strip())) for g, it in zip(gens, items)]
-    return {"accuracy": float(np.mean(hits)), "n": len(items), "generations": gens}
+    hits = code_correct(gens, items)
+    return {"accuracy": float(np.mean(hits)), "n": len(items), "generations": gens, "correct": hits}
+
+
+def chat_accuracy(model, tokenizer, items: Sequence[dict], *, max_new_tokens: int = 64, batch_size: int = 32) -> dict:
+    """Exact-answer accuracy of a chat (SFT) model on the word problems, asked the way chapter 4's SFT
+    data asks them; ``correct`` is the 0/1 outcome per item, so base and tuned models can be compared
+    on the same items."""
+    from ..sft.data import arith_prompt
+    from ..sft.evaluate import final_answer
+    from ..sft.evaluate import generate as chat_generate
+
+    replies = chat_generate(model, tokenizer, [arith_prompt(it["question"]) for it in items], max_new_tokens,
+                            batch_size=batch_size)
+    hits = [int(final_answer(r) == it["answer"]) for r, it in zip(replies, items)]
+    return {"accuracy": float(np.mean(hits)), "n": len(items), "correct": hits, "replies": replies}
 
 
 # Lead-ins after which a worked solution follows; crawled math pages whose formulas were stripped end
@@ -287,4 +310,5 @@ def colon_prompts(n: int = 40, seed: int = 0, kind: str = "leadin") -> list[str]
 
 
 __all__ = ["generate", "next_token_prob", "few_shot_prompt", "arith_items", "extract_answer", "arith_accuracy",
-           "arith_answer_nll", "chat_answer_nll", "arith_choice_items", "fact_items", "fact_metrics", "code_items", "code_accuracy", "colon_prompts"]
+           "arith_answer_nll", "chat_answer_nll", "arith_choice_items", "fact_items", "fact_metrics", "code_items", "code_correct", "code_accuracy",
+           "chat_accuracy", "colon_prompts"]

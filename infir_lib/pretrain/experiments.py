@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..data.sources import iter_documents, register_toy_source
-from ..eval.likelihood import drop_worst, multiple_choice_metrics, nll_per_token, text_logprobs
+from ..eval.likelihood import drop_worst, multiple_choice_metrics, nll_per_document, nll_per_token, text_logprobs
 from ..eval.toy_benchmarks import COLON_LEADINS, next_token_prob
 from .packing import pack
 
@@ -106,6 +106,36 @@ def reference_filter(texts: Sequence[str], model, tokenizer, fraction: float = 0
                   "nll_dropped": float(np.mean(np.asarray(scores)[~keep])) if (~keep).any() else float("nan")}
 
 
+def web_sample(n: int, seed: int = 99, source: str = "toy:raw", max_docs: int = 5000) -> list[str]:
+    """The first ``n`` distinct web pages of ``source`` (drawn with ``seed``, which the toy training runs
+    do not use): the held-out web text whose NLL the paper watches (Eq. 1). Exact duplicates (the toy
+    crawl has some, for chapter 1's deduplication) are kept once, so no page counts twice as an item."""
+    texts: list[str] = []
+    seen: set[str] = set()
+    for d in iter_documents(source, n_docs=max_docs, seed=seed, limit=max_docs):
+        if d.get("source") == "web" and d["text"] not in seen:
+            seen.add(d["text"])
+            texts.append(d["text"])
+            if len(texts) == n:
+                return texts
+    raise ValueError(f"{source} (seed {seed}) has only {len(texts)} web pages in its first {max_docs} documents; "
+                     f"asked for {n}")
+
+
+def item_scores(model, tokenizer, heldout_texts: Sequence[str], mc_items: Sequence[dict], *,
+                max_tokens: int = 128) -> dict:
+    """One model's outcomes per item, in item order: ``doc_nll`` (NLL per token of each held-out document)
+    and ``mc_pnorm`` / ``mc_correct`` (normalized probability of the right choice, argmax hit) per
+    multiple-choice item. Two arms scored on the same items give the paired rows the scorecard compares."""
+    out: dict = {}
+    if heldout_texts:
+        out["doc_nll"] = nll_per_document(model, tokenizer, heldout_texts, max_tokens=max_tokens)
+    if mc_items:
+        mc = multiple_choice_metrics(model, tokenizer, mc_items)
+        out.update(mc_pnorm=mc["p_norm_per_item"], mc_correct=mc["correct"])
+    return out
+
+
 def history_series(result, key: str) -> tuple[list[int], list[float]]:
     """(steps, values) of one eval key from a run's history."""
     rows = [h for h in result.history if key in h]
@@ -182,5 +212,5 @@ def spike_stats(norms: Sequence[float]) -> dict:
 
 
 __all__ = ["SMALL", "COLON_LEADINS", "domain_subset", "without_colon_endings", "colon_rule_counts", "make_eval_fn",
-           "reference_filter", "history_series", "spearman", "smoothness", "domain_blocks", "gradient_norms",
+           "reference_filter", "web_sample", "item_scores", "history_series", "spearman", "smoothness", "domain_blocks", "gradient_norms",
            "spike_stats"]
