@@ -25,7 +25,7 @@ from .config import VLMConfig
 from .data import make_items, make_mix, mismatch_pairs
 from ..runtime import torch_threads
 from .model import build_llava, load_processor, load_siglip, load_vlm, make_processor, params_by_part, save_siglip
-from .train import Codec, answer_loss, evaluate, gui_task_success, train_stage, warm_up_text
+from .train import IGNORE, Codec, answer_loss, evaluate, gui_task_success, generate, score, train_stage, warm_up_text
 
 EVAL_KINDS = ("grounding", "ocr", "vmath")
 
@@ -281,9 +281,37 @@ def run(config="configs/toy/vlm.yaml", overrides: dict | list | None = None) -> 
 
 # --------------------------------------------------------------------------- claim 11: cleaned vs noisy alignment
 
-def alignment_run(cfg: VLMConfig, clean: bool, seed: int) -> dict:
-    """Stage 1 only (projector on captions), on cleaned or uncleaned pairs; held-out clean caption loss."""
-    spec = {"vlm": cache_spec(dataclasses.replace(cfg, seed=0)), "clean": clean, "seed": seed}
+@torch.no_grad()
+def caption_losses(model, codec: Codec, enc, batch_size: int = 64) -> list[float]:
+    """Teacher-forced loss of each item's answer tokens, averaged over that item's tokens (nats/token),
+    one number per item in item order: the per-pair outcome the claim-11 comparison pairs across arms."""
+    model.eval()
+    out: list[float] = []
+    for i in range(0, len(enc.items), batch_size):
+        idx = list(range(i, min(i + batch_size, len(enc.items))))
+        b = codec.train_batch(enc, idx)
+        labels = b.pop("labels")
+        logits = model(**b).logits[:, :-1].float()
+        target = labels[:, 1:]
+        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, ignore_index=IGNORE,
+                                                reduction="none")
+        counts = (target != IGNORE).sum(dim=1)
+        if (counts == 0).any():
+            raise ValueError(f"caption_losses: item(s) {[idx[j] for j in (counts == 0).nonzero().flatten().tolist()]} "
+                             "have no answer tokens")
+        out += (nll.sum(dim=1) / counts).tolist()
+    return out
+
+
+HELDOUT_PAIRS = 400  # held-out captions scored per pair for claim 11 (teacher-forced: cheap)
+
+
+def alignment_run(cfg: VLMConfig, clean: bool, seed: int, heldout_pairs: int = HELDOUT_PAIRS) -> dict:
+    """Stage 1 only (projector on captions), on cleaned or uncleaned pairs; held-out clean caption loss
+    (``heldout_caption_loss`` on ``2 × eval_items`` captions, as before) and the loss per pair on
+    ``heldout_pairs`` clean held-out captions (``heldout_pair_losses``, same pairs in every arm)."""
+    spec = {"vlm": cache_spec(dataclasses.replace(cfg, seed=0)), "clean": clean, "seed": seed,
+            "heldout_pairs": heldout_pairs}
 
     def build(folder: Path) -> None:
         with torch_threads(cfg.num_threads):
@@ -302,13 +330,36 @@ def alignment_run(cfg: VLMConfig, clean: bool, seed: int) -> dict:
         hist = train_stage(model, codec, codec.encode(rows), "stage1", cfg.stage1_steps, cfg.batch_size,
                            cfg.stage1_lr, seed, "stage1", cfg.log_every)
         held = caption_eval_set(cfg, codec)
+        pairs = codec.encode(make_items("caption", heldout_pairs, cfg.eval_seed, cfg.image_size))
         res = {"clean": clean, "seed": seed, "rows": len(rows), "heldout_caption_loss": answer_loss(model, codec, held),
+               "heldout_pair_losses": caption_losses(model, codec, pairs),
                **{f"caption_{k}": v for k, v in evaluate(model, codec, {"exact": held}).items()}, "history": hist,
                "cleaning": cleaning}
         artifacts.save_json(res, folder / "result.json")
 
     return artifacts.load_json(artifacts.cached("vlm-align", spec, build, name="clean" if clean else "noisy")
                                / "result.json")
+
+
+# --------------------------------------------------------------------------- claim 12: per-item outcomes
+
+def item_outcomes(result: VLMResult, cfg: VLMConfig, n: int, kinds: tuple[str, ...] = EVAL_KINDS) -> dict:
+    """Greedy 0/1 outcome per held-out item of a saved toy VLM, ``n`` items per kind (the same items for
+    every run: ``cfg.eval_seed``), scored as in the run's metrics (click in box, exact answer). Cached."""
+    spec = {"run": result.output_dir.name, "n": n, "kinds": list(kinds), "eval_seed": cfg.eval_seed,
+            "image_size": cfg.image_size}
+
+    def build(folder: Path) -> None:
+        with torch_threads(cfg.num_threads):
+            model, codec = result.load_model(), Codec(result.load_processor())
+            out = {}
+            for kind in kinds:
+                enc = codec.encode(make_items(kind, n, cfg.eval_seed, cfg.image_size))
+                out[kind] = [int(c) for c in score(enc.items, generate(model, codec, enc))]
+            artifacts.save_json(out, folder / "items.json")
+
+    return artifacts.load_json(artifacts.cached("vlm-items", spec, build, name=result.summary["schedule"])
+                               / "items.json")
 
 
 def plan(config, overrides=None):
