@@ -166,3 +166,32 @@ def test_dataset_ids_name_config_files_and_split():
                  "configs/full/rl_infi_mmr_qwen.yaml"):
         for ds in as_config(path).datasets:
             parse_dataset_id(ds)
+
+
+def test_fixed_answer_baseline_and_item_matrix_pairing(monkeypatch):
+    """The blind baseline is the best image-free answer per question text; arms scored on other items
+    than the first arm cannot be paired."""
+    from types import SimpleNamespace
+
+    from infir_lib.rl import experiments as X
+
+    def row(q, sol, image=True):
+        content = [{"type": "image"}, {"type": "text", "text": q}] if image else q
+        return {"prompt": [{"role": "user", "content": content}], "solution": sol}
+
+    rows = [row("bars?", "3"), row("bars?", "3"), row("bars?", "5"), row("sum?", "7")]
+    assert X.fixed_answer_baseline(rows) == 3 / 4
+    assert X.fixed_answer_baseline([row("a", "1", image=False), row("b", "2", image=False)]) == 1.0
+    with pytest.raises(ValueError):
+        X.fixed_answer_baseline([])
+
+    runs = {"t": [SimpleNamespace(summary={"seed": 0}), SimpleNamespace(summary={"seed": 1})],
+            "c": [SimpleNamespace(summary={"seed": 0}), SimpleNamespace(summary={"seed": 1})]}
+    table = {("t", 0): [1, 0], ("t", 1): [1, 1], ("c", 0): [0, 0], ("c", 1): [0, 1]}
+    monkeypatch.setattr(X, "item_outcomes", lambda r, config, name, n=None: {
+        "correct": table[(config, r.summary["seed"])], "keys": ["k1", "k2"]})
+    assert X.item_matrix(runs, {"t": "t", "c": "c"}, "ood_open") == {"t": [[1, 0], [1, 1]], "c": [[0, 0], [0, 1]]}
+    monkeypatch.setattr(X, "item_outcomes", lambda r, config, name, n=None: {
+        "correct": [0, 0], "keys": ["k1", "k2"] if config == "t" else ["k2", "k1"]})
+    with pytest.raises(ValueError, match="other items"):
+        X.item_matrix(runs, {"t": "t", "c": "c"}, "ood_open")

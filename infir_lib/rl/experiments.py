@@ -1,8 +1,11 @@
-"""The chapter's comparisons: arms x seeds, their curves and mean ± spread tables (thin helpers)."""
+"""The chapter's comparisons: arms x seeds, their curves and mean ± spread tables, and the per-item
+outcomes the scorecard's paired comparisons need (thin helpers)."""
 
 from __future__ import annotations
 
+import hashlib
 import statistics
+from collections import Counter, defaultdict
 
 CURVES = (("reward", "reward (accuracy + format)"), ("completions/mean_length", "completion length (tokens)"),
           ("kl", "KL to the reference"))
@@ -83,3 +86,98 @@ def plot_curves(results: dict[str, list], title: str, smooth: int = 3):
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
+
+
+# --- per-item outcomes (the scorecard compares arms item by item) ----------------------------------
+def eval_rows(cfg, name: str) -> list[dict]:
+    """The held-out rows of evaluation set ``name``: ``id_<format>`` / ``ood_open`` (Curr-ReFT's text
+    task) or ``vmath_image`` / ``vmath_caption`` (Infi-MMR's visual math), ``cfg.eval_n`` of them."""
+    if name.startswith("vmath_"):
+        from .vision import visual_rows
+
+        return visual_rows(name.split("_", 1)[1], cfg.eval_n, cfg.eval_seed)
+    from .curriculum import eval_sets
+
+    sets = eval_sets(cfg)
+    if name not in sets:
+        raise KeyError(f"unknown evaluation set {name!r}; sets: {sorted(sets) + ['vmath_caption', 'vmath_image']}")
+    return sets[name]
+
+
+def _row_key(row: dict) -> str:
+    """What identifies an item across arms: its prompt text and its answer."""
+    content = row["prompt"][0]["content"]
+    text = content if isinstance(content, str) else " ".join(c.get("text", "") for c in content)
+    return hashlib.sha1(f"{text}\x00{row['solution']}".encode()).hexdigest()[:12]
+
+
+def item_outcomes(result, config, name: str, n: int | None = None) -> dict:
+    """Greedy 0/1 outcome per held-out item of the saved policy of ``result`` (the row's own checker,
+    as in the run's summary), on ``n`` items (default: the config's ``eval_n``). Cached, so a second
+    execution reads it back. Returns ``{"correct": [...], "keys": [...]}`` in item order."""
+    from .. import artifacts
+    from . import as_config
+
+    summary = result.summary
+    cfg = as_config(config, {"seed": summary["seed"], **({"eval_n": int(n)} if n else {})})
+    if cfg.method != summary["method"]:
+        raise ValueError(f"{config}: method {cfg.method!r}, but the run was {summary['method']!r}")
+    rows = eval_rows(cfg, name)
+    spec = {"run": result.output_dir.name, "set": name, "n": len(rows), "eval_seed": cfg.eval_seed,
+            "max_new_tokens": cfg.eval_max_new_tokens}
+
+    def build(folder) -> None:
+        from ..models import load_model, load_tokenizer
+        from .policy import generate, set_stop_tokens
+        from .rewards import completion_text, extract_answer, score_answer
+
+        model_dir = result.output_dir / "model"
+        tok, processor = load_tokenizer(model_dir), None
+        if "image" in rows[0]:
+            from ..vlm.model import load_processor, load_vlm
+
+            model, processor = load_vlm(model_dir), load_processor(model_dir)
+        else:
+            model = load_model(model_dir)
+            set_stop_tokens(model, tok)
+        images = [r["image"] for r in rows] if processor is not None else None
+        texts = generate(model, tok, [r["prompt"] for r in rows], cfg.eval_max_new_tokens, batch=100, images=images,
+                         processor=processor)  # wide batches: a tiny policy decodes 100 rows about as fast as 32
+        correct = [float(score_answer(extract_answer(completion_text(t)), r["solution"], r["answer_type"]))
+                   for t, r in zip(texts, rows)]
+        artifacts.save_json({"correct": correct, "keys": [_row_key(r) for r in rows]}, folder / "items.json")
+
+    folder = artifacts.cached("rl-items", spec, build, name=name)
+    return artifacts.load_json(folder / "items.json")
+
+
+def item_matrix(results: dict[str, list], configs: dict[str, str], name: str, n: int | None = None
+                ) -> dict[str, list[list[float]]]:
+    """``{arm: seeds × items}`` outcomes on evaluation set ``name``; rows in the runs' seed order, and
+    every arm checked to have been scored on the same items in the same order (the comparison pairs them)."""
+    out, keys = {}, None
+    for arm, rs in results.items():
+        rows = []
+        for r in rs:
+            res = item_outcomes(r, configs[arm], name, n)
+            if keys is None:
+                keys = res["keys"]
+            elif res["keys"] != keys:
+                raise ValueError(f"arm {arm!r} (seed {r.summary['seed']}) was scored on other items of {name!r} "
+                                 "than the first arm: the configs' eval_seed / eval_n differ")
+            rows.append(res["correct"])
+        out[arm] = rows
+    return out
+
+
+def fixed_answer_baseline(rows: list[dict]) -> float:
+    """The best accuracy without the image: for each distinct question text, always the answer that is
+    most common among the items asking it (an upper bound for an answerer that cannot see)."""
+    if not rows:
+        raise ValueError("fixed_answer_baseline: no rows")
+    by_question: dict[str, Counter] = defaultdict(Counter)
+    for r in rows:
+        content = r["prompt"][0]["content"]
+        text = content if isinstance(content, str) else " ".join(c.get("text", "") for c in content)
+        by_question[text][str(r["solution"]).strip()] += 1
+    return sum(c.most_common(1)[0][1] for c in by_question.values()) / len(rows)
