@@ -582,7 +582,8 @@ def plan(config="configs/full/data.yaml", overrides=None) -> str:
         lines.append(f"toy corpus: {cfg.n_docs} documents, seed {cfg.seed}")
     from ..runtime import display_path
     if cfg.executor == "slurm":
-        lines.append(f"output: a `datasets` dataset in {display_path(cfg.output_dir or 'outputs/data')}/dataset "
+        out = cfg.output_dir or "outputs/data"  # relative: to the folder the jobs are submitted from
+        lines.append(f"output: a `datasets` dataset in {display_path(out) if Path(out).is_absolute() else out}/dataset "
                      "(written by the merge job)")
     else:
         lines.append(f"output: a `datasets` dataset in the artifact cache "
