@@ -170,3 +170,22 @@ def test_file_shards_and_the_read_stage_count_what_they_skip(tmp_path):
     (folder / "00001.jsonl").write_text('{"id": "a", "text": "ok"}\n{"id": "b", "text": \n')
     with pytest.raises(ValueError, match=r"00001.jsonl:2"):
         list(reader.run(None, 1, 2))
+
+
+def test_slurm_submission_chains_one_job_per_stage(tmp_path, monkeypatch):
+    """Without a cluster: the jobs submit_slurm would launch, their task counts and dependencies."""
+    from datatrove.executor import SlurmPipelineExecutor
+
+    launched = []
+    monkeypatch.setattr(SlurmPipelineExecutor, "run", lambda self: launched.append(self))
+    cfg = load_config(DataConfig, "configs/toy/data.yaml",
+                      {"multi_stage": True, "executor": "slurm", "tasks": 3, "n_docs": 60, "output_dir": str(tmp_path)})
+    data.run(cfg)
+    assert len(launched) == 1  # the last job; each job names the one before as its dependency
+    chain, job = [], launched[0]
+    while job is not None:
+        chain.append(job)
+        job = job.depends
+    chain.reverse()
+    assert [(j.job_name, j.world_size) for j in chain] == [(f"infir-data-{n}", t) for n, t, _ in stage_table(cfg)]
+    assert len(list((tmp_path / "input").glob("*.jsonl"))) >= 3  # toy input written to files for per-file shards
