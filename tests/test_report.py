@@ -19,9 +19,15 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
-def _part(claim=7, part="test accuracy", effect=0.3, seeds=3, items=200, seed=0):
+def _shape(claim, part):
+    d = report.CLAIMS[claim]["parts"][part]
+    return d["n_seeds"], 1 if d["outcome"] == "seed" else d["n_items"]
+
+
+def _part(claim=7, part="test accuracy", effect=0.3, seed=0):
     import numpy as np
     rng = np.random.default_rng(seed)
+    seeds, items = _shape(claim, part)
     c = (rng.random((seeds, items)) < 0.3).astype(float)
     t = (rng.random((seeds, items)) < 0.3 + effect).astype(float)
     return report.compare(claim, part, t, c, labels=("new", "old"))
@@ -48,9 +54,9 @@ def test_margin_and_kind_come_from_the_declaration():
     p = _part(claim=9, part="35% of B nearly matches B", effect=0.0)
     assert p.kind == "noninferiority" and p.margin == report.CLAIMS[9]["parts"][p.name]["margin"]
     with pytest.raises(KeyError, match="declares the parts"):
-        _part(claim=9, part="made up")
-    with pytest.raises(KeyError):
-        _part(claim=15)
+        report.compare(9, "made up", [[1.0, 0.0]], [[0.0, 0.0]])
+    with pytest.raises(KeyError, match="unknown claim"):
+        report.compare(15, "x", [[1.0, 0.0]], [[0.0, 0.0]])
 
 
 def test_record_refuses_parts_that_are_not_declared(cache):
@@ -78,7 +84,7 @@ def test_check_part():
 def test_rows_show_every_claim_and_missing_ones(cache):
     gate = report.gate_off_floor("off the floor", {"new": 0.0, "old": 0.0})
     import numpy as np
-    z = np.zeros((2, 50))
+    z = np.zeros(_shape(10, "hard accuracy"))
     stuck = report.compare(10, "hard accuracy", z, z, labels=("a|b", "c"), gates=[gate])
     report.record_experiment(10, experiment="long CoT | short", parts=[stuck], seeds=[0, 1])
     rows = scorecard.scorecard_rows()
@@ -87,7 +93,7 @@ def test_rows_show_every_claim_and_missing_ones(cache):
     assert all(r["verdict"] == scorecard.NO_RESULT for r in rows if r["claim"] != 10)
     assert scorecard.missing_claims() == [n for n in range(1, 15) if n != 10]
     table = scorecard.markdown_table(rows)
-    assert table.count("\n") == 16 and "| 2×50 |" in table
+    assert table.count("\n") == 16 and "| {}×{} |".format(*_shape(10, "hard accuracy")) in table
     assert "No result recorded" in scorecard.claim_markdown(rows[0])
     card = scorecard.claim_markdown(rows[9])
     assert "long CoT | short" in card and "gate *off the floor*: **failed**" in card
@@ -123,7 +129,7 @@ def test_cli_check_fails_on_missing_claims(cache, capsys):
             if d["outcome"] == "check":
                 parts.append(report.check_part(n, name, 0.0, detail="d"))
             else:
-                x = np.arange(6, dtype=float).reshape(2, 3)
+                x = np.arange(np.prod(_shape(n, name)), dtype=float).reshape(_shape(n, name))
                 parts.append(report.compare(n, name, x, x))
         report.record_experiment(n, experiment="e", parts=parts)
     capsys.readouterr()
