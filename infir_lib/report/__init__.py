@@ -46,7 +46,7 @@ CLAIMS: dict[int, dict] = {
                   "choice probability": _part("normalized probability of the correct choice per item", 0.02,
                                               "2 points of probability mass: smaller shifts do not move "
                                               "the multiple-choice decision of any item", outcome="continuous",
-                                              noise_sd=0.15, n_seeds=3, n_items=400)}},
+                                              noise_sd=0.15, n_seeds=3, n_items=200)}},
     2: {"chapter": 2, "paper": "InfiR §5.1.2", "claim": "Removing text that ends in a colon removes the premature end-of-text after ':'.",
         "parts": {"P(eos | ':')": _part("probability of end-of-text right after a lead-in ending in ':' (per prompt)",
                                         0.02, "a 2-point drop in the chance of stopping is the smallest change "
