@@ -88,3 +88,28 @@ def test_new_fields_at_defaults_leave_toy_cache_keys_alone():
     assert "tokenized_path" not in spec and "val_blocks" not in spec and "tokenize_tasks" not in spec
     assert pretrain.cache_spec(pretrain._as_config("configs/toy/pretrain.yaml", {"tokenized_path": "/x"}))[
         "tokenized_path"] == "/x"
+
+
+def test_text_fields_name_each_sources_column():
+    """Full presets read sources whose text sits in other columns (starcoderdata: content; a problem and
+    its solution in two columns): text_fields names them per source, 'a+b' joins two columns."""
+    import pytest
+
+    from infir_lib.config import ConfigError, load_config
+    from infir_lib.data.pipeline import SourceReader
+    from infir_lib.pretrain.config import PretrainConfig
+
+    full = load_config(PretrainConfig, "configs/full/anneal.yaml")
+    assert dict(zip(full.datasets, full.text_fields))["bigcode/starcoderdata"] == "content"
+    rows = [{"problem": "2+3?", "generated_solution": "2+3=5"}]
+    reader = SourceReader(["x"], 1, 0, "problem+generated_solution")
+    import infir_lib.data.pipeline as P
+    real = P.iter_documents
+    P.iter_documents = lambda *a, **k: iter(rows)
+    try:
+        docs = list(reader.run())
+    finally:
+        P.iter_documents = real
+    assert [d.text for d in docs] == ["2+3?\n\n2+3=5"]
+    with pytest.raises((ConfigError, ValueError), match="text_fields"):
+        load_config(PretrainConfig, "configs/full/anneal.yaml", ["text_fields=[content]"])

@@ -202,7 +202,8 @@ class SourceReader(PipelineStep):
             for k, row in enumerate(iter_documents(source, n_docs=self.n_docs, seed=self.seed, text_field=field_name)):
                 if k % world_size != rank:
                     continue
-                text = row.get(field_name)
+                text = (row.get(field_name) if "+" not in field_name or field_name in row
+                        else "\n\n".join(str(row.get(c, "")) for c in field_name.split("+")))
                 doc_id = str(row.get("id", f"{source}#{k}"))
                 if not isinstance(text, str):
                     raise ValueError(f"{source}: document {doc_id} (#{k}): field '{field_name}' is "

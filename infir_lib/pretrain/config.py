@@ -15,6 +15,9 @@ class DataArgs:
     datasets: list[str] = field(default_factory=lambda: ["toy:simple"])
     weights: list[float] = field(default_factory=lambda: [1.0])
     text_field: str = "text"
+    # full scale: the text column of each source, in the order of datasets ("" = text_field); "a+b"
+    # joins columns a and b with a blank line (e.g. problem+generated_solution)
+    text_fields: list[str] = field(default_factory=list)
     toy_docs: int = 4000
     data_seed: int = 0
     val_fraction: float = 0.02
@@ -82,6 +85,8 @@ class PretrainConfig(ModelArgs, DataArgs):
     def __post_init__(self):
         if len(self.weights) != len(self.datasets):
             raise ValueError(f"datasets has {len(self.datasets)} entries but weights has {len(self.weights)}")
+        if self.text_fields and len(self.text_fields) != len(self.datasets):
+            raise ValueError(f"text_fields has {len(self.text_fields)} entries but datasets has {len(self.datasets)}")
         if any(w < 0 for w in self.weights) or not sum(self.weights) > 0:
             raise ValueError(f"weights must be non-negative with a positive sum, got {self.weights}")
         if self.global_batch_size % self.micro_batch_size:

@@ -62,7 +62,9 @@ def tokenize_sources(cfg: DataArgs, tokenizer, out: str | Path, *, tasks: int = 
         step.post_processor = TemplateProcessing(
             single=f"{tokenizer.bos_token} $A {tokenizer.eos_token}",
             special_tokens=[(tokenizer.bos_token, tokenizer.bos_token_id), (tokenizer.eos_token, tokenizer.eos_token_id)])
-        pipeline = [SourceReader([source], n_docs, cfg.data_seed, cfg.text_field), step]
+        fields = dict(zip(cfg.datasets, cfg.text_fields))
+        field_name = fields.get(source) or cfg.text_field
+        pipeline = [SourceReader([source], n_docs, cfg.data_seed, field_name), step]
         logs = str(out / "logs" / source_slug(source))
         if executor == "slurm":
             from datatrove.executor import SlurmPipelineExecutor
