@@ -211,3 +211,12 @@ def cli(argv: list[str] | None = None) -> int:
         return 1
     return 0
 
+
+
+def __getattr__(name: str):
+    """``report.scorecard`` / ``report.verdicts`` without importing them first (they import this module)."""
+    if name in ("scorecard", "verdicts"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
