@@ -91,7 +91,7 @@ def test_bad_configs_name_the_key():
     with pytest.raises(ConfigError, match="learning_rte"):
         load_config(PretrainConfig, "configs/toy/pretrain.yaml", {"learning_rte": "1"})
     with pytest.raises(ConfigError, match="weights"):
-        load_config(PretrainConfig, "configs/toy/pretrain.yaml", {"weights": "[0.5, 0.5]"})
+        load_config(PretrainConfig, "configs/toy/pretrain.yaml", {"weights": "[0.3, 0.3, 0.4]"})  # one per dataset
 
 
 @pytest.mark.parametrize("preset,tokens", [("configs/full/pretrain.yaml", 900e9), ("configs/full/anneal.yaml", 40e9)])
