@@ -22,7 +22,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 CONFIG_LOAD = re.compile(r"load_config\(|as_config\(")
-HEAVY = re.compile(r"\.run\(|load_model\(|build_llama\(|\.tower\(")
+HEAVY = re.compile(r"\.run\(|load_model\(|build_llama\(|\.tower\(|_gate\(")
 CONFIG_PATH = re.compile(r"configs/(?:toy|full)/[\w.-]+\.yaml")
 
 pytestmark = pytest.mark.slow
