@@ -175,10 +175,17 @@ def save_state_without_tied_copies(accelerator) -> None:
 
 # --------------------------------------------------------------------------- progress in notebooks
 
+NOTEBOOK_WORKER = "INFIR_NOTEBOOK_WORKER"  # set in the workers of a notebook's run_parallel
+
+
 def in_notebook() -> bool:
-    """True inside a Jupyter kernel, where ``tqdm.auto`` would draw widgets whose state the saved notebook keeps."""
+    """True inside a Jupyter kernel, where ``tqdm.auto`` would draw widgets whose state the saved notebook keeps,
+    and in the worker processes a kernel starts (:func:`infir_lib.parallel.run_parallel`), whose output the
+    kernel shows."""
     import sys
 
+    if os.environ.get(NOTEBOOK_WORKER) == "1":
+        return True
     if "ipykernel" not in sys.modules:
         return False
     from IPython import get_ipython
