@@ -64,7 +64,8 @@ def test_heldout_items_are_seeded_and_follow_the_level():
 def test_answer_rule_takes_the_first_line():
     assert C.reply_answer(" 7+3=10. Answer: 10\n\nQuestion: Ann has 2 cups. Answer: 5") == 10
     assert C.reply_answer(" 7+3=10. 10-2=8. Answer: 8") == 8
-    assert C.reply_answer(" 7+3=10.\nAnswer: 10") == 10  # no Answer on the first line: its last number
+    assert C.reply_answer(" 7+3=10.\nAnswer: 10") is None  # the first line states no answer (no bare-number fallback)
+    assert C.reply_answer(" 7+3=10. Answer: 9. 9+1=10. Answer: 10") == 10  # the last stated answer of the line
     assert C.reply_answer(" seven") is None
     assert C.reply_answer("") is None
 

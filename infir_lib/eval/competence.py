@@ -10,10 +10,10 @@ harder (up to ``slack`` of sampling noise).
 Held out by construction: the items come from the "heldout" split of :mod:`infir_lib.data.arith`
 (a hash of the question), which no training source ever draws from.
 
-Answer rule (one, for every level): the reply is cut at its first line break (the solution is one
-line, ``7+3=10. Answer: 10``), and its answer is :func:`infir_lib.eval.extract.extract_answer` of that
-line, compared as an integer. So the first ``Answer:`` after the prompt counts, and text the model goes
-on to write (a next "Question:") does not.
+Answer rule (the book's one toy rule, for every level): the reply is cut at its first line break (the
+solution is one line, ``7+3=10. Answer: 10``), and its answer is :func:`infir_lib.eval.extract.toy_answer`
+of that line: the integer the line states after ``Answer:``. Text the model goes on to write (a next
+"Question:") does not count, and neither does a bare number without ``Answer:``.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import torch
 
 from ..data.arith import format_prompt, make_problem
-from .extract import extract_answer
+from .extract import toy_answer
+from .generate import generate
 
 GATE_LEVELS = (1, 2, 3, 4)  # number of steps; numbers as in the training data (start 2-9, operands 1-9)
 GATE_SEED = 0
@@ -63,27 +63,13 @@ def heldout_items(level, n: int = 200, seed: int = GATE_SEED) -> list:
 
 
 def reply_answer(reply: str) -> int | None:
-    """The module's one answer rule: ``extract_answer`` of the reply's first line, as an integer."""
-    value = extract_answer(reply.split("\n", 1)[0])
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
+    """The module's answer rule: :func:`~infir_lib.eval.extract.toy_answer` of the reply's first line."""
+    return toy_answer(reply.split("\n", 1)[0])
 
 
-@torch.no_grad()
 def greedy_replies(model, tokenizer, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
-    """One left-padded, greedy ``generate`` call (KV cache on) for all ``prompts``."""
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    try:
-        enc = tokenizer([tokenizer.bos_token + p for p in prompts], return_tensors="pt", padding=True,
-                        add_special_tokens=False).to(model.device)
-        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
-                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-    finally:
-        tokenizer.padding_side = side
-    return tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    """Greedy continuations of BOS + each prompt (the library's batched generator)."""
+    return generate(model, tokenizer, list(prompts), max_new_tokens=max_new_tokens, batch_size=max(1, len(prompts)))
 
 
 def _first_int(text: str) -> int | None:
@@ -185,7 +171,7 @@ def preset_gate(preset: str = "configs/toy/pretrain.yaml", levels: Sequence = GA
     from .. import artifacts, pretrain
     result = pretrain.run(preset)
     spec = {"model": pretrain.cache_spec(pretrain.resolve_init(pretrain._as_config(preset))),
-            "levels": [_level_kwargs(lv) for lv in levels], "n": n, "seed": seed, "rule": "first-line extract_answer"}
+            "levels": [_level_kwargs(lv) for lv in levels], "n": n, "seed": seed, "rule": "first-line toy_answer"}
 
     def build(folder: Path) -> None:
         (folder / "curve.json").write_text(json.dumps(competence_curve(result.model_dir, levels, n, seed), indent=1))

@@ -8,6 +8,7 @@ formatting drift during training into fake accuracy changes.
 
 :func:`extract_answer` looks for the answer in the order a careful grader would: the last
 ``\\boxed{}``, then ``####``, then "the (final) answer is", then "Answer:", then the last number.
+:func:`toy_answer` is the same rule for the toy world's integer answers, without the bare-number fallback.
 :func:`is_equivalent` compares with ``math-verify`` (sympy underneath: ``1/2`` = ``0.5`` =
 ``\\frac{1}{2}``), not with a hand-written comparer. :func:`first_number` is the faulty extractor
 the notebook uses as a foil.
@@ -20,6 +21,8 @@ import threading
 
 _NUMBER = r"-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?|-?\.\d+"
 _NUMBER_RE = re.compile(_NUMBER)
+_MARKERS = tuple(re.compile(p, re.IGNORECASE) for p in (r"####\s*", r"(?:final answer|the answer)\s*(?:is|=|:)\s*:?\s*",
+                                                         r"(?:^|(?<=\s))answer\s*:\s*"))
 
 
 def last_boxed(text: str) -> str | None:
@@ -69,29 +72,45 @@ def _leading_value(s: str) -> str:
     return re.split(r"[\n]|\.\s|\.$", s)[0]
 
 
-def extract_answer(text: str | None) -> str | None:
+def extract_answer(text: str | None, number_fallback: bool = True) -> str | None:
     """The final answer written in ``text``, or ``None`` when there is none.
 
     Order: last ``\\boxed{}``; ``#### X``; "the (final) answer is X"; "Answer: X"; the last number
-    (integers, decimals, ``3/4``, thousands separators).
+    (integers, decimals, ``3/4``, thousands separators). Within each form the last occurrence counts:
+    a model that corrects itself is graded on its correction. ``number_fallback=False`` drops the last
+    step (a reply must state its answer; :func:`toy_answer`).
     """
     if not text:
         return None
     boxed = last_boxed(text)
     if boxed is not None and boxed.strip():
         return _clean(boxed)
-    for pattern in (r"####\s*([^\n]+)",
-                    r"(?:final answer|the answer)\s*(?:is|=|:)\s*:?\s*([^\n]+)",
-                    r"(?:^|\n|\s)answer\s*:\s*([^\n]+)"):
-        hits = re.findall(pattern, text, flags=re.IGNORECASE)
-        if hits:
-            value = _clean(_leading_value(hits[-1]))
+    for marker in _MARKERS:
+        last = None
+        for m in marker.finditer(text):  # the last marker of this form; its value runs to the end of its line
+            last = m
+        if last is not None:
+            value = _clean(_leading_value(text[last.end():].split("\n", 1)[0]))
             if value:
                 return value
-    numbers = _NUMBER_RE.findall(text)
+    numbers = _NUMBER_RE.findall(text) if number_fallback else []
     if numbers:
         return _clean(re.sub(r"\s+", "", numbers[-1]))
     return None
+
+
+def toy_answer(text: str | None) -> int | None:
+    """The toy world's scoring rule, used by every toy score in the book: the integer of the answer the reply
+    states (:func:`extract_answer` without the bare-number fallback, so the last ``Answer: N`` counts).
+
+    Every toy solution ends with ``Answer: N``; writing that line is part of what pre-training and SFT
+    teach, so a reply that never states an answer scores 0 even if a number in it is right. Cut a base
+    model's continuation at the end of its line first (it goes on to invent the next question).
+    """
+    value = extract_answer(text, number_fallback=False)
+    if value is None or not re.fullmatch(r"-?\d+", value):
+        return None
+    return int(value)
 
 
 def first_number(text: str | None) -> str | None:

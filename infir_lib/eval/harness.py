@@ -24,6 +24,7 @@ import torch
 from ..runtime import pad_batch
 from . import code as code_eval
 from .extract import extract_answer, is_equivalent
+from .generate import cut_at_stops, generate as generate_replies  # noqa: F401  (cut_at_stops: harness API)
 
 LETTERS = "ABCDEFGHIJ"
 MATH_STOPS = ("\n\nQuestion:", "\nQuestion:", "\n\n\n", "<|eot_id|>", "<|im_end|>")
@@ -62,65 +63,22 @@ def mbpp_prompt(row: dict, shots: Sequence[dict] = ()) -> str:
     return "\n\n".join([one(s, True) for s in shots] + [one(row, False)])
 
 
-def cut_at_stops(text: str, stops: Sequence[str]) -> str:
-    """``text`` up to the earliest stop string (the whole text when none occurs)."""
-    cut = len(text)
-    for s in stops:
-        i = text.find(s)
-        if i != -1:
-            cut = min(cut, i)
-    return text[:cut]
-
-
 # ---------------------------------------------------------------- generation
-def _encode(tokenizer, prompt: str, chat: bool) -> list[int]:
-    if chat:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                             add_generation_prompt=True)
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    return bos + tokenizer(prompt, add_special_tokens=False)["input_ids"]
-
-
-@torch.no_grad()
 def generate(model, tokenizer, prompts: Sequence[str], *, chat: bool = False, max_new_tokens: int = 64,
              batch_size: int = 16, n: int = 1, temperature: float = 0.0, top_p: float = 1.0,
              stops: Sequence[str] = (), seed: int = 0) -> list[list[str]]:
     """``n`` completions per prompt (greedy when ``temperature`` is 0), each cut at ``stops``.
 
     Base models continue the raw prompt (after BOS); ``chat=True`` wraps it in the tokenizer's chat
-    template as a user turn (instruct models, zero-shot). Batches are left-padded.
+    template as a user turn (instruct models, zero-shot). The library's one batched generator
+    (:func:`infir_lib.eval.generate.generate`) does the decoding.
     """
     if n > 1 and temperature <= 0:
         raise ValueError("n > 1 samples need temperature > 0 (greedy decoding gives n copies)")
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    stop_ids = sorted({i for i in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|eot_id|>"),
-                                   tokenizer.convert_tokens_to_ids("<|im_end|>"))
-                       if isinstance(i, int) and i >= 0 and i != tokenizer.unk_token_id})
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (stop_ids[0] if stop_ids else 0)
-    encoded = [_encode(tokenizer, p, chat) for p in prompts]
-    # a prompt longer than the model's context keeps its last tokens (toy models have short contexts)
-    room = getattr(getattr(model, "config", None), "max_position_embeddings", None)
-    if room:
-        keep = max(1, room - max_new_tokens)
-        encoded = [s if len(s) <= keep else s[-keep:] for s in encoded]
-    torch.manual_seed(seed)
-    out: list[list[str]] = []
-    for b in range(0, len(encoded), batch_size):
-        chunk = encoded[b: b + batch_size]
-        ids, mask = pad_batch(chunk, pad, left=True)
-        width = ids.shape[1]
-        kw = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0 else dict(do_sample=False)
-        gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
-                             pad_token_id=pad, eos_token_id=stop_ids or None, num_return_sequences=n, **kw)
-        texts = tokenizer.batch_decode(gen[:, width:], skip_special_tokens=True)
-        for i in range(len(chunk)):
-            out.append([cut_at_stops(t, stops) for t in texts[i * n:(i + 1) * n]])
-    if was_training:
-        model.train()
-    return out
+    sample = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0 else {}
+    out = generate_replies(model, tokenizer, list(prompts), max_new_tokens=max_new_tokens, chat=chat, n=n,
+                           batch_size=batch_size, seed=seed, stop_strings=stops, **sample)
+    return out if n > 1 else [[r] for r in out]
 
 
 # ---------------------------------------------------------------- math (GSM8K / MATH style)

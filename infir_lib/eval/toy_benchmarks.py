@@ -25,16 +25,16 @@ import torch
 from ..data.arith import make_problem
 from ..runtime import pad_batch
 from ..data.corpus import CODE_TEMPLATES, TOPICS
+from .extract import toy_answer
+from .generate import generate as generate_replies
 from .likelihood import answer_nll, multiple_choice_metrics
 
 ITEM_SEED = 10_000
-ANSWER_RE = re.compile(r"Answer:\s*(-?\d+)")
 
 # ----------------------------------------------------------------------------------------------
 # generation
 
 
-@torch.no_grad()
 def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = 40, do_sample: bool = False,
              logits_processor: list | None = None, batch_size: int = 32, return_ids: bool = False,
              stop_strings_at: str | None = None) -> list:
@@ -42,39 +42,12 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = 
 
     New tokens are cut after the first end-of-text / end-of-turn token. Sampling uses the model's
     full distribution (no top-k / top-p), so a logits processor sees exactly what is sampled from.
-    ``stop_strings_at``: cut the returned text at the first occurrence of this string.
+    ``stop_strings_at``: cut the returned text at the first occurrence of this string. (A thin front
+    end of the library's one generator, :func:`infir_lib.eval.generate.generate`.)
     """
-    from transformers import LogitsProcessorList
-
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    stop_ids = {i for i in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|eot_id|>")) if i is not None}
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    encoded = [bos + ids for ids in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
-    out: list = []
-    for b in range(0, len(encoded), batch_size):
-        chunk = encoded[b: b + batch_size]
-        ids, mask = pad_batch(chunk, pad, left=True)
-        width = ids.shape[1]
-        kw = dict(do_sample=True, top_k=0, top_p=1.0, temperature=1.0) if do_sample else dict(do_sample=False)
-        gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
-                             pad_token_id=pad, eos_token_id=sorted(stop_ids),
-                             logits_processor=LogitsProcessorList(logits_processor or []), **kw)
-        for row in gen[:, width:].tolist():
-            cut = next((k + 1 for k, t in enumerate(row) if t in stop_ids), len(row))
-            row = row[:cut]
-            if return_ids:
-                out.append(row)
-            else:
-                text = tokenizer.decode(row, skip_special_tokens=True)
-                if stop_strings_at and stop_strings_at in text:
-                    text = text[: text.index(stop_strings_at)]
-                out.append(text)
-    if was_training:
-        model.train()
-    return out
+    return generate_replies(model, tokenizer, list(prompts), max_new_tokens=max_new_tokens, do_sample=do_sample,
+                            logits_processor=logits_processor, batch_size=batch_size, return_ids=return_ids,
+                            stop_strings=(stop_strings_at,) if stop_strings_at else (), fit_context=False)
 
 
 @torch.no_grad()
@@ -124,9 +97,9 @@ def arith_items(n: int = 60, seed: int = 0, steps: Sequence[int] = (1, 2, 3), k_
 
 
 def extract_answer(text: str) -> int | None:
-    """The integer after the first ``Answer:`` (the corpus's final-answer line), else None."""
-    m = ANSWER_RE.search(text)
-    return int(m.group(1)) if m else None
+    """The integer the reply states after ``Answer:`` (the book's one toy rule,
+    :func:`infir_lib.eval.extract.toy_answer`); cut a continuation at its line end first."""
+    return toy_answer(text)
 
 
 def arith_accuracy(model, tokenizer, items: Sequence[dict], *, max_new_tokens: int = 40,

@@ -169,22 +169,13 @@ def select_samples(rows: list[dict], samples: list[list[str]], threshold: float 
 
 
 def sample_responses(model, tok, rows: list[dict], k: int, max_new_tokens: int, seed: int) -> list[list[str]]:
-    """``k`` sampled (temperature 1) responses per row."""
-    import torch
+    """``k`` sampled (temperature 1, the whole distribution) responses per row, from the library's one
+    batched generator."""
+    from ..eval.generate import generate
 
-    torch.manual_seed(seed)
-    model.eval()
-    tok.padding_side = "left"
-    texts = [tok.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=False) for r in rows]
-    out: list[list[str]] = []
-    with torch.no_grad():
-        for i in range(0, len(texts), 16):
-            enc = tok(texts[i: i + 16], return_tensors="pt", padding=True, add_special_tokens=False)
-            gen = model.generate(**enc, do_sample=True, temperature=1.0, top_k=0, num_return_sequences=k,
-                                 max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id)
-            dec = tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-            out += [dec[j * k: (j + 1) * k] for j in range(len(dec) // k)]
-    return out
+    out = generate(model, tok, [r["prompt"] for r in rows], max_new_tokens=max_new_tokens, do_sample=True,
+                   temperature=1.0, top_k=0, n=k, batch_size=16, seed=seed, fit_context=False)
+    return out if k > 1 else [[r] for r in out]
 
 
 def rejection_sampling_sft(policy_dir: Path, cfg: RLConfig, out: Path, *, filtered: bool = True) -> dict:

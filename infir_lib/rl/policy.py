@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .. import artifacts
+from ..eval.generate import decode_reply, generate as generate_replies, generate_batch, stop_token_ids
 from ..models import EOT, load_model, load_tokenizer
 from ..runtime import compact_trainer_output, lean_trl_scratch, quiet_inner_progress, seed_everything
 from .rewards import completion_text, extract_answer, format_reward, score_answer
@@ -88,26 +89,20 @@ def cold_start(base_dir: str | Path, base_spec: dict, *, n_per_format: int, step
     return artifacts.cached("rl_coldstart", spec, build, name="coldstart")
 
 
-@torch.no_grad()
 def generate(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int = 64, batch: int = 32,
              images: list | None = None, processor=None) -> list[str]:
-    """Greedy completions for conversational prompts (left-padded batches)."""
-    model.eval()
-    outs: list[str] = []
-    tokenizer.padding_side = "left"
+    """Greedy completions for conversational prompts, through the library's one batched generator
+    (:mod:`infir_lib.eval.generate`); with ``images`` the ``processor`` prepares each batch."""
+    if images is None:
+        return generate_replies(model, tokenizer, list(prompts), max_new_tokens=max_new_tokens, batch_size=batch,
+                                fit_context=False)
+    stops, outs = stop_token_ids(tokenizer), []
+    processor.tokenizer.padding_side = "left"
     for i in range(0, len(prompts), batch):
-        chunk = prompts[i: i + batch]
-        if images is not None:
-            texts = [processor.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in chunk]
-            processor.tokenizer.padding_side = "left"
-            enc = processor(images=images[i: i + batch], text=texts, return_tensors="pt", padding=True)
-        else:
-            texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in chunk]
-            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tokenizer.pad_token_id,
-                             eos_token_id=[tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(EOT)])
-        outs += tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        texts = [processor.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts[i: i + batch]]
+        enc = processor(images=images[i: i + batch], text=texts, return_tensors="pt", padding=True)
+        outs += [decode_reply(tokenizer, r) for r in generate_batch(model, dict(enc), max_new_tokens=max_new_tokens,
+                                                                    stop_ids=stops, pad_id=tokenizer.pad_token_id)]
     return outs
 
 

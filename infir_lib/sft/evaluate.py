@@ -6,44 +6,25 @@ integer after ``Answer:`` (the format every toy solution ends with), so scoring 
 
 from __future__ import annotations
 
-import re
 from typing import Iterable
 
-import torch
-
 from ..data.arith import Problem
+from ..eval.extract import toy_answer
+from ..eval.generate import generate as generate_replies
 from .data import arith_prompt
-
-ANSWER_RE = re.compile(r"Answer:\s*(-?\d+)")
 
 
 def final_answer(text: str) -> int | None:
-    """The integer after the last ``Answer:`` in ``text``, or None."""
-    found = ANSWER_RE.findall(text)
-    return int(found[-1]) if found else None
+    """The integer the reply states after its last ``Answer:`` (the book's one toy rule,
+    :func:`infir_lib.eval.extract.toy_answer`), or None."""
+    return toy_answer(text)
 
 
-@torch.no_grad()
 def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 64, batch_size: int = 32) -> list[str]:
-    """Greedy assistant replies to single-turn user ``prompts`` (chat template, generation prompt)."""
-    model.eval()
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    stop = [tokenizer.convert_tokens_to_ids("<|eot_id|>"), tokenizer.eos_token_id]
-    stop = [s for s in stop if s is not None and s >= 0]
-    outs: list[str] = []
-    try:
-        for i in range(0, len(prompts), batch_size):
-            texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                                   add_generation_prompt=True) for p in prompts[i: i + batch_size]]
-            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stop,
-                                 pad_token_id=tokenizer.pad_token_id)
-            new = gen[:, enc["input_ids"].shape[1]:]
-            outs += tokenizer.batch_decode(new, skip_special_tokens=True)
-    finally:
-        tokenizer.padding_side = side
-    return outs
+    """Greedy assistant replies to single-turn user ``prompts`` (chat template, generation prompt), through
+    the library's one batched generator (:func:`infir_lib.eval.generate.generate`)."""
+    return generate_replies(model, tokenizer, list(prompts), max_new_tokens=max_new_tokens, chat=True,
+                            batch_size=batch_size, fit_context=False)
 
 
 def arith_accuracy(model, tokenizer, problems: Iterable[Problem], max_new_tokens: int = 64,

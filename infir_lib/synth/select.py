@@ -17,11 +17,11 @@ from __future__ import annotations
 import random
 import re
 
+from ..eval.extract import toy_answer
 from .instructions import CodeInstruction, MathInstruction
 
 DIFFICULTY_LABELS = ["very easy", "easy", "medium", "hard", "very hard"]
 STEP_RE = re.compile(r"(-?\d+)\s*([+\-*])\s*(-?\d+)\s*=\s*(-?\d+)")
-ANSWER_RE = re.compile(r"Answer:\s*(-?\d+)")
 
 
 def step_reward(ins: MathInstruction, response: str) -> float:
@@ -32,8 +32,8 @@ def step_reward(ins: MathInstruction, response: str) -> float:
     follow from the last step each lower the score.
     """
     steps = STEP_RE.findall(response)
-    answer = ANSWER_RE.findall(response)
-    if not answer:
+    answer = toy_answer(response)  # the last "Answer: N", the book's one toy rule
+    if answer is None:
         return 0.0
     good, v = 0, ins.start
     for i, (a, op, b, c) in enumerate(steps):
@@ -44,7 +44,7 @@ def step_reward(ins: MathInstruction, response: str) -> float:
             good += 1
         v = c
     denom = max(len(ins.ops), len(steps))
-    final_ok = bool(steps) and int(answer[-1]) == int(steps[-1][3])
+    final_ok = bool(steps) and answer == int(steps[-1][3])
     return (good / denom) * (1.0 if final_ok else 0.5) if denom else 0.0
 
 

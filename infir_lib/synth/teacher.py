@@ -14,6 +14,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..eval.generate import generate
 from .instructions import CodeInstruction, MathInstruction
 
 PROMPTS = Path(__file__).parent / "prompts"
@@ -102,12 +103,10 @@ class LLMTeacher:
         out = []
         for b in range(0, len(prompts), self.batch_size):
             chats = [[{"role": "user", "content": p}] for p in prompts[b: b + self.batch_size]]
-            enc = self.tok.apply_chat_template(chats, add_generation_prompt=True, padding=True, return_tensors="pt",
-                                               return_dict=True).to(self.model.device)
-            ids = self.model.generate(**enc, do_sample=True, temperature=self.temperature, num_return_sequences=n,
-                                      max_new_tokens=self.max_new_tokens, pad_token_id=self.tok.pad_token_id)
-            texts = self.tok.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-            out += [texts[k * n: (k + 1) * n] for k in range(len(chats))]
+            texts = generate(self.model, self.tok, chats, max_new_tokens=self.max_new_tokens, do_sample=True,
+                             temperature=self.temperature, top_p=None, top_k=None, n=n, batch_size=len(chats),
+                             fit_context=False)  # top-p/top-k: the model's own generation config
+            out += texts if n > 1 else [[t] for t in texts]
         return out
 
     def complete(self, prompt: str, n: int) -> list[str]:

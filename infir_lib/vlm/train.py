@@ -244,18 +244,17 @@ def answer_loss(model, codec: Codec, enc: Encoded, batch_size: int = 64) -> floa
     return total / max(1, count)
 
 
-@torch.no_grad()
 def generate(model, codec: Codec, enc: Encoded, max_new_tokens: int = 10, batch_size: int = 64) -> list[str]:
-    """Greedy answers (stopping at ``<|eot_id|>``)."""
-    model.eval()
+    """Greedy answers (stopping at ``<|eot_id|>``): the codec prepares each batch (pixels and prompt), the
+    library's one batched generator decodes it."""
+    from ..eval.generate import decode_reply, generate_batch
+
     outs = []
     for i in range(0, len(enc.items), batch_size):
-        idx = list(range(i, min(i + batch_size, len(enc.items))))
-        b = codec.prompt_batch(enc, idx)
-        gen = model.generate(**b, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=codec.eot_id,
-                             pad_token_id=codec.pad_id)
-        new = gen[:, b["input_ids"].shape[1]:]
-        outs += [codec.tok.decode(row, skip_special_tokens=True).strip() for row in new]
+        b = codec.prompt_batch(enc, list(range(i, min(i + batch_size, len(enc.items)))))
+        outs += [decode_reply(codec.tok, row, strip=True)
+                 for row in generate_batch(model, b, max_new_tokens=max_new_tokens, stop_ids=[codec.eot_id],
+                                           pad_id=codec.pad_id)]
     return outs
 
 
