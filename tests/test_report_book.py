@@ -66,7 +66,11 @@ def test_opening_states_section_objectives_and_time(chapter):
         f"{name}: no learning objectives in the opening cell"
     items = re.findall(r"^\s*\d+\.\s", first.source, flags=re.M)
     assert 3 <= len(items) <= 5, f"{name}: {len(items)} numbered learning objectives (want 3-5)"
-    assert "cpu" in head, f"{name}: the opening does not say how long it takes on a laptop CPU"
+    assert "{glue:text}`chapter_time`" in first.source, \
+        f"{name}: the opening does not state the chapter's measured time (glue 'chapter_time')"
+    assert not re.search(r"about (a|one|two|three|\d+) (minute|second)", head), f"{name}: a typed time estimate"
+    last_code = [c for c in nb.cells if c.cell_type == "code"][-1].source
+    assert 'glue("chapter_time", CLOCK.summary()' in last_code, f"{name}: the last code cell does not glue the time"
 
 
 def test_first_code_cell_is_colab_guard_and_versions(chapter):

@@ -43,3 +43,37 @@ def notebook_seconds(path: str | Path) -> dict:
 def notebook_durations(folder: str | Path, pattern: str = "[0-9][0-9]_*.ipynb") -> list[dict]:
     """Durations of every chapter notebook in ``folder`` (sorted by name)."""
     return [notebook_seconds(p) for p in sorted(Path(folder).glob(pattern))]
+
+
+class ChapterClock:
+    """A chapter's own time statement: started in its set-up cell, read in its last cell.
+
+    The top of each chapter says how long the chapter took, and that number must be measured, not typed:
+    the last cell glues :meth:`summary` and the opening paragraph shows it. CPU time includes the worker
+    processes the chapter waited for (:func:`infir_lib.parallel.run_parallel`), so wall-clock below CPU
+    time means the chapter used more than one core.
+    """
+
+    def __init__(self) -> None:
+        import time
+
+        self._wall0, self._cpu0 = time.perf_counter(), self._cpu()
+
+    @staticmethod
+    def _cpu() -> float:
+        import resource
+        import time
+
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.process_time() + kids.ru_utime + kids.ru_stime
+
+    def seconds(self) -> tuple[float, float]:
+        """(wall-clock, CPU) seconds since the clock started."""
+        import time
+
+        return time.perf_counter() - self._wall0, self._cpu() - self._cpu0
+
+    def summary(self) -> str:
+        """"148 s wall-clock (263 s of CPU time)": what the chapter's opening paragraph shows."""
+        wall, cpu = self.seconds()
+        return f"{wall:.0f} s wall-clock ({cpu:.0f} s of CPU time)"
