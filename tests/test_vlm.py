@@ -91,16 +91,55 @@ def test_gui_screen_boxes_do_not_overlap_and_match_pixels():
             assert s.image.getpixel((int(x1) - 2, int(y1) - 2)) == D.GUI_COLORS[label]
 
 
-def test_scene_caption_matches_drawn_colours():
+def test_scene_caption_matches_drawn_colours_one_object_per_grid_cell():
     rng = random.Random(1)
     for _ in range(20):
         it = D.make_scene(rng)
-        for obj in it.meta["objects"]:
-            assert f"{obj['color']} {obj['shape']} {obj['position']}" in it.answer
-            col = {"left": 0, "middle": 1, "right": 2}[obj["position"]]
-            xs = range(col * 21 + 2, col * 21 + 19)
-            pixels = {it.image.getpixel((x, y)) for x in xs for y in range(64)}
+        names = [f"{o['color']} {o['shape']}" for o in it.meta["objects"]]
+        assert it.answer == ", ".join(names) + "."  # left to right
+        assert [o["col"] for o in it.meta["objects"]] == sorted({o["col"] for o in it.meta["objects"]})
+        for obj in it.meta["objects"]:  # the object's colour is inside its own 16-pixel cell (one patch)
+            x0, y0, x1, y1 = (int(v) for v in D.cell_box(obj["col"], obj["row"], 64, margin=0))
+            pixels = {it.image.getpixel((x, y)) for x in range(x0, x1) for y in range(y0, y1)}
             assert D.COLORS[obj["color"]] in pixels
+
+
+@pytest.mark.parametrize("kind", sorted(D.LEVELS))
+def test_levels_are_a_dial_and_seeded(kind):
+    for level in D.LEVELS[kind]:
+        items = D.make_items(kind, 12, seed=0, level=level)
+        assert all(it.meta["level"] == level for it in items)
+        again = D.make_items(kind, 12, seed=0, level=level)
+        assert [x.answer for x in items] == [x.answer for x in again]
+    mixed = D.make_items(kind, 60, seed=0)
+    assert {it.meta["level"] for it in mixed} == set(D.LEVELS[kind])
+    with pytest.raises(ValueError, match="level"):
+        D.make_items(kind, 1, seed=0, level=99)
+
+
+def test_ocr_digits_fill_grid_cells_and_count_matches_level():
+    for level in D.LEVELS["ocr"]:
+        for it in D.make_items("ocr", 10, seed=1, level=level):
+            assert len(it.answer) == level and it.answer.isdigit() and it.answer[0] != "0"
+            row, col = it.meta["row"], it.meta["col"]
+            for j in range(level):  # every digit's cell holds dark pixels; the cells beside the text do not
+                x0, y0, x1, y1 = (int(v) for v in D.cell_box(col + j, row, 64, margin=0))
+                assert min(sum(it.image.getpixel((x, y))) for x in range(x0, x1) for y in range(y0, y1)) < 100
+            for c in set(range(D.GRID)) - set(range(col, col + level)):
+                x0, y0, x1, y1 = (int(v) for v in D.cell_box(c, row, 64, margin=0))
+                assert min(sum(it.image.getpixel((x, y))) for x in range(x0, x1) for y in range(y0, y1)) > 700
+
+
+def test_gui_buttons_fill_grid_cells_below_the_title_bar():
+    rng = random.Random(5)
+    for _ in range(20):
+        s = D.make_gui_screen(rng, 64, n_buttons=5)
+        cells = [e["cell"] for e in s.elements if e["kind"] == "button"]
+        assert len(set(cells)) == 5 and all(r >= 1 for _, r in cells)
+        for e in s.elements:
+            if e["kind"] == "button":
+                x, y = D.box_center(e["box"])
+                assert (x * D.GRID // 1000, y * D.GRID // 1000) == e["cell"]  # the click names the cell
 
 
 def test_visual_math_answers_are_right():
@@ -246,10 +285,10 @@ def test_sigmoid_contrastive_training_separates_matched_from_swapped_pairs():
     tok = get_tokenizer(load_config(PretrainConfig, "configs/toy/pretrain.yaml"))  # the toy BPE only (no LM)
     from infir_lib.vlm.model import make_processor
 
-    proc = make_processor(tok, 32, 16).image_processor
-    items = D.mismatch_pairs(D.make_items("caption", 300, seed=0, size=32), 0.25, seed=0)
+    proc = make_processor(tok, 64, 16).image_processor  # the chapter's grid: 4 x 4 patches, one object per patch
+    items = D.mismatch_pairs(D.make_items("caption", 300, seed=0, size=64), 0.25, seed=0)
     torch.manual_seed(0)
-    model = C.build_siglip(tok, 32, 1, 2, 64, 32, 16, max_text_len=20)
+    model = C.build_siglip(tok, 32, 1, 2, 64, 64, 16, max_text_len=20)
     untrained = C.pair_similarity(model, tok, proc, items, 20)
     bad = np.array([it.meta["mismatched"] for it in items])
     hist = C.train_siglip(model, tok, proc, items, steps=200, batch_size=48, lr=3e-3, seed=0, max_text_len=20)
@@ -298,3 +337,50 @@ def test_blind_baseline_counts_the_best_fixed_answer():
 
     vm = D.make_items("vmath", 60, seed=0)
     assert base["acc_vmath"] == Counter(i.answer for i in vm).most_common(1)[0][1] / 60
+
+
+# ------------------------------------------------------------------ perception gate
+
+def test_shuffled_images_are_a_derangement_and_keep_the_questions():
+    from infir_lib.vlm import perception as Q
+
+    items = D.make_items("ocr", 30, seed=0)
+    d = Q.donors(30, seed=3)
+    assert sorted(d) == list(range(30)) and all(i != j for i, j in enumerate(d))
+    sh = Q.shuffle_images(items, seed=3)
+    assert [x.answer for x in sh] == [x.answer for x in items]
+    assert all(s.image is items[j].image for s, j in zip(sh, d))
+    with pytest.raises(ValueError):
+        Q.donors(1)
+
+
+def test_perception_gate_passes_a_model_that_reads_the_image_and_fails_a_blind_one():
+    """The probe scores a fake model: one that answers from the image's ground truth passes; one that
+    gives a fixed answer sits at the blind baseline and fails."""
+    from types import SimpleNamespace
+
+    from infir_lib.vlm import perception as Q
+
+    items = {"ocr": D.make_items("ocr", 40, seed=0), "grounding": D.make_items("grounding", 40, seed=0)}
+    truth = {id(it.image): it.answer for its in items.values() for it in its}
+
+    class Codec:
+        def encode(self, its):
+            return SimpleNamespace(items=its)
+
+    import infir_lib.vlm.train as T
+
+    def fake_generate(model, codec, enc, **kw):
+        return [model(it) for it in enc.items]
+
+    seeing, blind = (lambda it: truth[id(it.image)]), (lambda it: "(625, 625)" if it.task == "grounding" else "1")
+    orig = T.generate
+    T.generate = fake_generate
+    try:
+        good, bad = Q.probe(seeing, Codec(), items), Q.probe(blind, Codec(), items)
+    finally:
+        T.generate = orig
+    assert good["pooled"]["true"] == 1.0 and good["pooled"]["shuffled"] < 0.5 and good["passed"]
+    assert bad["pooled"]["true"] == bad["pooled"]["shuffled"] <= bad["pooled"]["blind"] and not bad["passed"]
+    assert all(g.passed for g in Q.gates(good)) and not any(g.passed for g in Q.gates(bad))
+    assert len(good["true"]) == len(good["shuffled"]) == 80

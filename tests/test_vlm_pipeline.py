@@ -72,3 +72,22 @@ def test_per_item_outcomes_and_per_pair_caption_losses(tmp_path, isolated_cache)
 
     res = P.alignment_run(cfg, clean=True, seed=0, heldout_pairs=6)
     assert len(res["heldout_pair_losses"]) == 6 and all(x > 0 for x in res["heldout_pair_losses"])
+    assert len(res["heldout_pair_gaps"]) == 6
+    # the gap is the loss with the deranged images minus the loss with the item's own image
+    from infir_lib.vlm.perception import donors
+
+    enc6 = codec.encode(vlm.make_items("caption", 6, seed=3))
+    gaps, own = P.image_use_gaps(model, codec, enc6), P.caption_losses(model, codec, enc6)
+    swapped = [vlm.VItem(enc6.items[j].image, it.prompt, it.answer, it.task) for it, j in zip(enc6.items, donors(6))]
+    assert gaps == pytest.approx([s - t for s, t in zip(P.caption_losses(model, codec, codec.encode(swapped)), own)],
+                                 abs=1e-5)
+    # seeds redraw which pairs are swapped
+    res1 = P.alignment_run(cfg, clean=False, seed=1, heldout_pairs=6)
+    assert res1["swap_seed"] != res["swap_seed"]
+    assert P.caption_pool(cfg, res1["swap_seed"])[0].answer is not None
+    a, b = ([it.meta["mismatched"] for it in P.caption_pool(cfg, s)] for s in (res["swap_seed"], res1["swap_seed"]))
+    assert a != b
+
+    probe = P.perception_run(r, cfg, 4, ("ocr", "grounding"))
+    assert set(probe["kinds"]) == {"ocr", "grounding"} and len(probe["true"]) == len(probe["shuffled"]) == 8
+    assert probe["passed"] == (probe["pooled"]["true"] > max(probe["pooled"]["shuffled"], probe["pooled"]["blind"]) + probe["margin"])

@@ -1,17 +1,23 @@
 """Seeded image generators with ground truth: the toy stand-ins for the paper's vision data (§4.1-4.2).
 
 Nothing can be downloaded here, so every image the chapter trains on is drawn with Pillow from a
-seed, and every image carries the text the model should produce. Five families, one per kind of
-data in InfiR's Table 9:
+seed, and every image carries the text the model should produce. The families are designed around
+what the toy tower can *see*: a 64-pixel image cut into 16-pixel patches is a 4 x 4 grid of image
+tokens, so every object sits in one grid cell (one patch), large enough to fill it. One family per
+kind of data in InfiR's Table 9:
 
-* ``make_scene``: captioned scenes (shapes, colours, counts, positions): captioning and general QA;
-* ``make_text_image``: text rendering (a word, a code snippet, an arithmetic problem drawn as
-  pixels): the paper's synthetic OCR data;
-* ``make_gui_screen``: app screens with buttons and fields, boxes on the [0, 1000] scale, for
-  grounding ("click the Save button"); :class:`GuiTaskEnv` chains screens into short multi-step tasks
-  (a toy AndroidWorld: the screen changes after a correct click; success = the task is finished);
-* ``make_chart`` / ``make_geometry``: bar charts and unit-square figures for visual math;
+* ``make_scene``: captioned scenes (shapes and colours, one per cell): captioning and general QA;
+* ``make_text_image``: digits drawn one per cell (a number to read, a sum to solve): the paper's
+  synthetic OCR rendering;
+* ``make_gui_screen``: app screens whose buttons fill grid cells, boxes on the [0, 1000] scale, for
+  grounding ("click the Save button", scored click-in-box); :class:`GuiTaskEnv` chains screens into
+  short multi-step tasks (a toy AndroidWorld: the screen changes after a correct click);
+* ``make_chart`` / ``make_geometry``: bar charts (one bar per column, heights in half cells) and
+  rectangles of unit cells, for visual math;
 * ``mismatch_pairs``: a share of deliberately wrong captions, for the cleaning step (App. E).
+
+Difficulty is a dial: every generator takes ``level`` (objects in a scene, digits to read, buttons
+on a screen, the size of a chart or figure); ``None`` draws the level at random (the training mix).
 
 Toy simplification (said in the chapter): each GUI label has its own colour, as app conventions
 often do (a green Save, a red Cancel), so a 64-pixel model can find a button without reading it.
@@ -24,12 +30,15 @@ from dataclasses import dataclass, field
 
 from PIL import Image, ImageDraw, ImageFont
 
+DATA_VERSION = 2  # 2: families on the patch grid (one object per 16-pixel cell), difficulty levels
+GRID = 4  # cells per image side: 64-pixel images, 16-pixel patches
 COLORS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (230, 200, 30)}
 SHAPES = ("circle", "square", "triangle")
-POSITIONS = ("left", "middle", "right")
-NUMBER_WORDS = {1: "one", 2: "two", 3: "three"}
-WORDS = ["cat", "sun", "map", "box", "red", "pen", "cup", "dog", "hat", "key", "bus", "egg", "fig", "jam", "owl"]
+NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}
 SCALE = 1000  # the paper's normalised coordinate scale (InfiR §4.2.3)
+# the difficulty levels of each family (``level=None`` draws one of them)
+LEVELS = {"caption": (1, 2, 3), "count": (1, 2, 3, 4), "ocr": (1, 2, 3), "grounding": (2, 3, 4, 5),
+          "gui_task": (1, 2, 3), "vmath": (1, 2, 3)}
 
 # GUI labels and their (conventional) colours.
 GUI_COLORS = {"Save": (40, 170, 60), "Cancel": (220, 40, 40), "Send": (40, 80, 220), "Mail": (240, 140, 20),
@@ -44,6 +53,20 @@ GUI_TASKS = {"send a mail": ["Mail", "Compose", "Send"], "turn on wifi": ["Setti
 def font(size: int = 14) -> ImageFont.FreeTypeFont:
     """Pillow's bundled font (no font file needed, same pixels everywhere)."""
     return ImageFont.load_default(size=size)
+
+
+def _level(rng: random.Random, kind: str, level: int | None) -> int:
+    if level is None:
+        return rng.choice(LEVELS[kind])
+    if level not in LEVELS[kind]:
+        raise ValueError(f"{kind}: level {level} is not one of {LEVELS[kind]}")
+    return level
+
+
+def cell_box(col: int, row: int, size: int, margin: float = 1) -> tuple[float, float, float, float]:
+    """Pixel box of grid cell (col, row), ``margin`` pixels inside its edges."""
+    c = size / GRID
+    return (col * c + margin, row * c + margin, (col + 1) * c - margin, (row + 1) * c - margin)
 
 
 @dataclass
@@ -106,42 +129,55 @@ def inside(point: tuple[int, int] | None, box: tuple[int, int, int, int]) -> boo
 
 # --------------------------------------------------------------------------- scenes (captions, QA)
 
-def _draw_shape(d: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float, color) -> None:
+def _draw_shape(d: ImageDraw.ImageDraw, shape: str, box, color) -> None:
+    x0, y0, x1, y1 = box
     if shape == "circle":
-        d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=color)
+        d.ellipse([x0, y0, x1, y1], fill=color)
     elif shape == "square":
-        d.rectangle([cx - r, cy - r, cx + r, cy + r], fill=color)
+        d.rectangle([x0 + 1, y0 + 1, x1 - 1, y1 - 1], fill=color)
     else:
-        d.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=color)
+        d.polygon([((x0 + x1) / 2, y0), (x0, y1), (x1, y1)], fill=color)
 
 
-def make_scene(rng: random.Random, size: int = 64) -> VItem:
-    """1-3 coloured shapes in left/middle/right slots; the caption names them left to right."""
-    n = rng.randint(1, 3)
-    slots = sorted(rng.sample(range(3), n))
+def make_scene(rng: random.Random, size: int = 64, level: int | None = None) -> VItem:
+    """``level`` coloured shapes, each filling one grid cell in its own column (random rows); the
+    caption names them left to right ("red circle, blue square.")."""
+    n = _level(rng, "caption", level)
+    cols = sorted(rng.sample(range(GRID), n))
     img = Image.new("RGB", (size, size), (245, 245, 245))
     d = ImageDraw.Draw(img)
     objs = []
-    for s in slots:
+    for col in cols:
+        row = rng.randrange(GRID)
         shape, color = rng.choice(SHAPES), rng.choice(list(COLORS))
-        cx = size * (s + 0.5) / 3
-        cy = size * rng.uniform(0.35, 0.65)
-        _draw_shape(d, shape, cx, cy, size / 8, COLORS[color])
-        objs.append({"shape": shape, "color": color, "position": POSITIONS[s]})
-    caption = ", ".join(f"{o['color']} {o['shape']} {o['position']}" for o in objs) + "."
-    return VItem(img, "Describe the image.", caption, "caption", {"objects": objs, "count": n})
+        _draw_shape(d, shape, cell_box(col, row, size, margin=2), COLORS[color])
+        objs.append({"shape": shape, "color": color, "col": col, "row": row})
+    caption = ", ".join(f"{o['color']} {o['shape']}" for o in objs) + "."
+    return VItem(img, "Describe the image.", caption, "caption", {"objects": objs, "count": n, "level": n})
 
 
-def make_scene_qa(rng: random.Random, size: int = 64) -> VItem:
-    """General QA on a scene: how many shapes."""
-    item = make_scene(rng, size)
-    return VItem(item.image, "How many shapes are there?", str(item.meta["count"]), "count", item.meta)
+def make_scene_qa(rng: random.Random, size: int = 64, level: int | None = None) -> VItem:
+    """General QA on a scene: how many shapes (``level`` of them, 1-4)."""
+    n = _level(rng, "count", level)
+    if n <= max(LEVELS["caption"]):
+        item = make_scene(rng, size, n)
+    else:  # four shapes: one per column
+        img = Image.new("RGB", (size, size), (245, 245, 245))
+        d = ImageDraw.Draw(img)
+        objs = []
+        for col in range(GRID):
+            row, shape, color = rng.randrange(GRID), rng.choice(SHAPES), rng.choice(list(COLORS))
+            _draw_shape(d, shape, cell_box(col, row, size, margin=2), COLORS[color])
+            objs.append({"shape": shape, "color": color, "col": col, "row": row})
+        item = VItem(img, "", "", "caption", {"objects": objs, "count": n, "level": n})
+    return VItem(item.image, "How many shapes are there?", str(n), "count", item.meta)
 
 
 def mismatch_pairs(items: list[VItem], share: float, seed: int) -> list[VItem]:
     """Give a ``share`` of the items another item's caption (a known-bad pair, ``meta['mismatched']``).
 
-    A swapped caption that happens to equal the item's own is not counted as a mismatch.
+    ``seed`` decides which pairs are swapped. A swapped caption that happens to equal the item's own is
+    not counted as a mismatch.
     """
     rng = random.Random(seed)
     out = [VItem(it.image, it.prompt, it.answer, it.task, {**it.meta, "mismatched": False}) for it in items]
@@ -157,27 +193,37 @@ def mismatch_pairs(items: list[VItem], share: float, seed: int) -> list[VItem]:
 
 # --------------------------------------------------------------------------- text rendering (OCR)
 
-def make_text_image(rng: random.Random, size: int = 64, kind: str | None = None) -> VItem:
-    """Text drawn into pixels: a word to read, a code line to read, or a sum to solve."""
-    kind = kind or rng.choice(["word", "code", "math"])
+def _draw_char(d: ImageDraw.ImageDraw, ch: str, col: int, row: int, size: int) -> None:
+    """One character, as large as a grid cell allows, centred in cell (col, row)."""
+    f = font(round(size / GRID * 1.15))
+    x0, y0, x1, y1 = d.textbbox((0, 0), ch, font=f)
+    c = size / GRID
+    d.text((col * c + (c - (x1 - x0)) / 2 - x0, row * c + (c - (y1 - y0)) / 2 - y0), ch, fill=(0, 0, 0), font=f)
+
+
+def make_text_image(rng: random.Random, size: int = 64, kind: str | None = None, level: int | None = None) -> VItem:
+    """Digits drawn one per grid cell on a row: a number to read (``level`` digits) or a sum to solve
+    (``a+b`` in three cells; ``level`` bounds the operands: 1-3, 1-6, 1-9)."""
+    kind = kind or rng.choice(["number", "math"])
     img = Image.new("RGB", (size, size), (255, 255, 255))
     d = ImageDraw.Draw(img)
-    if kind == "word":
-        text = rng.choice(WORDS)
-        prompt, answer, task = "Read the text.", text, "ocr"
-    elif kind == "code":
-        text = f"{rng.choice('xyzab')}={rng.randint(1, 9)}"
-        prompt, answer, task = "Read the text.", text, "ocr"
-    else:
-        a, b = rng.randint(1, 9), rng.randint(1, 9)
+    if kind == "number":
+        n = _level(rng, "ocr", level)
+        text = str(rng.randint(1, 9)) + "".join(str(rng.randint(0, 9)) for _ in range(n - 1))
+        prompt, answer, task = "Read the number.", text, "ocr"
+    elif kind == "math":
+        k = _level(rng, "vmath", level)
+        a, b = rng.randint(1, 3 * k), rng.randint(1, 3 * k)
         text = f"{a}+{b}"
         prompt, answer, task = "Solve the problem in the image.", str(a + b), "vmath"
-    f = font(18)
-    x0, y0, x1, y1 = d.textbbox((0, 0), text, font=f)
-    x = rng.randint(2, max(2, size - (x1 - x0) - 2))
-    y = rng.randint(2, max(2, size - (y1 - y0) - 6))
-    d.text((x - x0, y - y0), text, fill=(0, 0, 0), font=f)
-    return VItem(img, prompt, answer, task, {"text": text, "kind": kind})
+        n = k
+    else:
+        raise KeyError(f"unknown text kind {kind!r}; kinds: number, math")
+    chars = list(text)  # one character per cell
+    row, col0 = rng.randrange(GRID), rng.randint(0, GRID - len(chars))
+    for j, ch in enumerate(chars):
+        _draw_char(d, ch, col0 + j, row, size)
+    return VItem(img, prompt, answer, task, {"text": text, "kind": kind, "level": n, "row": row, "col": col0})
 
 
 # --------------------------------------------------------------------------- GUI screens
@@ -187,7 +233,7 @@ class GuiScreen:
     """An app screen: the image, its widgets and their boxes on the [0, 1000] scale."""
 
     image: Image.Image
-    elements: list[dict]  # {"label", "kind": button|field|text, "box": (x0, y0, x1, y1) in [0, 1000]}
+    elements: list[dict]  # {"label", "kind": button|field, "box": (x0, y0, x1, y1) in [0, 1000]}
     title: str = ""
 
     def box_of(self, label: str) -> tuple[int, int, int, int]:
@@ -202,43 +248,46 @@ class GuiScreen:
 
 def make_gui_screen(rng: random.Random, size: int = 64, buttons: list[str] | None = None, n_buttons: int = 3,
                     title: str = "App") -> GuiScreen:
-    """A screen with a title bar, a text field and buttons on a 3x2 grid of slots (no overlaps).
+    """A screen on the 4 x 4 grid: a title bar (the top row), one text field and buttons, each filling
+    one cell of the three rows below (no overlaps).
 
-    ``buttons`` fixes which labels appear (a task's next target among them); otherwise random ones.
+    ``buttons`` fixes which labels appear (a task's next target among them); otherwise ``n_buttons``
+    random ones.
     """
     labels = list(buttons) if buttons else rng.sample(GUI_LABELS, n_buttons)
-    if len(labels) > 5:
-        raise ValueError(f"at most 5 buttons fit on a toy screen, got {len(labels)}")
+    slots = [(c, r) for r in range(1, GRID) for c in range(GRID)]
+    if len(labels) + 1 > len(slots):
+        raise ValueError(f"at most {len(slots) - 1} buttons fit on a toy screen, got {len(labels)}")
     img = Image.new("RGB", (size, size), (250, 250, 250))
     d = ImageDraw.Draw(img)
-    bar = size // 8
-    d.rectangle([0, 0, size, bar], fill=(90, 90, 90))
-    d.text((2, 0), title[:10], fill=(255, 255, 255), font=font(max(6, bar - 1)))
-    slots = [(c, r) for r in range(3) for c in range(2)]
+    bar = size / GRID
+    d.rectangle([0, 0, size, bar - 1], fill=(90, 90, 90))
+    d.text((2, 1), title[:10], fill=(255, 255, 255), font=font(max(6, int(bar / 2))))
     chosen = rng.sample(slots, len(labels) + 1)
-    cell_w, cell_h = size / 2, (size - bar) / 3
     elements = []
     for i, (c, r) in enumerate(chosen):
-        x0, y0 = c * cell_w + 2, bar + r * cell_h + 2
-        x1, y1 = (c + 1) * cell_w - 2, bar + (r + 1) * cell_h - 2
+        x0, y0, x1, y1 = cell_box(c, r, size, margin=1)
         if i == len(labels):  # one text field as a distractor
             d.rectangle([x0, y0, x1, y1], fill=(255, 255, 255), outline=(150, 150, 150))
             elements.append({"label": "field", "kind": "field", "box": normalize_box((x0, y0, x1, y1), size, size)})
             continue
         label = labels[i]
         d.rectangle([x0, y0, x1, y1], fill=GUI_COLORS[label])
-        d.text((x0 + 1, y0 + 1), label[:5], fill=(255, 255, 255), font=font(max(6, int(cell_h / 2))))
-        elements.append({"label": label, "kind": "button", "box": normalize_box((x0, y0, x1, y1), size, size)})
+        d.text((x0 + 1, y0 + 1), label[:2], fill=(255, 255, 255), font=font(max(6, int(bar / 2.5))))
+        elements.append({"label": label, "kind": "button", "box": normalize_box((x0, y0, x1, y1), size, size),
+                         "cell": (c, r)})
     return GuiScreen(img, elements, title)
 
 
-def make_grounding(rng: random.Random, size: int = 64) -> VItem:
-    """'Click the Save button.' -> the centre of its box, as (x, y) on the [0, 1000] scale."""
-    screen = make_gui_screen(rng, size)
+def make_grounding(rng: random.Random, size: int = 64, level: int | None = None) -> VItem:
+    """'Click the Save button.' on a screen of ``level`` buttons -> the centre of its box, as (x, y) on
+    the [0, 1000] scale."""
+    n = _level(rng, "grounding", level)
+    screen = make_gui_screen(rng, size, n_buttons=n)
     target = rng.choice(screen.buttons())
     box = screen.box_of(target)
     return VItem(screen.image, f"Click the {target} button.", format_click(*box_center(box)), "grounding",
-                 {"box": box, "target": target, "elements": screen.elements})
+                 {"box": box, "target": target, "elements": screen.elements, "level": n})
 
 
 class GuiTaskEnv:
@@ -290,80 +339,81 @@ class GuiTaskEnv:
         return self.done
 
 
-def make_gui_task_step(rng: random.Random, size: int = 64) -> VItem:
-    """One step of an expert trajectory: the screen at a random stage of a task and the right click."""
+def make_gui_task_step(rng: random.Random, size: int = 64, level: int | None = None) -> VItem:
+    """One step of an expert trajectory: the screen at a random stage of a task (``level`` distractor
+    buttons) and the right click."""
+    n = _level(rng, "gui_task", level)
     task = rng.choice(sorted(GUI_TASKS))
-    env = GuiTaskEnv(task, rng.randrange(1 << 30), size)
+    env = GuiTaskEnv(task, rng.randrange(1 << 30), size, n_distractors=n)
     for _ in range(rng.randrange(len(env.path))):
         env.step(box_center(env.target_box()))
     box = env.target_box()
     return VItem(env.screen.image, env.instruction(), format_click(*box_center(box)), "gui_task",
-                 {"box": box, "task": task, "stage": env.stage, "target": env.path[env.stage]})
+                 {"box": box, "task": task, "stage": env.stage, "target": env.path[env.stage], "level": n})
 
 
 # --------------------------------------------------------------------------- charts and geometry
 
-def make_chart(rng: random.Random, size: int = 64) -> VItem:
-    """A bar chart with 2-4 bars of heights 1-9; asks for the tallest bar's value or the bar count."""
-    n = rng.randint(2, 4)
-    values = [rng.randint(1, 9) for _ in range(n)]
+def make_chart(rng: random.Random, size: int = 64, level: int | None = None) -> VItem:
+    """A bar chart of ``level + 1`` bars (2-4), one per grid column, heights 1-8 in half cells; asks for
+    the tallest bar's value or the bar count."""
+    k = _level(rng, "vmath", level)
+    n = k + 1
+    values = [rng.randint(1, 8) for _ in range(n)]
     img = Image.new("RGB", (size, size), (255, 255, 255))
     d = ImageDraw.Draw(img)
-    base, unit = size - 4, (size - 10) / 9
-    d.line([(2, base), (size - 2, base)], fill=(0, 0, 0))
-    for i in range(1, 10):  # faint gridlines make heights readable
-        y = base - i * unit
-        d.line([(2, y), (size - 2, y)], fill=(225, 225, 225))
-    w = (size - 8) / n
+    unit = size / 8
+    for i in range(1, 8):  # faint gridlines every half cell make heights readable
+        d.line([(0, size - i * unit), (size, size - i * unit)], fill=(225, 225, 225))
     for i, v in enumerate(values):
-        x0 = 4 + i * w + w * 0.15
-        d.rectangle([x0, base - v * unit, x0 + w * 0.7, base], fill=(60, 110, 200))
+        x0, _, x1, _ = cell_box(i, 0, size, margin=2)
+        d.rectangle([x0, size - v * unit, x1, size - 1], fill=(60, 110, 200))
     if rng.random() < 0.5:
         return VItem(img, "What is the value of the tallest bar?", str(max(values)), "vmath",
-                     {"values": values, "kind": "chart_max"})
-    return VItem(img, "How many bars are in the chart?", str(n), "vmath", {"values": values, "kind": "chart_count"})
+                     {"values": values, "kind": "chart_max", "level": k})
+    return VItem(img, "How many bars are in the chart?", str(n), "vmath",
+                 {"values": values, "kind": "chart_count", "level": k})
 
 
-def make_geometry(rng: random.Random, size: int = 64) -> VItem:
-    """An a x b rectangle of unit squares: its area (a*b) is the answer."""
-    a, b = rng.randint(1, 4), rng.randint(1, 4)
+def make_geometry(rng: random.Random, size: int = 64, level: int | None = None) -> VItem:
+    """An a x b rectangle of unit squares, each square one grid cell (a, b <= level + 1): its area (a*b)."""
+    k = _level(rng, "vmath", level)
+    a, b = rng.randint(1, k + 1), rng.randint(1, k + 1)
     img = Image.new("RGB", (size, size), (255, 255, 255))
     d = ImageDraw.Draw(img)
-    cell = (size - 8) / 4
-    x0 = rng.uniform(2, size - 2 - a * cell)
-    y0 = rng.uniform(2, size - 2 - b * cell)
+    c0, r0 = rng.randint(0, GRID - a), rng.randint(0, GRID - b)
     for i in range(a):
         for j in range(b):
-            d.rectangle([x0 + i * cell, y0 + j * cell, x0 + (i + 1) * cell, y0 + (j + 1) * cell],
-                        fill=(250, 220, 120), outline=(0, 0, 0))
+            x0, y0, x1, y1 = cell_box(c0 + i, r0 + j, size, margin=0)
+            d.rectangle([x0, y0, x1 - 1, y1 - 1], fill=(250, 220, 120), outline=(0, 0, 0))
     return VItem(img, "What is the area of the rectangle in unit squares?", str(a * b), "vmath",
-                 {"a": a, "b": b, "kind": "area"})
+                 {"a": a, "b": b, "kind": "area", "level": k})
 
 
-def make_visual_math(rng: random.Random, size: int = 64) -> VItem:
+def make_visual_math(rng: random.Random, size: int = 64, level: int | None = None) -> VItem:
     """Visual math: a chart, a unit-square figure or a rendered sum, with its answer."""
     kind = rng.choice(["chart", "geometry", "text"])
     if kind == "chart":
-        return make_chart(rng, size)
+        return make_chart(rng, size, level)
     if kind == "geometry":
-        return make_geometry(rng, size)
-    return make_text_image(rng, size, kind="math")
+        return make_geometry(rng, size, level)
+    return make_text_image(rng, size, kind="math", level=level)
 
 
-def make_ocr(rng: random.Random, size: int = 64) -> VItem:
-    return make_text_image(rng, size, kind=rng.choice(["word", "code"]))
+def make_ocr(rng: random.Random, size: int = 64, level: int | None = None) -> VItem:
+    return make_text_image(rng, size, kind="number", level=level)
 
 
 GENERATORS = {"caption": make_scene, "count": make_scene_qa, "ocr": make_ocr, "grounding": make_grounding,
               "gui_task": make_gui_task_step, "vmath": make_visual_math}
 
 
-def make_items(kind: str, n: int, seed: int, size: int = 64) -> list[VItem]:
-    """``n`` seeded items of one family (see :data:`GENERATORS`)."""
+def make_items(kind: str, n: int, seed: int, size: int = 64, level: int | None = None) -> list[VItem]:
+    """``n`` seeded items of one family (see :data:`GENERATORS`), at difficulty ``level`` (None: mixed)."""
     if kind not in GENERATORS:
         raise KeyError(f"unknown item kind {kind!r}; kinds: {sorted(GENERATORS)}")
-    rng = random.Random(f"{kind}-{seed}")
-    return [GENERATORS[kind](rng, size) for _ in range(n)]
+    rng = random.Random(f"{kind}-{seed}" if level is None else f"{kind}-{seed}-level{level}")
+    return [GENERATORS[kind](rng, size, level=level) for _ in range(n)]
 
 
 def make_mix(mix: dict[str, int], seed: int, size: int = 64) -> list[VItem]:

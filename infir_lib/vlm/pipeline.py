@@ -22,7 +22,7 @@ from ..config import as_dict, load_config
 from ..runtime import seed_everything
 from . import contrastive as C
 from .config import VLMConfig
-from .data import make_items, make_mix, mismatch_pairs
+from .data import DATA_VERSION, make_items, make_mix, mismatch_pairs
 from ..runtime import torch_threads
 from .model import build_llava, load_processor, load_siglip, load_vlm, make_processor, params_by_part, save_siglip
 from .train import IGNORE, Codec, answer_loss, evaluate, gui_task_success, generate, score, train_stage, warm_up_text
@@ -60,7 +60,7 @@ def language_model(cfg: VLMConfig):
     lm, tok, spec = base_language_model(cfg)
     if cfg.lm_warmup_steps <= 0:
         return lm, tok, spec
-    wspec = {"lm": spec, **{k: getattr(cfg, k) for k in WARMUP_FIELDS}}
+    wspec = {"lm": spec, "data_version": DATA_VERSION, **{k: getattr(cfg, k) for k in WARMUP_FIELDS}}
 
     def build(folder: Path) -> None:
         with torch_threads(cfg.num_threads):
@@ -106,10 +106,11 @@ class TowerResult:
         return self.report["history"]
 
 
-def caption_pool(cfg: VLMConfig):
-    """The captioned scenes with a known share of swapped (wrong) captions."""
+def caption_pool(cfg: VLMConfig, swap_seed: int | None = None):
+    """The captioned scenes with a known share of swapped (wrong) captions; ``swap_seed`` decides which
+    pairs are swapped (default ``cfg.data_seed``: the pool the tower is pre-trained on)."""
     return mismatch_pairs(make_items("caption", cfg.contrastive_pairs, cfg.data_seed, cfg.image_size),
-                          cfg.mismatch_share, cfg.data_seed)
+                          cfg.mismatch_share, cfg.data_seed if swap_seed is None else swap_seed)
 
 
 def tower(cfg: VLMConfig) -> TowerResult:
@@ -117,7 +118,7 @@ def tower(cfg: VLMConfig) -> TowerResult:
 
     It needs only the tokenizer, so it does not depend on the LM's warm-up."""
     _, tok, lm_spec = base_language_model(cfg)
-    spec = {"lm": lm_spec, **{k: getattr(cfg, k) for k in TOWER_FIELDS}}
+    spec = {"lm": lm_spec, "data_version": DATA_VERSION, **{k: getattr(cfg, k) for k in TOWER_FIELDS}}
 
     def build(folder: Path) -> None:
         with torch_threads(cfg.num_threads):
@@ -144,16 +145,30 @@ def tower(cfg: VLMConfig) -> TowerResult:
     return TowerResult(folder, artifacts.load_json(folder / "report.json"))
 
 
+def score_pairs(cfg: VLMConfig, tw: TowerResult, pairs) -> np.ndarray:
+    """The tower's image-text similarity of each pair (the App. E score)."""
+    _, tok, _ = base_language_model(cfg)
+    proc = make_processor(tok, cfg.image_size, cfg.patch_size).image_processor
+    return C.pair_similarity(tw.load_siglip(), tok, proc, pairs, cfg.max_text_len)
+
+
 def threshold_for(cfg: VLMConfig, sims: np.ndarray) -> float:
     return C.choose_threshold(sims, cfg.threshold_method, cfg.threshold_value, cfg.threshold_quantile)
 
 
-def stage1_items(cfg: VLMConfig, tw: TowerResult, clean: bool | None = None):
-    """Caption pairs (kept ones when cleaning) plus the stage-1 QA items; and the cleaning report."""
-    pairs = caption_pool(cfg)
-    sims = tw.similarities
+def stage1_items(cfg: VLMConfig, tw: TowerResult, clean: bool | None = None, swap_seed: int | None = None):
+    """Caption pairs (kept ones when cleaning) plus the stage-1 QA items; and the cleaning report.
+
+    With a ``swap_seed`` other than the tower's, the pool has other pairs swapped; the tower scores it
+    afresh (one forward pass per pair) and the cut is chosen from those scores."""
+    if swap_seed is None or swap_seed == cfg.data_seed:
+        pairs, sims, bad = caption_pool(cfg), tw.similarities, tw.mismatched
+    else:
+        pairs = caption_pool(cfg, swap_seed)
+        sims = score_pairs(cfg, tw, pairs)
+        bad = np.array([it.meta["mismatched"] for it in pairs])
     thr = threshold_for(cfg, sims)
-    report = C.cleaning_report(sims, tw.mismatched, thr)
+    report = C.cleaning_report(sims, bad, thr)
     use_clean = cfg.clean if clean is None else clean
     kept = [p for p, s in zip(pairs, sims) if s >= thr] if use_clean else pairs
     report["kept"] = len(kept)
@@ -237,7 +252,8 @@ def _build_vlm(cfg: VLMConfig, folder: Path) -> dict:
         history += train_stage(model, codec, enc, parts, steps, cfg.batch_size, lr, cfg.seed, name,
                                cfg.log_every)
         per_stage[name] = {"rows": len(rows), "steps": steps, **evaluate(model, codec, evals),
-                           "caption_loss": answer_loss(model, codec, captions)}
+                           "caption_loss": answer_loss(model, codec, captions),
+                           "caption_gap": float(np.mean(image_use_gaps(model, codec, captions)))}
     metrics = dict(per_stage[list(per_stage)[-1]])
     metrics.pop("rows"), metrics.pop("steps")
     metrics["gui_task_success"] = gui_task_success(model, codec, cfg.gui_episodes, cfg.eval_seed, cfg.image_size)
@@ -258,7 +274,7 @@ def cache_spec(cfg: VLMConfig) -> dict:
     _, _, lm_spec = language_model(cfg)
     skip = {"output_dir", "log_every", "num_threads", "n_gpus", "gpu", "assumed_mfu", "sharding", "stage1_datasets",
             "stage2_datasets", "stage3_datasets", "stage_samples", "seq_len", "global_batch_size", "micro_batch_size", *FULL_ONLY}
-    return {"lm": lm_spec, **{k: v for k, v in as_dict(cfg).items() if k not in skip}}
+    return {"lm": lm_spec, "data_version": DATA_VERSION, **{k: v for k, v in as_dict(cfg).items() if k not in skip}}
 
 
 def run(config="configs/toy/vlm.yaml", overrides: dict | list | None = None) -> VLMResult:
@@ -303,15 +319,37 @@ def caption_losses(model, codec: Codec, enc, batch_size: int = 64) -> list[float
     return out
 
 
+def image_use_gaps(model, codec: Codec, enc, seed: int = 0) -> list[float]:
+    """Per item: its answer's loss (nats/token) with another item's image minus with its own image.
+
+    Positive = the model's words depend on the right image; 0 = it ignores the image. The other image
+    is a seeded derangement (:func:`infir_lib.vlm.perception.donors`), the same for every model."""
+    from .perception import donors
+    from .train import Encoded
+
+    true = caption_losses(model, codec, enc)
+    d = donors(len(enc.items), seed)
+    swapped = Encoded(enc.prompt_ids, enc.answer_ids, enc.pixel_values[d], [enc.items[j] for j in d])
+    return [s - t for s, t in zip(caption_losses(model, codec, swapped), true)]
+
+
 HELDOUT_PAIRS = 400  # held-out captions scored per pair for claim 11 (teacher-forced: cheap)
+ALIGN_VERSION = 2  # 2: each seed swaps its own pairs; the image-use gap per held-out pair
+
+
+def swap_seed_for(cfg: VLMConfig, seed: int) -> int:
+    """Which pairs of the pool are swapped in alignment run ``seed`` (seed 0: the tower's own pool)."""
+    return cfg.data_seed + 1000 * seed
 
 
 def alignment_run(cfg: VLMConfig, clean: bool, seed: int, heldout_pairs: int = HELDOUT_PAIRS) -> dict:
-    """Stage 1 only (projector on captions), on cleaned or uncleaned pairs; held-out clean caption loss
-    (``heldout_caption_loss`` on ``2 × eval_items`` captions, as before) and the loss per pair on
-    ``heldout_pairs`` clean held-out captions (``heldout_pair_losses``, same pairs in every arm)."""
+    """Stage 1 only (projector on captions), on cleaned or uncleaned pairs, seed ``seed``: the seed sets
+    the projector's initialisation, the data order *and which pairs of the pool are swapped*
+    (:func:`swap_seed_for`). Measured on ``heldout_pairs`` clean held-out captions, the same in every arm:
+    ``heldout_pair_losses`` (loss per pair with its own image) and ``heldout_pair_gaps`` (loss with a
+    shuffled image minus loss with the true one: how much the caption depends on the image, claim 11)."""
     spec = {"vlm": cache_spec(dataclasses.replace(cfg, seed=0)), "clean": clean, "seed": seed,
-            "heldout_pairs": heldout_pairs}
+            "heldout_pairs": heldout_pairs, "align_version": ALIGN_VERSION}
 
     def build(folder: Path) -> None:
         with torch_threads(cfg.num_threads):
@@ -326,15 +364,16 @@ def alignment_run(cfg: VLMConfig, clean: bool, seed: int, heldout_pairs: int = H
                             lm.config, tok.convert_tokens_to_ids("<image>"), language_model=lm,
                             vision_state=tw.load_siglip().vision_model.state_dict())
         codec = Codec(make_processor(tok, cfg.image_size, cfg.patch_size))
-        rows, cleaning = stage1_items(dataclasses.replace(cfg, stage1_mix={}), tw, clean=clean)
+        rows, cleaning = stage1_items(dataclasses.replace(cfg, stage1_mix={}), tw, clean=clean,
+                                      swap_seed=swap_seed_for(cfg, seed))
         hist = train_stage(model, codec, codec.encode(rows), "stage1", cfg.stage1_steps, cfg.batch_size,
                            cfg.stage1_lr, seed, "stage1", cfg.log_every)
-        held = caption_eval_set(cfg, codec)
         pairs = codec.encode(make_items("caption", heldout_pairs, cfg.eval_seed, cfg.image_size))
-        res = {"clean": clean, "seed": seed, "rows": len(rows), "heldout_caption_loss": answer_loss(model, codec, held),
-               "heldout_pair_losses": caption_losses(model, codec, pairs),
-               **{f"caption_{k}": v for k, v in evaluate(model, codec, {"exact": held}).items()}, "history": hist,
-               "cleaning": cleaning}
+        losses = caption_losses(model, codec, pairs)
+        gaps = image_use_gaps(model, codec, pairs)
+        res = {"clean": clean, "seed": seed, "rows": len(rows), "swap_seed": swap_seed_for(cfg, seed),
+               "heldout_caption_loss": float(np.mean(losses)), "heldout_pair_losses": losses,
+               "heldout_pair_gaps": gaps, "history": hist, "cleaning": cleaning}
         artifacts.save_json(res, folder / "result.json")
 
     return artifacts.load_json(artifacts.cached("vlm-align", spec, build, name="clean" if clean else "noisy")
@@ -366,3 +405,22 @@ def plan(config, overrides=None):
     from .plan import plan_vlm
 
     return plan_vlm(as_config(config, overrides))
+
+
+# --------------------------------------------------------------------------- the perception gate
+
+def perception_run(result: VLMResult, cfg: VLMConfig, n: int, kinds: tuple[str, ...] = EVAL_KINDS) -> dict:
+    """The perception probe (:func:`infir_lib.vlm.perception.probe`) of a saved toy VLM on ``n`` probe
+    items per family: true image vs shuffled image vs the blind baseline. Cached."""
+    from . import perception as Q
+
+    spec = {"run": result.output_dir.name, "n": n, "kinds": list(kinds), "eval_seed": cfg.eval_seed,
+            "image_size": cfg.image_size, "data_version": DATA_VERSION, "margin": Q.MARGIN}
+
+    def build(folder: Path) -> None:
+        with torch_threads(cfg.num_threads):
+            model, codec = result.load_model(), Codec(result.load_processor())
+            artifacts.save_json(Q.probe(model, codec, Q.probe_items(cfg, kinds, n)), folder / "probe.json")
+
+    return artifacts.load_json(artifacts.cached("vlm-probe", spec, build, name=result.summary["schedule"])
+                               / "probe.json")

@@ -1,0 +1,113 @@
+"""The perception gate: does a toy VLM use its image?
+
+A model can score above zero without looking: the language model knows the answer formats, and a
+fixed answer per question is right on a share of the items (the *blind baseline*). The gate asks the
+same model the same held-out questions twice, once with each item's own image and once with the
+image of another item of the same family (a *shuffled* image), and holds the true-image accuracy
+against both the shuffled-image accuracy and the blind baseline with a declared margin.
+Claims whose mechanism needs perception (12 and 13) check the gate of the model they use; when it
+fails they are recorded as untestable at toy scale, with these numbers.
+
+    probe = perception.probe(model, codec, perception.probe_items(cfg, ("grounding", "ocr", "vmath"), 100))
+    gates = perception.gates(probe)          # report.Gate objects, for report.compare(..., gates=...)
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+from .data import VItem, inside, make_items, parse_click
+
+# The gate's declared margin, fixed before any model was scored: the true image must add this much
+# accuracy over the same model with a shuffled image and over the best fixed answer.
+MARGIN = 0.10
+MARGIN_REASON = ("10 accuracy points over the same model without its image: twice the claims' 5-point margin, so a "
+                 "model that passes uses the image for at least as much as the effects the claims look for "
+                 "(and more than three standard errors of a paired difference on 300 items)")
+PROBE_SEED_OFFSET = 101  # probe items: cfg.eval_seed + this (held out from training and from the claims' items)
+
+
+def probe_items(cfg, kinds, n: int, level: int | None = None) -> dict[str, list[VItem]]:
+    """``n`` held-out items per family (``cfg.eval_seed + PROBE_SEED_OFFSET``), at ``level`` (None: mixed)."""
+    return {k: make_items(k, n, cfg.eval_seed + PROBE_SEED_OFFSET, cfg.image_size, level=level) for k in kinds}
+
+
+def donors(n: int, seed: int = 0) -> list[int]:
+    """A seeded derangement: ``donors[i]`` is the item whose image item ``i`` gets (never ``i`` itself)."""
+    if n < 2:
+        raise ValueError("a shuffled-image probe needs at least two items")
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    out = [0] * n
+    for i in range(n):  # one cycle through a random order
+        out[order[i]] = order[(i + 1) % n]
+    return out
+
+
+def shuffle_images(items: list[VItem], seed: int = 0) -> list[VItem]:
+    """The same questions and answers, each with another item's image (see :func:`donors`)."""
+    d = donors(len(items), seed)
+    return [VItem(items[d[i]].image, it.prompt, it.answer, it.task, dict(it.meta)) for i, it in enumerate(items)]
+
+
+def correct(items: list[VItem], predictions: list[str]) -> list[int]:
+    """0/1 per item: click in the target's box for grounding/GUI steps, exact answer otherwise."""
+    out = []
+    for it, pred in zip(items, predictions):
+        if it.task in ("grounding", "gui_task"):
+            out.append(int(inside(parse_click(pred), it.meta["box"])))
+        else:
+            out.append(int(pred.strip().rstrip(".").lower() == it.answer.strip().rstrip(".").lower()))
+    return out
+
+
+def blind_accuracy(items: list[VItem]) -> float:
+    """The best a model that cannot see does: for clicks, the best single click among the set's own
+    answers (the target's cell is drawn at random, whatever the label says); otherwise, for each
+    question text, its most common answer."""
+    if items[0].task in ("grounding", "gui_task"):
+        cands = {parse_click(it.answer) for it in items}
+        return max(sum(inside(c, it.meta["box"]) for it in items) for c in cands) / len(items)
+    by_q: dict[str, Counter] = {}
+    for it in items:
+        by_q.setdefault(it.prompt, Counter())[it.answer] += 1
+    return sum(c.most_common(1)[0][1] for c in by_q.values()) / len(items)
+
+
+def probe(model, codec, items_by_kind: dict[str, list[VItem]], seed: int = 0) -> dict:
+    """Per family and pooled: accuracy with the true image, with a shuffled image, and the blind
+    baseline; plus the 0/1 outcomes per item (``true``/``shuffled``, kinds side by side)."""
+    from .train import generate
+
+    out = {"kinds": {}, "true": [], "shuffled": []}
+    for kind, items in items_by_kind.items():
+        t = correct(items, generate(model, codec, codec.encode(items)))
+        sh_items = shuffle_images(items, seed)
+        s = correct(sh_items, generate(model, codec, codec.encode(sh_items)))
+        out["kinds"][kind] = {"true": sum(t) / len(t), "shuffled": sum(s) / len(s), "blind": blind_accuracy(items),
+                              "n": len(items)}
+        out["true"] += t
+        out["shuffled"] += s
+    ks = out["kinds"].values()
+    total = sum(k["n"] for k in ks)
+    out["pooled"] = {m: sum(k[m] * k["n"] for k in ks) / total for m in ("true", "shuffled", "blind")}
+    out["margin"] = MARGIN
+    out["passed"] = passed(out)
+    return out
+
+
+def passed(result: dict, margin: float = MARGIN) -> bool:
+    p = result["pooled"]
+    return p["true"] > p["shuffled"] + margin and p["true"] > p["blind"] + margin
+
+
+def gates(result: dict, who: str = "the model"):
+    """The gate as :class:`infir_lib.report.Gate` objects (true image vs shuffled image, vs blind)."""
+    from ..report import gate_above
+
+    p = result["pooled"]
+    return [gate_above(f"perception: {who} with the true image beats a shuffled image", p["true"], p["shuffled"],
+                       by=result["margin"], what="shuffled image"),
+            gate_above(f"perception: {who} with the true image beats the blind baseline", p["true"], p["blind"],
+                       by=result["margin"], what="blind (fixed answer per question) baseline")]
