@@ -199,9 +199,11 @@ class SourceReader(PipelineStep):
         skipped = []
         for source in self.sources:
             field_name = self.text_fields.get(source, self.text_field)
-            for k, row in enumerate(iter_documents(source, n_docs=self.n_docs, seed=self.seed, text_field=field_name)):
-                if k % world_size != rank:
-                    continue
+            rows = iter_documents(source, n_docs=self.n_docs, seed=self.seed, text_field=field_name, rank=rank,
+                                  world_size=world_size)  # this task's share only (by shard or by file)
+            for local, row in enumerate(rows):
+                k = row.pop("_index", None)  # the document's index in the whole stream, when the source has one
+                k = local if world_size == 1 else (k if k is not None else f"r{rank}.{local}")
                 text = (row.get(field_name) if "+" not in field_name or field_name in row
                         else "\n\n".join(str(row.get(c, "")) for c in field_name.split("+")))
                 doc_id = str(row.get("id", f"{source}#{k}"))

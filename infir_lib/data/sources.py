@@ -101,8 +101,19 @@ def local_files(path: Path) -> tuple[list[Path], list[Path]]:
 
 
 def iter_documents(source: str, *, n_docs: int = 1000, seed: int = 0, split: str = "train",
-                   text_field: str = "text", limit: int | None = None) -> Iterator[dict]:
-    """Yield documents (dicts with at least ``text_field``) from any source."""
+                   text_field: str = "text", limit: int | None = None, rank: int = 0,
+                   world_size: int = 1) -> Iterator[dict]:
+    """Yield documents (dicts with at least ``text_field``) from any source.
+
+    ``rank``/``world_size``: this task's share, read without reading the others'. A hub dataset is split
+    by its shards (``datasets.distributed.split_dataset_by_node``: whole files per task when the shards
+    divide evenly); a local folder by files (``files[rank::world_size]``, datatrove's rule) when it has
+    at least one file per task. A generated toy source, and a local source with fewer files than tasks,
+    give every task every ``world_size``-th document of the same stream (each document has a global
+    index, so ids stay the same whatever the number of tasks).
+    """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"{source}: rank {rank} is not in [0, {world_size})")
     count = 0
 
     def capped(rows):
@@ -117,7 +128,7 @@ def iter_documents(source: str, *, n_docs: int = 1000, seed: int = 0, split: str
         name = source[4:]
         if name not in TOY_SOURCES:
             raise KeyError(f"unknown toy source {source!r}; known: {sorted('toy:' + k for k in TOY_SOURCES)}")
-        yield from capped(TOY_SOURCES[name](n_docs, seed))
+        yield from capped(_every_nth(TOY_SOURCES[name](n_docs, seed), rank, world_size, source))
         return
     path = Path(source).expanduser()
     if path.exists():
@@ -127,13 +138,26 @@ def iter_documents(source: str, *, n_docs: int = 1000, seed: int = 0, split: str
                         ", ".join(p.name for p in skipped[:5]) + (" ..." if len(skipped) > 5 else ""))
         if not files:
             raise ValueError(f"{path}: no {'/'.join(LOCAL_SUFFIXES)} files to read")
-        for f in files:
+        by_file = len(files) >= world_size
+        for f in (files[rank::world_size] if by_file else files):
             n_before = count
-            yield from capped(_read_local_file(f, text_field))
-            if count == n_before and (limit is None or count < limit):
+            rows = _read_local_file(f, text_field)
+            yield from capped(rows if by_file else _every_nth(rows, rank, world_size, f"{f}"))
+            if count == n_before and (limit is None or count < limit) and by_file:
                 raise ValueError(f"{f}: no documents (the file is empty or has only blank lines)")
         return
     import datasets  # full scale: stream from the hub (needs network)
+    from datasets.distributed import split_dataset_by_node
+
     name, _, config_name = source.partition(":")
     ds = datasets.load_dataset(name, config_name or None, split=split, streaming=True)
+    if world_size > 1:
+        ds = split_dataset_by_node(ds, rank=rank, world_size=world_size)
     yield from capped(ds)
+
+
+def _every_nth(rows: Iterator[dict], rank: int, world_size: int, where: str) -> Iterator[dict]:
+    """Every ``world_size``-th row from ``rank`` on, each carrying its index in the whole stream (``_index``)."""
+    for k, row in enumerate(rows):
+        if k % world_size == rank:
+            yield row if world_size == 1 else {**row, "_index": k}
