@@ -22,7 +22,7 @@ class VLMConfig:
     lm_config: str = "configs/toy/pretrain.yaml"
     lm_name_or_path: str | None = None  # full scale: InfiR-1B-Base (a hub id or path)
     # text warm-up of the toy LM on the answers' language (no images): InfiR-1B already knows its
-    # language; the toy LM of chapter 2 has never seen "red circle left" or "(312, 625)"
+    # language; the toy LM of chapter 2 has never seen "red circle, blue square." or "(312, 625)"
     lm_warmup_steps: int = 150
     lm_warmup_items: int = 2000  # text items of the warm-up
     lm_warmup_lr: float = 2e-3  # learning rate of the warm-up

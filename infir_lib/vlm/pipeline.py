@@ -54,7 +54,7 @@ def language_model(cfg: VLMConfig):
     """The LM the VLM is built on: chapter 2's toy LM after a short text-only warm-up (cached).
 
     The warm-up trains on the prompts and answers of every data family with the images left out, so the
-    LM knows the words and formats ("red circle left.", "(312, 625)") but not which one an image calls
+    LM knows the words and formats ("red circle, blue square.", "(625, 375)") but not which one an image calls
     for: that has to come through the projector. InfiR-1B-Base needs no such step (it knows English).
     """
     lm, tok, spec = base_language_model(cfg)
