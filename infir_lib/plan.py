@@ -8,7 +8,7 @@ InfiR trained ~940 B tokens on 64 H800 GPUs in 5,760 GPU-hours.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 # Dense bf16 tensor-core peak, TFLOP/s (vendor spec sheets, without sparsity).
 GPU_PEAK_TFLOPS = {"H800": 989.0, "H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0,
@@ -56,6 +56,7 @@ class TrainingPlan:
     memory_per_gpu_gib: float
     memory_breakdown_gib: dict
     sharding: str
+    notes: list = field(default_factory=list)  # preconditions found offline (e.g. data another stage makes)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,7 +75,7 @@ class TrainingPlan:
             f"estimated time      {self.gpu_hours:,.0f} GPU-hours = {self.wall_hours:,.1f} h wall-clock",
             f"memory per GPU      {self.memory_per_gpu_gib:.1f} GiB ({self.sharding}: {mem})"
             f" of {GPU_MEMORY_GIB.get(self.gpu, '?')} GiB",
-        ])
+        ] + [f"note                {n}" for n in self.notes])
 
 
 def gpu_hours(flops: float, gpu: str, mfu: float) -> float:

@@ -32,3 +32,30 @@ def test_paper_budget_is_consistent():
     assert implied_throughput(940e9, 5760) == pytest.approx(45_332, rel=1e-3)
     assert 0.2 < check["implied_mfu"] < 0.6
     assert check["planner_gpu_hours_at_implied_mfu"] == pytest.approx(5760, rel=1e-6)
+
+
+def test_full_pretraining_reads_the_data_stages_output():
+    """The full pre-training mix is the full data pipeline's output, one folder per kind of document; until
+    that folder exists the plan says so (a note, not a download)."""
+    from pathlib import Path
+
+    from infir_lib import data, pretrain
+    from infir_lib.config import load_config
+    from infir_lib.pretrain.config import PretrainConfig
+
+    dcfg = load_config(data.DataConfig, "configs/full/data.yaml")
+    pcfg = load_config(PretrainConfig, "configs/full/pretrain.yaml")
+    kinds = set(dcfg.source_kinds.values()) | {"web"}  # sources without a kind are routed as web pages
+    out = Path(dcfg.output_dir) / "output"
+    assert {Path(d).parent for d in pcfg.datasets} == {out}
+    assert {Path(d).name for d in pcfg.datasets} <= kinds
+    plan = pretrain.plan("configs/full/pretrain.yaml")
+    if not out.exists():
+        assert len(plan.notes) == len(pcfg.datasets) and "run `python -m infir_lib data" in str(plan)
+
+
+def test_a_missing_local_source_names_the_stage_that_makes_it(tmp_path):
+    from infir_lib.data.sources import iter_documents
+
+    with pytest.raises(FileNotFoundError, match="no such file or folder.*run that stage first"):
+        list(iter_documents(str(tmp_path / "not-built" / "output" / "web")))

@@ -335,9 +335,10 @@ def stage_table(cfg: DataConfig) -> list[tuple[str, int, str]]:
               "3. datatrove MinhashDedupBuckets: duplicate pairs per band, across all tasks' signatures"),
              ("minhash_cluster", 1, "3. datatrove MinhashDedupCluster: global clusters, what each task removes"),
              ("decontam_index", 1, f"5. benchmark {cfg.decontam_ngram}-gram index: {', '.join(cfg.benchmarks)}"),
-             ("quality", n, "3. MinhashDedupFilter + 4. quality assessment + 5. decontamination; kept -> output"),
-             ("merge", 1, "sum the per-rank reports (reports/<stage>/<rank>.json -> reports/<stage>.json), "
-              "write the dataset and the funnel")]
+             ("quality", n, "3. MinhashDedupFilter + 4. quality assessment + 5. decontamination; kept -> "
+              "output/<kind>/<rank>.jsonl (one folder per kind: what pre-training mixes by weight)"),
+             ("merge", 1, "sum the per-rank reports (reports/<stage>/<rank>.json -> reports/<stage>.json), write "
+              "the funnel" + (" and a datasets copy of the output" if cfg.executor != "slurm" else ""))]
     return rows
 
 
@@ -391,8 +392,9 @@ def stage_runs(cfg: DataConfig, folder: Path) -> list[tuple[str, list, int]]:
                                        exclusion_writer=removed("quality")),
                      Decontaminate(None, cfg.decontam_ngram, index_path=index, report_dir=reports,
                                    exclusion_writer=removed("decontam")),
-                     JsonWriter(str(folder / "output"))], cfg.tasks),
-        ("merge", [MergeStep(str(folder))], 1),
+                     # one folder per kind (web, math_web, code, wiki, ...): what pre-training mixes by weight
+                     JsonWriter(str(folder / "output"), output_filename="${source}/${rank}.jsonl")], cfg.tasks),
+        ("merge", [MergeStep(str(folder), copy_dataset=cfg.executor != "slurm")], 1),
     ]
     names = [r[0] for r in runs]
     assert names == [r[0] for r in stage_table(cfg)], names
@@ -400,17 +402,18 @@ def stage_runs(cfg: DataConfig, folder: Path) -> list[tuple[str, list, int]]:
 
 
 class MergeStep(PipelineStep):
-    """The last run (one task): per-rank reports summed into one per stage, then the dataset and funnel."""
+    """The last run (one task): per-rank reports summed into one per stage, then the funnel (and, for a local
+    run, the ``datasets`` copy of the output; a Slurm run's output is terabytes of JSONL and stays as it is)."""
 
     name = "merge reports"
     type = "🔢 - STATS"
 
-    def __init__(self, folder: str):
+    def __init__(self, folder: str, copy_dataset: bool = True):
         super().__init__()
-        self.folder = folder
+        self.folder, self.copy_dataset = folder, copy_dataset
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
-        _finish(Path(self.folder))
+        _finish(Path(self.folder), self.copy_dataset)
         return
         yield
 
@@ -455,18 +458,19 @@ class DataResult:
         return {"output_dir": str(self.output_dir), "dataset": str(self.dataset_path), "funnel": self.funnel}
 
 
-def _finish(folder: Path) -> None:
-    """Sum the per-rank reports, turn the writers' JSONL (one file per rank) into a `datasets` dataset,
-    and compute the funnel."""
+def _finish(folder: Path, copy_dataset: bool = True) -> None:
+    """Sum the per-rank reports, compute the funnel, and (``copy_dataset``) turn the writers' JSONL (one file
+    per rank, or per kind and rank) into a `datasets` dataset, which holds every row in memory once."""
     import datasets
     merge_reports(folder / "reports")
     rows = []
-    for f in sorted((folder / "output").glob("*.jsonl")):
+    for f in sorted((folder / "output").rglob("*.jsonl")) if copy_dataset else []:
         rows += [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
-    columns = list(dict.fromkeys(k for r in rows for k in r if k != "filter_reason"))
-    rows = [{k: r.get(k) for k in columns} for r in rows]  # every column, None where a stage did not set it
-    ds = datasets.Dataset.from_list(rows) if rows else datasets.Dataset.from_dict({"id": [], "text": []})
-    ds.save_to_disk(str(folder / "dataset"))
+    if copy_dataset:
+        columns = list(dict.fromkeys(k for r in rows for k in r if k != "filter_reason"))
+        rows = [{k: r.get(k) for k in columns} for r in rows]  # every column, None where a stage did not set it
+        ds = datasets.Dataset.from_list(rows) if rows else datasets.Dataset.from_dict({"id": [], "text": []})
+        ds.save_to_disk(str(folder / "dataset"))
     reports = {p.stem: json.loads(p.read_text()) for p in (folder / "reports").glob("*.json")}
     raw = reports["read"]["counts"]
     funnel = [{"stage": "raw", "docs": raw.get("docs_out", 0), "tokens": raw.get("tokens_out", 0)}]
@@ -474,7 +478,8 @@ def _finish(folder: Path) -> None:
         c = reports[stage]["counts"]
         funnel.append({"stage": stage, "docs": c.get("docs_out", 0), "tokens": c.get("tokens_out", 0)})
     (folder / "funnel.json").write_text(json.dumps(funnel, indent=1))
-    summary = {"n_raw": raw.get("docs_in", 0), "n_clean": len(rows), "skipped": {k: v for k, v in raw.items()
+    n_clean = len(rows) if copy_dataset else funnel[-1]["docs"]
+    summary = {"n_raw": raw.get("docs_in", 0), "n_clean": n_clean, "skipped": {k: v for k, v in raw.items()
                                                                                if k.startswith("skipped")}}
     (folder / "summary.json").write_text(json.dumps(summary, indent=1))
 

@@ -146,6 +146,9 @@ def iter_documents(source: str, *, n_docs: int = 1000, seed: int = 0, split: str
             if count == n_before and (limit is None or count < limit) and by_file:
                 raise ValueError(f"{f}: no documents (the file is empty or has only blank lines)")
         return
+    if source.startswith(("/", "./", "../", "~")):
+        raise FileNotFoundError(f"{source}: no such file or folder (a local source; if it is another stage's output, "
+                                f"run that stage first, e.g. `python -m infir_lib data --config configs/full/data.yaml`)")
     import datasets  # full scale: stream from the hub (needs network)
     from datasets.distributed import split_dataset_by_node
 

@@ -113,10 +113,18 @@ def plan(config: str | Path | PretrainConfig, overrides=None):
     tokens = cfg.total_tokens or cfg.max_steps * cfg.global_batch_size * cfg.seq_len
     micro = cfg.micro_batch_size
     n_gpus = cfg.n_gpus
-    return plan_training(n_params=n_params, n_tokens=tokens, global_batch=cfg.global_batch_size, seq_len=cfg.seq_len,
-                         n_layers=cfg.num_hidden_layers, hidden=cfg.hidden_size, n_heads=cfg.num_attention_heads,
-                         n_gpus=n_gpus, micro_batch=micro, gpu=cfg.gpu, mfu=cfg.assumed_mfu, sharding=cfg.sharding,
-                         checkpointing=cfg.gradient_checkpointing)
+    out = plan_training(n_params=n_params, n_tokens=tokens, global_batch=cfg.global_batch_size, seq_len=cfg.seq_len,
+                        n_layers=cfg.num_hidden_layers, hidden=cfg.hidden_size, n_heads=cfg.num_attention_heads,
+                        n_gpus=n_gpus, micro_batch=micro, gpu=cfg.gpu, mfu=cfg.assumed_mfu, sharding=cfg.sharding,
+                        checkpointing=cfg.gradient_checkpointing)
+    out.notes = [f"{d}: not built yet (a local folder; if it is the data stage's output, run "
+                 f"`python -m infir_lib data --config configs/full/data.yaml` first, then `tokenize`)"
+                 for d in cfg.datasets if _looks_local(d) and not Path(d).expanduser().exists()]
+    return out
+
+
+def _looks_local(source: str) -> bool:
+    return source.startswith(("/", "./", "../", "~"))
 
 
 __all__ = ["PretrainConfig", "PretrainResult", "run", "plan", "train"]
