@@ -97,3 +97,28 @@ def test_grpo_with_narrow_logprob_tiles_is_bit_identical(tmp_path, monkeypatch, 
     assert _without_time(narrow) == _without_time(wide)
     a, b = load_model(tmp_path / "narrow"), load_model(tmp_path / "wide")
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_run_arms_builds_the_same_runs_in_workers_as_in_process(tmp_path, tiny_llama, monkeypatch):
+    """Claim 14's arms x seeds run side by side (infir_lib.parallel); each run is seeded by its own config, so
+    its summary (evaluation, rollouts, zero-variance shares) and its per-step log do not depend on where it ran."""
+    import dataclasses
+
+    from infir_lib.rl import RLConfig
+    from infir_lib.rl import experiments as X
+
+    start = _tiny_start(tmp_path, tiny_llama)
+    cfg = RLConfig(method="curr_reft", model_name_or_path=str(start), cold_start_per_format=0, stage_steps=[1, 1, 1],
+                   stage_generations=[2, 2, 2], prompts_per_step=2, rows_per_stage=4, eval_n=2, learning_rate=1e-2,
+                   max_completion_length=6, eval_max_new_tokens=6, bf16=False)
+    arms = {"curriculum": cfg, "mixed": dataclasses.replace(cfg, method="mixed")}
+    built = {}
+    for workers in (1, 2):
+        monkeypatch.setenv("INFIR_CACHE", str(tmp_path / f"cache-{workers}"))
+        res = X.run_arms(arms, [0, 1], workers=workers)
+        built[workers] = {arm: [(r.summary, _without_time(r.history)) for r in rs] for arm, rs in res.items()}
+    assert built[1] == built[2]
+    summary = built[1]["mixed"][1][0]
+    assert summary["seed"] == 1 and summary["samples"] == 3 * 2 * 2
+    assert list(summary["zero_variance"]) == ["mixed_1", "mixed_2", "mixed_3"]
+    assert list(built[1]["curriculum"][0][0]["zero_variance"]) == ["judge", "choice", "open"]

@@ -7,8 +7,9 @@ import pytest
 from infir_lib.config import ConfigError
 from infir_lib.rl import as_config, plan
 from infir_lib.rl import rewards as R
-from infir_lib.rl.curriculum import select_samples, verifier_judge
-from infir_lib.rl.tasks import FORMATS, counting_problem, format_rows, make_family, mixed_rows
+from infir_lib.rl.curriculum import rollouts, select_samples, verifier_judge, zero_variance_by_stage
+from infir_lib.rl.tasks import (FORMATS, ITEMS, LARGE_START, NEW_ITEMS, counting_problem, format_rows, generation_prompt_ids,
+                                make_family, mixed_chunks, mixed_rows, sft_token_rows)
 
 
 def score(rows):
@@ -78,11 +79,13 @@ def test_verifier_judge_and_selection():
 
 
 def test_toy_presets_load_and_stage_lengths_are_checked():
-    for name, stages in [("rl_curr_reft", 3), ("rl_mixed", 1), ("rl_infi_mmr", 3), ("rl_direct", 1)]:
+    for name, stages in [("rl_curr_reft", 3), ("rl_mixed", 3), ("rl_infi_mmr", 3), ("rl_direct", 1)]:
         cfg = as_config(f"configs/toy/{name}.yaml")
         assert len(cfg.stages) == stages == len(cfg.stage_steps)
     cur, mix = as_config("configs/toy/rl_curr_reft.yaml"), as_config("configs/toy/rl_mixed.yaml")
-    assert sum(cur.stage_steps) == sum(mix.stage_steps)  # same step budget for the two arms
+    # claim 14's arms: the same schedule (steps, group sizes), hence the same GRPO steps and rollouts
+    assert cur.stage_steps == mix.stage_steps and cur.stage_generations == mix.stage_generations
+    assert rollouts(cur) == rollouts(mix) and sum(cur.stage_steps) == sum(mix.stage_steps)
     with pytest.raises((ConfigError, ValueError), match="stage_steps"):
         as_config("configs/toy/rl_curr_reft.yaml", ["stage_steps=[5, 5]"])
     with pytest.raises(ConfigError, match="unknown|not keys"):
@@ -188,10 +191,79 @@ def test_fixed_answer_baseline_and_item_matrix_pairing(monkeypatch):
     runs = {"t": [SimpleNamespace(summary={"seed": 0}), SimpleNamespace(summary={"seed": 1})],
             "c": [SimpleNamespace(summary={"seed": 0}), SimpleNamespace(summary={"seed": 1})]}
     table = {("t", 0): [1, 0], ("t", 1): [1, 1], ("c", 0): [0, 0], ("c", 1): [0, 1]}
-    monkeypatch.setattr(X, "item_outcomes", lambda r, config, name, n=None: {
+    monkeypatch.setattr(X, "item_outcomes", lambda r, config, name, n=None, overrides=None: {
         "correct": table[(config, r.summary["seed"])], "keys": ["k1", "k2"]})
     assert X.item_matrix(runs, {"t": "t", "c": "c"}, "ood_open") == {"t": [[1, 0], [1, 1]], "c": [[0, 0], [0, 1]]}
-    monkeypatch.setattr(X, "item_outcomes", lambda r, config, name, n=None: {
+    monkeypatch.setattr(X, "item_outcomes", lambda r, config, name, n=None, overrides=None: {
         "correct": [0, 0], "keys": ["k1", "k2"] if config == "t" else ["k2", "k1"]})
     with pytest.raises(ValueError, match="other items"):
         X.item_matrix(runs, {"t": "t", "c": "c"}, "ood_open")
+
+
+def test_mixed_chunks_fill_the_curriculum_stages_with_every_format():
+    stages = [format_rows("arith", fmt, 30, seed=0) for fmt in FORMATS]
+    chunks = mixed_chunks(stages, 3, seed=2)
+    assert [len(c) for c in chunks] == [30, 30, 30]
+    key = lambda r: (r["format"], r["prompt"][0]["content"], r["solution"])  # noqa: E731
+    assert sorted(key(r) for c in chunks for r in c) == sorted(key(r) for s in stages for r in s)
+    assert all({r["format"] for r in c} == set(FORMATS) for c in chunks)  # each stage mixes the formats
+    assert [len(c) for c in mixed_chunks(stages[:1] + [stages[1][:1]], 3, seed=0)] == [11, 10, 10]
+
+
+def test_zero_variance_share_per_stage():
+    history = [{"stage": "judge", "frac_reward_zero_std": 0.0}, {"stage": "judge", "frac_reward_zero_std": 0.5},
+               {"stage": "open", "frac_reward_zero_std": 1.0}, {"stage": "open"}]
+    assert zero_variance_by_stage(history) == {"judge": 0.25, "open": 1.0}
+
+
+@pytest.mark.parametrize("family", ["large", "new_items"])
+def test_out_of_domain_families_are_correct_and_never_trained_on(family):
+    import re
+
+    train = {r["prompt"][0]["content"] for fmt in FORMATS for r in format_rows("arith", fmt, 200, seed=0)}
+    rows = format_rows(family, "open", 60, seed=3, steps=[1, 2])
+    assert not {r["prompt"][0]["content"] for r in rows} & train
+    for r in rows:
+        q = r["prompt"][0]["content"]
+        nums = [int(x) for x in re.findall(r"\d+", q)]
+        verbs = re.findall(r"(buys|finds|gets|wins|gives away|loses|sells|eats)", q)
+        value = nums[0]
+        for k, v in zip(nums[1:], verbs):
+            value += k if v in ("buys", "finds", "gets", "wins") else -k
+        assert str(value) == r["solution"] and r["family"] == family
+        if family == "large":
+            assert LARGE_START[0] <= nums[0] <= LARGE_START[1]
+        else:
+            assert not any(re.search(rf"\b{w}\b", q) for w in ITEMS) and any(w in q for w in NEW_ITEMS)
+
+
+def test_choose_level_picks_the_level_nearest_half_inside_the_band():
+    from infir_lib.rl.experiments import choose_level
+
+    curve = [{"family": "a", "steps": 1, "accuracy": 0.9}, {"family": "a", "steps": 2, "accuracy": 0.3},
+             {"family": "b", "steps": 1, "accuracy": 0.62}, {"family": "b", "steps": 2, "accuracy": 0.05}]
+    assert choose_level(curve) == curve[2]
+    assert choose_level([c for c in curve if c["family"] == "a"]) == curve[1]
+    assert choose_level([curve[0], curve[3]]) is None  # every level at the floor or the ceiling
+
+
+def _toy_tokenizer():
+    from infir_lib.models import train_tokenizer
+
+    texts = [r["prompt"][0]["content"] + " " + r["reference"] for fmt in FORMATS for r in format_rows("arith", fmt, 100, seed=1)]
+    return train_tokenizer(texts, vocab_size=400)
+
+
+def test_cold_start_rows_train_on_the_prompt_as_it_is_sampled():
+    """The tokenized sampling prompt is a prefix of every cold-start row, and the loss starts right after it."""
+    tok = _toy_tokenizer()
+    rows = [r for fmt in FORMATS for r in format_rows("arith", fmt, 20, seed=5)]
+    for r, t in zip(rows, sft_token_rows(tok, rows)):
+        prompt = generation_prompt_ids(tok, r["prompt"])
+        # what TRL's GRPOTrainer feeds to generate, and what evaluation uses
+        trl_style = tok.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True)
+        assert prompt == list(trl_style["input_ids"])
+        assert t["input_ids"][:len(prompt)] == prompt
+        assert t["completion_mask"] == [0] * len(prompt) + [1] * (len(t["input_ids"]) - len(prompt))
+        completion = tok.decode(t["input_ids"][len(prompt):])
+        assert completion == r["reference"].strip() + "<|eot_id|>"

@@ -96,7 +96,7 @@ CLAIMS: dict[int, dict] = {
                                                  0.05, ACC5, n_seeds=2, n_items=200)}},
     14: {"chapter": 7, "paper": "Curr-ReFT", "claim": "Difficulty-ordered RL with difficulty-aware rewards generalises better out of domain than mixed-order RL.",
          "parts": {"out-of-domain accuracy": _part("exact-answer accuracy on out-of-domain items (per item)", 0.05,
-                                                   ACC5, n_seeds=2, n_items=200)}},
+                                                   ACC5, n_seeds=3, n_items=200)}},
 }
 
 

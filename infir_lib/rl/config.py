@@ -3,7 +3,9 @@
 One dataclass serves both methods and both scales. ``method`` picks the schedule:
 
 - ``curr_reft``: judge -> choice -> open, each stage from the previous checkpoint (the curriculum);
-- ``mixed``: the same rows and total steps, shuffled together (Curr-ReFT's control arm);
+- ``mixed``: Curr-ReFT's control arm: the same rows shuffled together, run on the curriculum's own
+  schedule (three stages with the same steps, group sizes and reference resets), so the two arms
+  differ only in which answer formats each stage holds;
 - ``infi_mmr``: text-only -> image + caption -> image only (the three phases);
 - ``direct``: image-only RL for the same total steps (Infi-MMR's control arm).
 
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 METHODS = ("curr_reft", "mixed", "infi_mmr", "direct")
-STAGES = {"curr_reft": ["judge", "choice", "open"], "mixed": ["mixed"],
+STAGES = {"curr_reft": ["judge", "choice", "open"], "mixed": ["mixed_1", "mixed_2", "mixed_3"],
           "infi_mmr": ["text", "caption", "image"], "direct": ["image"]}
 
 
@@ -71,6 +73,11 @@ class RLConfig:
     eval_seed: int = 10_001
     eval_steps: list[int] = field(default_factory=lambda: [1, 2])
     eval_max_new_tokens: int = 64
+    # the out-of-domain set (never trained on): a family of :func:`.tasks.make_family` and its step counts
+    # (counting: several people's items summed; large: the in-domain problems from start values above
+    # every training item's); the chapter picks the level from a measured per-level curve
+    ood_family: str = "counting"
+    ood_steps: list[int] = field(default_factory=lambda: [1, 2])
     # --- full scale: data and launch
     datasets: list[str] = field(default_factory=list)  # hub ids or local JSON(L) paths, one per stage (full scale)
     # full: the adapter of :mod:`.hub_data` that turns each stage's released rows into this chapter's rows

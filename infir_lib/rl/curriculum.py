@@ -4,7 +4,13 @@
 the cold-started policy and evaluates the result greedily on held-out rows:
 
 - in domain: arithmetic word problems in all three formats (the open format is the headline);
-- out of domain: the held-out *counting* family, open format (never trained on).
+- out of domain: a held-out family (``cfg.ood_family`` at ``cfg.ood_steps``), open format (never trained on).
+
+The control arm (``mixed``) runs the curriculum's own schedule (same stages, steps, group sizes,
+reference resets) on the shuffled rows, so both arms train on the same number of rollouts and GRPO
+steps. The run's summary keeps, per stage, the share of zero-variance reward groups (all G
+completions of a prompt with the same reward, so every advantage is 0): the waste Curr-ReFT's
+curriculum is meant to avoid.
 
 ``rejection_sampling_sft`` is Curr-ReFT's second stage: sample several responses per prompt, let a
 judge score them 0-100, keep those above the threshold, mix in text-only rows, and SFT on them.
@@ -21,9 +27,9 @@ from ..config import as_dict
 from ..models import SavedModelMixin, load_model, load_tokenizer
 from .config import RLConfig
 from .grpo import StageArgs, run_stage
-from .policy import evaluate, set_stop_tokens, sft
+from .policy import evaluate_sets, set_stop_tokens, sft
 from .rewards import completion_text, extract_answer, format_reward, score_answer
-from .tasks import FORMATS, format_rows, mixed_rows
+from .tasks import FORMATS, format_rows, mixed_chunks
 
 # Fields that change where or how a run reports, not what it computes.
 NON_SEMANTIC = ("output_dir", "n_gpus", "gpu", "assumed_mfu", "prompt_tokens", "datasets", "dataset_formats", "image_roots",
@@ -46,18 +52,20 @@ def stage_rows(cfg: RLConfig) -> list[list[dict]]:
 
 
 def eval_sets(cfg: RLConfig) -> dict[str, list[dict]]:
-    """Held-out rows: in-domain per format, and the out-of-domain counting family (open answers)."""
+    """Held-out rows: in-domain per format, and the out-of-domain family (open answers)."""
     sets = {f"id_{fmt}": format_rows("arith", fmt, cfg.eval_n, seed=cfg.eval_seed, steps=cfg.eval_steps)
             for fmt in FORMATS}
-    sets["ood_open"] = format_rows("counting", "open", cfg.eval_n, seed=cfg.eval_seed, steps=cfg.eval_steps)
+    sets["ood_open"] = format_rows(cfg.ood_family, "open", cfg.eval_n, seed=cfg.eval_seed, steps=cfg.ood_steps)
     return sets
 
 
 def evaluate_all(model_dir: Path, cfg: RLConfig) -> dict:
+    """Greedy scores of the policy in ``model_dir`` on every set of :func:`eval_sets` (one batched pass)."""
     model, tok = load_model(model_dir), load_tokenizer(model_dir)
     set_stop_tokens(model, tok)
-    return {name: {k: v for k, v in evaluate(model, tok, rows, cfg.eval_max_new_tokens).items() if k != "samples"}
-            for name, rows in eval_sets(cfg).items()}
+    sets = eval_sets(cfg)
+    scores = evaluate_sets(model, tok, sets, cfg.eval_max_new_tokens)
+    return {name: {k: v for k, v in res.items() if k != "samples"} for name, res in scores.items()}
 
 
 def stage_args(cfg: RLConfig, i: int) -> StageArgs:
@@ -90,11 +98,27 @@ def cache_spec(cfg: RLConfig, start_spec: dict) -> dict:
     return {"cfg": {k: v for k, v in as_dict(cfg).items() if k not in NON_SEMANTIC}, "start": start_spec}
 
 
+def rollouts(cfg: RLConfig) -> int:
+    """Completions sampled over the whole schedule: steps x group size x prompts per step, per stage."""
+    return sum(s * g * cfg.prompts_per_step for s, g in zip(cfg.stage_steps, cfg.stage_generations))
+
+
+def zero_variance_by_stage(history: list[dict]) -> dict[str, float]:
+    """Per stage, the share of prompt groups whose G rewards were all equal (TRL's ``frac_reward_zero_std``,
+    averaged over the stage's steps, which all hold the same number of groups): their advantages are 0,
+    so they add nothing to the update."""
+    out: dict[str, list[float]] = {}
+    for h in history:
+        if "frac_reward_zero_std" in h:
+            out.setdefault(h["stage"], []).append(h["frac_reward_zero_std"])
+    return {stage: sum(v) / len(v) for stage, v in out.items()}
+
+
 def train_schedule(cfg: RLConfig, start: Path, out: Path) -> list[dict]:
     """Run every stage of ``cfg.method`` in order, each from the previous stage's folder."""
     rows = stage_rows(cfg)
-    if cfg.method == "mixed":
-        rows = [mixed_rows(rows, cfg.seed)]
+    if cfg.method == "mixed":  # the same rows, shuffled, cut into as many stages as the curriculum has
+        rows = mixed_chunks(rows, len(cfg.stages), cfg.seed)
     history, path = [], start
     for i, name in enumerate(cfg.stages):
         dest = out / "stages" / name
@@ -117,8 +141,8 @@ def run_text_method(cfg: RLConfig) -> RLResult:
         import shutil
         shutil.rmtree(folder / "stages")
         summary = {"method": cfg.method, "seed": cfg.seed, "eval": evaluate_all(folder / "model", cfg),
-                   "steps": sum(cfg.stage_steps),
-                   "samples": sum(s * g * cfg.prompts_per_step for s, g in zip(cfg.stage_steps, cfg.stage_generations))}
+                   "steps": sum(cfg.stage_steps), "samples": rollouts(cfg),
+                   "zero_variance": zero_variance_by_stage(history)}
         (folder / "history.json").write_text(json.dumps(history))
         (folder / "result.json").write_text(json.dumps(summary, indent=1))
 
@@ -208,8 +232,10 @@ def self_improve(config, filtered: bool = True, overrides: dict | None = None) -
     cfg = as_config(config, overrides)
     with torch_threads(cfg.num_threads):
         policy = run(cfg)
+        from .policy import SFT_ROWS_VERSION
+
         spec = {"policy": artifacts.load_json(policy.output_dir / artifacts.MANIFEST)["spec"], "filtered": filtered,
-                "rs": {k: v for k, v in as_dict(cfg).items() if k.startswith("rs_")}}
+                "rs": {k: v for k, v in as_dict(cfg).items() if k.startswith("rs_")}, "sft_rows": SFT_ROWS_VERSION}
 
         def build(folder: Path) -> None:
             res = rejection_sampling_sft(policy.model_dir, cfg, folder / "model", filtered=filtered)

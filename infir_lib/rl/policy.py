@@ -21,7 +21,12 @@ from ..eval.generate import decode_reply, generate as generate_replies, generate
 from ..models import EOT, load_model, load_tokenizer
 from ..runtime import compact_trainer_output, lean_trl_scratch, quiet_inner_progress, seed_everything
 from .rewards import completion_text, extract_answer, format_reward, score_answer
-from .tasks import FORMATS, format_rows, sft_pairs
+from .tasks import FORMATS, format_rows, sft_token_rows
+
+# What the SFT rows are made of (part of the cold start's and self-improvement's cache keys). 2: the
+# prompt tokenized as it is sampled, then the completion (tasks.sft_token_rows); 1 tokenized the joined
+# text, which split the assistant header's final "\n\n" differently from sampling.
+SFT_ROWS_VERSION = 2
 
 
 def set_stop_tokens(model, tokenizer) -> None:
@@ -46,7 +51,11 @@ def ready_for_generation(model) -> None:
 
 def sft(model_path: str | Path, rows: list[dict], out: Path, *, steps: int, lr: float, batch: int, seed: int,
         max_length: int = 192) -> list[dict]:
-    """TRL ``SFTTrainer`` on prompt/completion rows (loss on the completion only); saves to ``out``."""
+    """TRL ``SFTTrainer`` on prompt/completion rows (loss on the completion only); saves to ``out``.
+
+    The rows reach TRL already tokenized (:func:`.tasks.sft_token_rows`): the prompt as the policy is
+    sampled from it, then the reference completion, so training and sampling share the context.
+    """
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -59,9 +68,9 @@ def sft(model_path: str | Path, rows: list[dict], out: Path, *, steps: int, lr: 
                          lr_scheduler_type="cosine", warmup_steps=max(1, steps // 10), logging_steps=5,
                          save_strategy="no", report_to="none", seed=seed, use_cpu=not torch.cuda.is_available(),
                          bf16=False, max_length=max_length, dataloader_num_workers=0, disable_tqdm=True,
-                         activation_checkpointing=False)
+                         activation_checkpointing=False, completion_only_loss=True)
         with quiet_inner_progress():
-            trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(sft_pairs(rows)),
+            trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(sft_token_rows(tokenizer, rows)),
                                  processing_class=tokenizer)
         compact_trainer_output(trainer, "cold-start sft")
         with lean_trl_scratch(model.get_output_embeddings().weight.shape[0]):
@@ -77,7 +86,8 @@ def cold_start(base_dir: str | Path, base_spec: dict, *, n_per_format: int, step
                seed: int, data_seed: int = 0) -> Path:
     """The format cold start (cached): SFT on ``n_per_format`` in-domain rows of each Curr-ReFT format."""
     spec = {"base": base_spec, "n_per_format": n_per_format, "steps": steps, "lr": lr, "batch": batch,
-            "seed": seed, "data_seed": data_seed, "family": "arith", "formats": list(FORMATS)}
+            "seed": seed, "data_seed": data_seed, "family": "arith", "formats": list(FORMATS),
+            "sft_rows": SFT_ROWS_VERSION}
 
     def build(folder: Path) -> None:
         rows = []
@@ -106,12 +116,35 @@ def generate(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int = 
     return outs
 
 
-def evaluate(model, tokenizer, rows: list[dict], max_new_tokens: int = 64, processor=None) -> dict:
-    """Greedy accuracy (the row's own checker) and format rate on ``rows``; also the mean length."""
-    images = [r["image"] for r in rows] if rows and "image" in rows[0] else None
-    texts = generate(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens, images=images, processor=processor)
+def score_texts(tokenizer, texts: list[str], rows: list[dict]) -> dict:
+    """Accuracy (the row's own checker), format rate and mean length (tokens) of completions ``texts``."""
     acc = [score_answer(extract_answer(completion_text(t)), r["solution"], r["answer_type"]) for t, r in zip(texts, rows)]
     fmt = format_reward(texts)
     return {"accuracy": sum(acc) / max(1, len(acc)), "format": sum(fmt) / max(1, len(fmt)),
             "length": sum(len(tokenizer(t, add_special_tokens=False).input_ids) for t in texts) / max(1, len(texts)),
             "n": len(rows), "samples": texts[:3]}
+
+
+def evaluate(model, tokenizer, rows: list[dict], max_new_tokens: int = 64, processor=None) -> dict:
+    """Greedy accuracy (the row's own checker) and format rate on ``rows``; also the mean length."""
+    images = [r["image"] for r in rows] if rows and "image" in rows[0] else None
+    texts = generate(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens, images=images, processor=processor)
+    return score_texts(tokenizer, texts, rows)
+
+
+# Text prompts decoded together: a tiny policy decodes a few hundred rows in one batch faster than in
+# batches of 32 (the per-token step is mostly fixed overhead at this size).
+EVAL_BATCH = 256
+
+
+def evaluate_sets(model, tokenizer, sets: dict[str, list[dict]], max_new_tokens: int = 64) -> dict[str, dict]:
+    """:func:`evaluate` on several text sets, decoded together in wide batches: ``{name: scores}``."""
+    names = list(sets)
+    rows = [r for name in names for r in sets[name]]
+    texts = generate(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens, batch=EVAL_BATCH)
+    out, i = {}, 0
+    for name in names:
+        n = len(sets[name])
+        out[name] = score_texts(tokenizer, texts[i: i + n], sets[name])
+        i += n
+    return out

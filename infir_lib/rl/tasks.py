@@ -11,10 +11,12 @@ Curr-ReFT (its released code) rewrites each item three ways, from easy to strict
 - **choice**: "…Options: A) 5 B) 7 C) 9 D) 4." (``answer_type="choice"``);
 - **open**: the original question (``answer_type="math"``, math-verify decides).
 
-The in-domain family is :mod:`infir_lib.data.arith` (multi-step word problems). The out-of-domain
-family, held out from every training stage as Curr-ReFT holds out its counting set, is *counting*:
-several people each hold some items and the question asks for the total, a different surface form
-of the same skill.
+The in-domain family is :mod:`infir_lib.data.arith` (multi-step word problems). Three out-of-domain
+families are held out from every training stage, as Curr-ReFT holds out its counting set:
+*counting* (several people each hold some items and the question asks for the total, a different
+surface form of the same skill), *large* (the in-domain form from start values above every trained
+one) and *new_items* (the in-domain form about things no training item names). Each has a difficulty dial (the number of steps); the chapter evaluates where the
+measured curve puts the control arm off the floor and the ceiling.
 """
 
 from __future__ import annotations
@@ -52,15 +54,50 @@ def counting_problem(rng: random.Random, n_people: int = 3, max_count: int = 5) 
     return Problem(" ".join(sentences), steps, total, n_people - 1, family="counting")
 
 
+# Start values of the in-domain problems (and of every arithmetic item the toy base was trained on)
+# are 2..9; the "large" family starts above that range.
+LARGE_START = (10, 19)
+FAMILIES = ("arith", "counting", "large", "new_items")
+# Item nouns that no arithmetic item of training uses (one per entry of ITEMS, same order).
+NEW_ITEMS = ("kites", "plums", "maps", "bells", "rings", "bowls", "hats", "nuts", "socks", "toys")
+
+
+def new_items_problem(rng: random.Random, n_steps: int) -> Problem:
+    """The in-domain problem form, its item noun swapped for one never trained on (:data:`NEW_ITEMS`)."""
+    import re
+
+    p = make_problem(rng, n_steps)
+    old = next(item for item in ITEMS if re.search(rf"\b{item}\b", p.question))
+    question = re.sub(rf"\b{old}\b", NEW_ITEMS[ITEMS.index(old)], p.question)
+    return Problem(question, p.steps, p.answer, p.n_steps, family="new_items")
+
+
+def large_problem(rng: random.Random, n_steps: int) -> Problem:
+    """The in-domain problem form from a start value in :data:`LARGE_START` (above every trained start)."""
+    lo, hi = LARGE_START
+    while True:
+        p = make_problem(rng, n_steps, max_start=hi)
+        start = int(p.question.split(" has ", 1)[1].split(" ", 1)[0])
+        if start >= lo:
+            return Problem(p.question, p.steps, p.answer, p.n_steps, family="large")
+
+
 def make_family(family: str, n: int, seed: int, steps: Iterable[int] = (1, 2)) -> list[Problem]:
-    """``n`` seeded problems of ``family`` (``arith`` in domain, ``counting`` out of domain)."""
+    """``n`` seeded problems of ``family``: ``arith`` (in domain), or out of domain ``counting``
+    (people's items summed: a surface form never trained on), ``large`` (start values above the
+    trained range) or ``new_items`` (item nouns never trained on); ``steps`` cycles through the
+    number of operations."""
     rng = random.Random(f"{family}-{seed}")
     steps = tuple(steps)
     if family == "arith":
         return [make_problem(rng, steps[i % len(steps)]) for i in range(n)]
     if family == "counting":
         return [counting_problem(rng, n_people=1 + steps[i % len(steps)]) for i in range(n)]
-    raise KeyError(f"unknown task family {family!r}; families: ['arith', 'counting']")
+    if family == "large":
+        return [large_problem(rng, steps[i % len(steps)]) for i in range(n)]
+    if family == "new_items":
+        return [new_items_problem(rng, steps[i % len(steps)]) for i in range(n)]
+    raise KeyError(f"unknown task family {family!r}; families: {list(FAMILIES)}")
 
 
 def _distractors(rng: random.Random, answer: int, k: int) -> list[int]:
@@ -104,6 +141,49 @@ def mixed_rows(stage_rows: list[list[dict]], seed: int) -> list[dict]:
     return rows
 
 
+def mixed_chunks(stage_rows: list[list[dict]], n_stages: int, seed: int) -> list[list[dict]]:
+    """The control arm on the curriculum's schedule: the shuffled rows (:func:`mixed_rows`) cut into
+    ``n_stages`` consecutive chunks of equal size, so every stage mixes all formats."""
+    rows = mixed_rows(stage_rows, seed)
+    size, rest = divmod(len(rows), n_stages)
+    if size == 0:
+        raise ValueError(f"{len(rows)} rows cannot fill {n_stages} stages")
+    return [rows[i * size + min(i, rest): (i + 1) * size + min(i + 1, rest)] for i in range(n_stages)]
+
+
 def sft_pairs(rows: list[dict]) -> list[dict]:
-    """Cold-start / self-improvement SFT rows in TRL's prompt-completion format."""
+    """SFT rows in TRL's prompt-completion format (text; see :func:`sft_token_rows` for what the
+    cold start actually trains on)."""
     return [{"prompt": r["prompt"], "completion": [{"role": "assistant", "content": r["reference"]}]} for r in rows]
+
+
+def generation_prompt_ids(tokenizer, prompt: list[dict]) -> list[int]:
+    """The token ids a policy is sampled from: the chat template with the assistant header, tokenized
+    alone, by the library's generator (:func:`infir_lib.eval.generate.encode_prompt`); TRL's GRPO
+    tokenizes its prompts the same way."""
+    from ..eval.generate import encode_prompt
+
+    return encode_prompt(tokenizer, prompt)
+
+
+def sft_token_rows(tokenizer, rows: list[dict]) -> list[dict]:
+    """Cold-start / self-improvement SFT rows, tokenized so that training sees the sampling context.
+
+    Rendering prompt + completion as one string and tokenizing it (TRL's default for
+    prompt-completion rows) merges tokens across the boundary: the assistant header ends in
+    ``"\\n\\n"``, one token when the prompt is tokenized alone (as it is for sampling), but ``"\\n"``,
+    ``"\\n"`` when ``"<think>"`` follows, since the byte-level split keeps the last whitespace apart
+    from the next word. The policy would be trained after a context it is never sampled in. Here the
+    prompt is tokenized exactly as for sampling (:func:`generation_prompt_ids`), the completion (the
+    assistant turn as the chat template renders it: trimmed text + end of turn) on its own, and the
+    two id lists are joined; the loss covers the completion only (``completion_mask``).
+    """
+    from ..models import EOT
+
+    out = []
+    for r in rows:
+        prompt_ids = generation_prompt_ids(tokenizer, r["prompt"])
+        completion_ids = tokenizer(r["reference"].strip() + EOT, add_special_tokens=False).input_ids
+        out.append({"input_ids": prompt_ids + completion_ids,
+                    "completion_mask": [0] * len(prompt_ids) + [1] * len(completion_ids)})
+    return out
