@@ -131,3 +131,19 @@ def test_eval_fn_runs_on_its_own_schedule_and_keys_the_cache(tmp_path):
     cfg = load_config(PretrainConfig, "configs/toy/pretrain.yaml")
     eval_fn.cache_key = "v1"
     assert cache_spec(cfg, eval_fn) != cache_spec(cfg) and cache_spec(cfg, eval_fn)["eval_fn"] == "v1"
+
+
+def test_log_grad_norms_records_every_step_and_stays_out_of_the_default_key(tmp_path):
+    from infir_lib.pretrain import cache_spec
+    from infir_lib.pretrain.experiments import instability, run_grad_norms
+
+    r = pretrain.run("configs/toy/pretrain.yaml", dict(TINY, max_steps=5, log_every=2, log_grad_norms=True,
+                                                        output_dir=str(tmp_path / "g")))
+    norms = run_grad_norms(r)
+    assert len(norms) == 5 and np.all(norms > 0)
+    assert [len(h["grad_norms"]) for h in r.history] == [2, 2, 1]
+    assert norms[1] == pytest.approx(r.history[0]["grad_norm"])   # the logged step's norm is the last of its list
+    assert instability(norms, 1e9)["clipped"] == 0.0
+    plain = load_config(PretrainConfig, "configs/toy/pretrain.yaml")
+    assert "log_grad_norms" not in cache_spec(plain)
+    assert cache_spec(load_config(PretrainConfig, "configs/toy/pretrain.yaml", {"log_grad_norms": True}))["log_grad_norms"]

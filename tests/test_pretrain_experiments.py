@@ -127,3 +127,105 @@ def test_code_correct_scores_each_item_by_its_pattern():
     assert tb.code_correct(["+= 1", "a + b + 7", "x"], items) == [0, 0, 0]
     with pytest.raises(ValueError, match="2 generations for 3"):
         tb.code_correct(right[:2], items)
+
+
+def _labelled_docs(n, seed):
+    rng = np.random.default_rng(seed)
+    doms = rng.choice(["a", "b", "c"], size=n, p=[0.6, 0.3, 0.1])
+    return [{"id": f"{seed}-{i}", "text": f"doc {seed} {i} " + "x" * int(rng.integers(1, 20)), "domain": str(d),
+             "quality": "bad" if i % 5 == 0 else "good"} for i, d in enumerate(doms)]
+
+
+def test_domain_matched_source_has_the_asked_shares_and_heldout_is_clean_and_distinct():
+    register_toy_source("test-lab", _labelled_docs)
+    try:
+        shares = {"a": 0.25, "b": 0.25, "c": 0.5}
+        name = ex.domain_matched("toy:test-lab", shares, "test-lab-matched", oversample=8)
+        docs = list(iter_documents(name, n_docs=40, seed=0, limit=40))
+        assert len(docs) == 40
+        got = ex.domain_shares(name, 40)
+        assert got == {"c": 0.5, "a": 0.25, "b": 0.25}
+        held = ex.heldout_matched(shares, 20, seed=3, source="toy:test-lab", oversample=20)
+        assert len(held) == 20 == len(set(held))
+        lab = {d["text"]: d for d in _labelled_docs(400, 3)}
+        assert all(lab[t]["quality"] == "good" for t in held)
+        with pytest.raises(ValueError, match="not enough documents"):
+            ex.domain_matched("toy:test-lab", {"c": 1.0}, "test-lab-short", oversample=1)
+            list(iter_documents("toy:test-lab-short", n_docs=40, seed=0, limit=40))
+        assert ex.REGISTERED["test-lab-matched"][0] == "domain_matched"
+    finally:
+        for k in ("test-lab", "test-lab-matched", "test-lab-short"):
+            TOY_SOURCES.pop(k, None)
+            ex.REGISTERED.pop(k, None)
+
+
+def test_steps_to_reach_interpolates_and_censors():
+    assert ex.steps_to_reach([10, 20, 30], [5.0, 4.0, 3.0], 3.5) == pytest.approx(25.0)
+    assert ex.steps_to_reach([10, 20, 30], [5.0, 4.0, 3.0], 6.0) == 10.0   # already there at the first checkpoint
+    assert ex.steps_to_reach([10, 20, 30], [5.0, 4.0, 3.9], 3.0) == 30.0   # never: the last step (censored)
+    with pytest.raises(ValueError):
+        ex.steps_to_reach([], [], 1.0)
+
+
+def test_instability_counts_clipped_steps_spikes_and_divergence():
+    norms = [5.0, 5.0] + [0.5] * 10 + [1.5] + [0.5] * 7   # warm-up, calm, one clipped spike, calm
+    st = ex.instability(norms, 1.0, skip=2)
+    assert st["steps"] == 18 and st["clipped"] == pytest.approx(1 / 18) and st["spikes"] == pytest.approx(1 / 18)
+    assert st["unstable"] == pytest.approx(1 / 18) and not st["diverged"] and st["median_norm"] == 0.5
+    drift = ex.instability([0.2] * 12 + [0.5] + [0.2] * 5, 1.0)   # a spike below the clipping threshold
+    assert drift["clipped"] == 0.0 and drift["spikes"] > 0
+    bad = ex.instability([0.5] * 5 + [float("inf")] + [0.5] * 4, 1.0, losses=[3.0, 2.0])
+    assert bad["nonfinite"] == 1 and bad["diverged"] and bad["clipped"] == pytest.approx(0.1)
+    assert ex.instability([0.5] * 4, 1.0, losses=[2.0, 2.5])["diverged"]   # the loss went up
+
+
+def test_corrupted_source_replaces_about_eps_of_the_characters_reproducibly():
+    register_toy_source("test-clean", lambda n, seed: [{"id": str(i), "text": "abcdefghij" * 50} for i in range(n)])
+    try:
+        same = ex.corrupted_source("toy:test-clean", 0.0, "test-eps0")
+        assert [d["text"] for d in iter_documents(same, n_docs=3, limit=3)] == ["abcdefghij" * 50] * 3
+        noisy = ex.corrupted_source("toy:test-clean", 0.1, "test-eps1", alphabet="#")
+        texts = [d["text"] for d in iter_documents(noisy, n_docs=4, limit=4)]
+        share = np.mean([t.count("#") / len(t) for t in texts])
+        assert 0.07 < share < 0.13 and all(len(t) == 500 for t in texts)
+        assert texts == [d["text"] for d in iter_documents(noisy, n_docs=4, limit=4)]
+        with pytest.raises(ValueError):
+            ex.corrupted_source("toy:test-clean", 1.0, "test-eps-bad")
+    finally:
+        for k in ("test-clean", "test-eps0", "test-eps1"):
+            TOY_SOURCES.pop(k, None)
+            ex.REGISTERED.pop(k, None)
+
+
+class _CharTok:
+    def __call__(self, texts, add_special_tokens=False):
+        return {"input_ids": [[ord(c) for c in t] for t in texts]}
+
+
+def test_weight_for_token_share_gives_that_share_of_tokens():
+    register_toy_source("test-long", lambda n, seed: [{"id": str(i), "text": "x" * 98} for i in range(n)])
+    register_toy_source("test-short", lambda n, seed: [{"id": str(i), "text": "y" * 18} for i in range(n)])
+    try:
+        tok = _CharTok()
+        w = ex.weight_for_token_share(["toy:test-long"], [1.0], "toy:test-short", 0.2, tok, n_docs=10)
+        shares = ex.source_token_shares(["toy:test-long", "toy:test-short"], [1 - w, w], tok, 10_000)
+        assert shares["toy:test-short"] == pytest.approx(0.2, abs=0.002)
+        assert w > 0.2   # short documents: more of them for the same tokens
+    finally:
+        TOY_SOURCES.pop("test-long", None)
+        TOY_SOURCES.pop("test-short", None)
+
+
+def test_plain_synthetic_style_shares_no_line_with_the_benchmark_template():
+    import random
+
+    from infir_lib.data.arith import format_example, format_example_plain, make_problem
+    from infir_lib.pretrain.toy_mixes import synthetic_plain
+
+    p = make_problem(random.Random(0), 3)
+    plain = format_example_plain(p)
+    assert plain.endswith(f"So the result is {p.answer}.") and p.question in plain
+    assert not any(k in plain for k in ("Question:", "Solution:", "Answer:"))
+    assert "Answer:" in format_example(p)
+    docs = synthetic_plain(5, 0)
+    assert len(docs) == 5 and all("Answer:" not in d["text"] for d in docs)

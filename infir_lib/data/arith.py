@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -100,6 +101,21 @@ def make_problems(n: int, seed: int, steps: tuple[int, ...] = (1, 2, 3), **kwarg
 def format_example(p: Problem) -> str:
     """The pre-training text form: question, reasoning, final answer."""
     return f"Question: {p.question}\nSolution: {p.solution}"
+
+
+_STEP = re.compile(r"^(\d+)([+\-*])(\d+)=(\d+)\.$")
+_OP_WORDS = {"+": "plus", "-": "minus", "*": "times"}
+
+
+def format_example_plain(p: Problem) -> str:
+    """Another style of worked problem (chapter 2's synthetic data): no ``Question:``/``Solution:``/``Answer:``
+    lines, steps written in words. A model that scores better on the benchmark after seeing this style has
+    learned arithmetic, not the benchmark's template."""
+    words = []
+    for step in p.steps:
+        a, op, b, c = _STEP.match(step).groups()
+        words.append(f"{a} {_OP_WORDS[op]} {b} makes {c}.")
+    return f"Problem. {p.question}\nWorking. {' '.join(words)} So the result is {p.answer}."
 
 
 def format_prompt(question: str) -> str:

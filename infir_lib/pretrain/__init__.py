@@ -28,7 +28,7 @@ NON_SEMANTIC = ("output_dir", "overwrite_output_dir", "log_every", "resume", "n_
                 "tokenize_tasks", "tokenize_executor", "slurm_partition", "slurm_time", "max_tokens_per_file")
 # Fields added after toy runs were cached: left out of the key at their defaults, so those runs stay valid.
 LATER_FIELDS = {"tokenized_path": None, "val_blocks": 32, "fused_loss": False, "compile_model": False,
-                "fused_adamw": False, "text_fields": []}
+                "fused_adamw": False, "text_fields": [], "log_grad_norms": False}
 
 
 @dataclass

@@ -70,6 +70,9 @@ class PretrainConfig(ModelArgs, DataArgs):
     compile_model: bool = False  # torch.compile the step's forward (falls back to eager if it fails)
     fused_adamw: bool = False  # torch's fused AdamW kernel
     log_every: int = 10
+    # each history record also lists the (pre-clipping) gradient norm of every step since the last one,
+    # so clipped steps and spikes can be counted (chapter 2's batch-size lesson)
+    log_grad_norms: bool = False
     eval_every: int = 50
     checkpoint_every: int = 0  # 0 -> only the final model
     output_dir: str | None = None  # None -> the artifact cache decides (notebooks)

@@ -26,6 +26,10 @@ SMALL = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key
              log_every=10, eval_every=20, checkpoint_every=0)
 
 
+# name -> (function, args) of every toy source this module registered, so worker processes can redo it
+REGISTERED: dict[str, tuple[str, tuple]] = {}
+
+
 def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -41,7 +45,102 @@ def domain_subset(source: str, domains: Sequence[str], name: str, field: str = "
         return [d for d in iter_documents(source, n_docs=n_docs, seed=seed, limit=n_docs) if d.get(field) in domains]
 
     register_toy_source(name, make)
+    REGISTERED[name] = ("domain_subset", (source, domains, name, field))
     return "toy:" + name
+
+
+def domain_shares(source: str, n_docs: int, seed: int = 0, field: str = "domain") -> dict[str, float]:
+    """Share of each ``field`` value among the first ``n_docs`` documents of ``source``."""
+    docs = list(iter_documents(source, n_docs=n_docs, seed=seed, limit=n_docs))
+    counts: dict[str, int] = {}
+    for d in docs:
+        counts[d.get(field)] = counts.get(d.get(field), 0) + 1
+    return {k: v / len(docs) for k, v in sorted(counts.items(), key=lambda kv: -kv[1])}
+
+
+def _take_by_share(docs: list[dict], shares: dict[str, float], n: int, field: str) -> list[dict]:
+    by: dict[str, list[dict]] = {}
+    for d in docs:
+        by.setdefault(d.get(field), []).append(d)
+    total = sum(shares.values())
+    want = {k: int(n * w / total) for k, w in shares.items()}
+    for k in sorted(shares, key=lambda k: -(n * shares[k] / total - want[k]))[: n - sum(want.values())]:
+        want[k] += 1  # largest remainders: the counts add up to n exactly
+    short = {k: (len(by.get(k, [])), m) for k, m in want.items() if len(by.get(k, [])) < m}
+    if short:
+        raise ValueError(f"not enough documents per {field} for the asked shares (have, want): {short}")
+    out = [d for k, m in want.items() for d in by[k][:m]]
+    order = {id(d): i for i, d in enumerate(docs)}  # keep the source's own order (its shuffle)
+    return sorted(out, key=lambda d: order[id(d)])
+
+
+def domain_matched(source: str, shares: dict[str, float], name: str, oversample: int = 4,
+                   field: str = "domain") -> str:
+    """Register ``toy:<name>``: documents of ``source`` drawn so that each domain has the given share.
+
+    Claim 1 compares raw and filtered data: the filtering pipeline also changes *which domains* survive
+    (it drops most web pages), so the raw arm is redrawn with the filtered corpus's domain shares; then
+    the arms differ in quality (spam, boilerplate, broken pages, duplicates), not in what they are about.
+    ``oversample`` times ``n_docs`` documents are read to find enough of each domain.
+    """
+    shares = {k: float(v) for k, v in shares.items() if v > 0}
+
+    def make(n_docs: int, seed: int) -> list[dict]:
+        docs = list(iter_documents(source, n_docs=oversample * n_docs, seed=seed, limit=oversample * n_docs))
+        return _take_by_share(docs, shares, n_docs, field)
+
+    register_toy_source(name, make)
+    REGISTERED[name] = ("domain_matched", (source, shares, name, oversample, field))
+    return "toy:" + name
+
+
+def heldout_matched(shares: dict[str, float], n: int, *, seed: int = 99, source: str = "toy:raw",
+                    quality: str = "good", field: str = "domain", oversample: int = 4) -> list[str]:
+    """``n`` distinct held-out documents of ``source`` (drawn with ``seed``, which training never uses) of
+    the given ``quality`` label, with the given domain shares: the domain-matched held-out set on which
+    claim 1's arms are compared (good text of the domains both arms train on)."""
+    seen: set[str] = set()
+    docs = []
+    for d in iter_documents(source, n_docs=oversample * n, seed=seed, limit=oversample * n):
+        if d.get("quality", "good") == quality and d.get(field) in shares and d["text"] not in seen:
+            seen.add(d["text"])
+            docs.append(d)
+    return [d["text"] for d in _take_by_share(docs, shares, n, field)]
+
+
+def source_token_shares(datasets: Sequence[str], weights: Sequence[float], tokenizer, n_docs: int,
+                        seed: int = 0) -> dict[str, float]:
+    """Share of the packed training tokens that each source contributes, for a toy mix of ``n_docs``
+    documents drawn with these ``weights`` (as :func:`infir_lib.pretrain.packing.get_packed_data` draws them).
+
+    Weights count documents; tokens are what a run sees, so designs that must give two arms the same
+    number of tokens of a source (claim 4) are computed with this."""
+    total_w = sum(weights)
+    counts = {}
+    for source, w in zip(datasets, weights):
+        k = max(1, round(n_docs * w / total_w))
+        texts = [d["text"] for d in iter_documents(source, n_docs=k, seed=seed, limit=k)]
+        counts[source] = sum(len(x) + 2 for x in tokenizer(texts, add_special_tokens=False)["input_ids"])
+    total = sum(counts.values())
+    return {k: v / total for k, v in counts.items()}
+
+
+def steps_to_reach(steps: Sequence[int], values: Sequence[float], target: float) -> float:
+    """First step (linearly interpolated between checkpoints) at which ``values`` fall to ``target``.
+
+    A curve that never gets there returns its last step (censored: the true number is larger), so a
+    comparison of steps can only understate how much slower such an arm is."""
+    steps, values = list(steps), list(values)
+    if not steps:
+        raise ValueError("no checkpoints")
+    prev_s, prev_v = 0, None
+    for s, v in zip(steps, values):
+        if v <= target:
+            if prev_v is None or prev_v == v:
+                return float(s)
+            return float(prev_s + (s - prev_s) * (prev_v - target) / (prev_v - v))
+        prev_s, prev_v = s, v
+    return float(steps[-1])
 
 
 def without_colon_endings(source: str = "toy:raw", name: str = "ch2-nocolon") -> str:
@@ -59,6 +158,7 @@ def without_colon_endings(source: str = "toy:raw", name: str = "ch2-nocolon") ->
 
     make.removed = {}
     register_toy_source(name, make)
+    REGISTERED[name] = ("without_colon_endings", (source, name))
     return "toy:" + name
 
 
@@ -69,31 +169,116 @@ def colon_rule_counts(source: str, n_docs: int, seed: int = 0) -> dict:
     return {"docs": len(docs), "end_in_colon": ends, "share": ends / max(1, len(docs))}
 
 
-def make_eval_fn(val_texts: Sequence[str], mc_items: Sequence[dict], colon_prompts: Sequence[str],
-                 name: str = "ch2") -> Callable:
+class LikelihoodEval:
     """An ``eval_fn`` for :func:`infir_lib.pretrain.run`: what the paper watches during pre-training.
 
     - ``val_nll``: NLL per token on the (already filtered) held-out web sample (Eq. 1);
     - ``mc_acc`` / ``mc_pnorm``: multiple-choice accuracy and normalized choice probability (Eq. 2);
     - ``p_eos_colon``: mean probability of end-of-text right after prompts ending in ':' (§5.1.2).
 
-    An empty list switches its measurement off (evaluation is a large share of a toy run's time).
+    An empty list switches its measurement off (evaluation is a large share of a toy run's time). A
+    class rather than a closure, so runs can be trained in worker processes (:func:`run_many`).
     """
-    val_texts, mc_items, colon_prompts = list(val_texts), list(mc_items), list(colon_prompts)
 
-    def eval_fn(model, tokenizer, step: int) -> dict:
+    def __init__(self, val_texts: Sequence[str], mc_items: Sequence[dict], colon_prompts: Sequence[str],
+                 name: str = "ch2"):
+        self.val_texts, self.mc_items, self.colon_prompts = list(val_texts), list(mc_items), list(colon_prompts)
+        self.cache_key = f"{name}-eval-{_digest([self.val_texts, self.mc_items, self.colon_prompts])}"
+
+    def __call__(self, model, tokenizer, step: int) -> dict:
         out = {}
-        if val_texts:
-            out["val_nll"] = nll_per_token(text_logprobs(model, tokenizer, val_texts, max_tokens=128))
-        if mc_items:
-            mc = multiple_choice_metrics(model, tokenizer, mc_items)
+        if self.val_texts:
+            out["val_nll"] = nll_per_token(text_logprobs(model, tokenizer, self.val_texts, max_tokens=128))
+        if self.mc_items:
+            mc = multiple_choice_metrics(model, tokenizer, self.mc_items)
             out.update(mc_acc=mc["accuracy"], mc_pnorm=mc["p_norm_correct"])
-        if colon_prompts:
-            out["p_eos_colon"] = float(next_token_prob(model, tokenizer, colon_prompts, tokenizer.eos_token_id).mean())
+        if self.colon_prompts:
+            out["p_eos_colon"] = float(next_token_prob(model, tokenizer, self.colon_prompts, tokenizer.eos_token_id).mean())
         return out
 
-    eval_fn.cache_key = f"{name}-eval-{_digest([val_texts, mc_items, colon_prompts])}"
-    return eval_fn
+
+def make_eval_fn(val_texts: Sequence[str], mc_items: Sequence[dict], colon_prompts: Sequence[str],
+                 name: str = "ch2") -> LikelihoodEval:
+    """:class:`LikelihoodEval` of these sets (see there)."""
+    return LikelihoodEval(val_texts, mc_items, colon_prompts, name)
+
+
+def _register(sources: tuple) -> None:
+    import infir_lib.data  # noqa: F401  (chapter 1's toy:raw and toy:filtered)
+
+    for fname, args in sources:  # the toy sources this chapter registered, registered again in a worker
+        globals()[fname](*args)
+
+
+def _run_one(preset: str, overrides: dict, eval_fn, sources: tuple):
+    from . import run
+
+    _register(sources)
+    return run(preset, overrides, eval_fn=eval_fn)
+
+
+def placement_arm(pretrain_overrides: dict, anneal_overrides: dict, sft_overrides: dict, items: Sequence[dict],
+                  sources: tuple = (), eval_fn=None) -> dict:
+    """One arm × seed of the synthetic-data placement experiment (InfiR §5.1.2): pre-train
+    (``configs/toy/pretrain.yaml`` + overrides), anneal from it (``configs/toy/anneal.yaml`` + overrides),
+    fine-tune the annealed model with chapter 4's SFT (``configs/toy/sft.yaml`` + overrides); every stage
+    cached. Returns the 0/1 outcome per word problem of ``items`` (same order): ``base`` (few-shot, the
+    annealed model) and ``sft`` (chat format, the tuned model), the answer NLLs, and the SFT's losses."""
+    from .. import sft
+    from ..eval import toy_benchmarks as tb
+    from . import run
+
+    _register(sources)
+    base = run("configs/toy/pretrain.yaml", pretrain_overrides, eval_fn=eval_fn)  # eval_fn: reuse a cached run
+    ann = run("configs/toy/anneal.yaml", dict(anneal_overrides, init_from=str(base.model_dir)))
+    tuned = sft.run("configs/toy/sft.yaml", dict(sft_overrides, model_name_or_path=str(ann.model_dir)))
+    m, tok = ann.load_model(), ann.load_tokenizer()
+    tm, ttok = tuned.load_model(), tuned.load_tokenizer()
+    losses = [h["loss"] for h in getattr(tuned, "history", []) or [] if "loss" in h]
+    return {"base": tb.arith_accuracy(m, tok, items)["correct"], "sft": tb.chat_accuracy(tm, ttok, items)["correct"],
+            "base_answer_nll": tb.arith_answer_nll(m, tok, items[:60]),
+            "sft_answer_nll": tb.chat_answer_nll(tm, ttok, items[:60]), "sft_losses": losses}
+
+
+def run_placement(calls: Sequence[tuple], items: Sequence[dict], *, threads: int = 1) -> list[dict]:
+    """:func:`placement_arm` for each (pretrain, anneal, sft overrides, pre-training eval_fn) call, side by
+    side in workers."""
+    from ..parallel import run_parallel
+
+    sources = tuple(REGISTERED.values())
+    return run_parallel(placement_arm, [(dict(p), dict(a), dict(f), list(items), sources, e) for p, a, f, e in calls],
+                        threads=threads)
+
+
+def tokens_per_doc(source: str, tokenizer, n_docs: int = 300, seed: int = 0) -> float:
+    """Mean tokens per document of ``source`` (BOS and EOS included), as the packer counts them."""
+    texts = [d["text"] for d in iter_documents(source, n_docs=n_docs, seed=seed, limit=n_docs)]
+    return float(np.mean([len(x) + 2 for x in tokenizer(texts, add_special_tokens=False)["input_ids"]]))
+
+
+def weight_for_token_share(datasets: Sequence[str], weights: Sequence[float], source: str, share: float,
+                           tokenizer, n_docs: int = 300) -> float:
+    """The document weight of ``source`` that makes it ``share`` of the tokens of a mix with the other
+    ``datasets`` at their relative ``weights`` (they then share 1 − that weight). Weights count
+    documents and documents differ in length, so equal *tokens* need this (claim 4's two placements)."""
+    if not 0.0 < share < 1.0:
+        raise ValueError(f"share must be in (0, 1), got {share}")
+    total = sum(weights)
+    t_other = sum(w / total * tokens_per_doc(d, tokenizer, n_docs) for d, w in zip(datasets, weights))
+    t_src = tokens_per_doc(source, tokenizer, n_docs)
+    return float(share * t_other / (t_src * (1 - share) + share * t_other))
+
+
+def run_many(preset: str, overrides: Sequence[dict], *, eval_fn=None, threads: int = 1) -> list:
+    """``[pretrain.run(preset, o, eval_fn) for o in overrides]``, side by side in worker processes
+    (:func:`infir_lib.parallel.run_parallel`, one torch thread each; the runs are independent, seeded and
+    cached, so the result does not depend on where each was built). Sources registered here by
+    :func:`domain_subset`, :func:`domain_matched`, :func:`without_colon_endings` or
+    :func:`corrupted_source` are registered again in each worker."""
+    from ..parallel import run_parallel
+
+    sources = tuple(REGISTERED.values())
+    return run_parallel(_run_one, [(str(preset), dict(o), eval_fn, sources) for o in overrides], threads=threads)
 
 
 def reference_filter(texts: Sequence[str], model, tokenizer, fraction: float = 0.2) -> tuple[list[str], dict]:
@@ -205,12 +390,78 @@ def gradient_norms(model, blocks: np.ndarray, batch_size: int, n_batches: int, s
     return np.asarray(out)
 
 
+def run_grad_norms(result) -> np.ndarray:
+    """Every step's gradient norm (before clipping) of a run trained with ``log_grad_norms=True``."""
+    rows = [h["grad_norms"] for h in result.history if "grad_norms" in h]
+    if not rows:
+        raise ValueError("this run did not log its gradient norms (train it with log_grad_norms=true)")
+    return np.asarray([g for r in rows for g in r], dtype=np.float64)
+
+
+def instability(norms: Sequence[float], max_norm: float, *, skip: int = 0, window: int = 10,
+                spike_factor: float = 2.0, losses: Sequence[float] | None = None) -> dict:
+    """How unstable a training run was, counted step by step from its gradient norms (before clipping).
+
+    - ``clipped``: share of steps whose norm exceeded ``max_norm`` (clipping changed the update);
+    - ``spikes``: share of steps whose norm exceeded ``spike_factor`` × the median of the ``window``
+      steps before (a sudden jump, whatever the level);
+    - ``unstable``: share of steps that were clipped or spiked;
+    - ``nonfinite``: steps with an infinite or NaN norm (overflow); ``diverged``: any such step, or a
+      final logged loss above the first (given ``losses``).
+    The first ``skip`` steps (warm-up, when every run has large gradients) are left out.
+    """
+    n = np.asarray(norms, dtype=np.float64)
+    finite = np.isfinite(n)
+    body = n[skip:]
+    if len(body) == 0:
+        raise ValueError(f"no steps after skipping {skip}")
+    clipped = ~np.isfinite(body) | (body > max_norm)
+    spikes = np.zeros(len(body), dtype=bool)
+    for i in range(len(body)):
+        j = skip + i
+        if j >= window:
+            past = n[j - window: j]
+            past = past[np.isfinite(past)]
+            spikes[i] = bool(len(past)) and (not np.isfinite(n[j]) or n[j] > spike_factor * np.median(past))
+    diverged = bool((~finite).any())
+    if losses is not None and len(losses) > 1:
+        diverged = diverged or not np.isfinite(losses[-1]) or losses[-1] > losses[0]
+    return {"steps": int(len(body)), "clipped": float(clipped.mean()), "spikes": float(spikes.mean()),
+            "unstable": float((clipped | spikes).mean()), "nonfinite": int((~finite).sum()), "diverged": diverged,
+            "median_norm": float(np.median(body[np.isfinite(body)])) if np.isfinite(body).any() else float("nan")}
+
+
+def corrupted_source(source: str, eps: float, name: str, alphabet: str | None = None) -> str:
+    """Register ``toy:<name>`` = ``source`` with each character replaced, with probability ``eps``, by one
+    drawn uniformly from ``alphabet`` (printable ASCII by default): Eq. 4's q = (1-ε) p + ε r written into
+    the training text, r uniform. Seeded by the document, so the corruption is reproducible."""
+    import random as _random
+    import string
+
+    alphabet = alphabet or (string.ascii_letters + string.digits + string.punctuation + " ")
+    if not 0.0 <= eps < 1.0:
+        raise ValueError(f"eps must be in [0, 1), got {eps}")
+
+    def make(n_docs: int, seed: int) -> list[dict]:
+        out = []
+        for d in iter_documents(source, n_docs=n_docs, seed=seed, limit=n_docs):
+            rng = _random.Random(_digest([name, d.get("id"), d["text"][:64]]))
+            chars = [rng.choice(alphabet) if rng.random() < eps else c for c in d["text"]]
+            out.append({**d, "text": "".join(chars)})
+        return out
+
+    register_toy_source(name, make)
+    REGISTERED[name] = ("corrupted_source", (source, eps, name, alphabet))
+    return "toy:" + name
+
+
 def spike_stats(norms: Sequence[float]) -> dict:
     """Spread of gradient norms: coefficient of variation and the largest norm over the median."""
     n = np.asarray(norms, dtype=np.float64)
     return {"mean": float(n.mean()), "cv": float(n.std() / n.mean()), "max_over_median": float(n.max() / np.median(n))}
 
 
-__all__ = ["SMALL", "COLON_LEADINS", "domain_subset", "without_colon_endings", "colon_rule_counts", "make_eval_fn",
+__all__ = ["SMALL", "COLON_LEADINS", "domain_subset", "domain_shares", "domain_matched", "heldout_matched",
+           "source_token_shares", "steps_to_reach", "run_many", "placement_arm", "run_placement", "tokens_per_doc", "weight_for_token_share", "LikelihoodEval", "run_grad_norms", "instability", "corrupted_source", "without_colon_endings", "colon_rule_counts", "make_eval_fn",
            "reference_filter", "web_sample", "item_scores", "history_series", "spearman", "smoothness", "domain_blocks", "gradient_norms",
            "spike_stats"]

@@ -218,6 +218,7 @@ def train(cfg: PretrainConfig, out: Path, eval_fn: Callable | None = None) -> di
     model.train()
     t_last, tokens_since = time.perf_counter(), 0
     gnorm_max, nonfinite = 0.0, 0  # the largest gradient norm since the last log line, and overflow count
+    gnorms: list[float] = []  # every step's norm since the last record (log_grad_norms)
     while state.step < total_steps:
         rows = data.batch_rows(state.step, cfg.global_batch_size, cfg.seed)
         mine = rows[rank * per_rank: (rank + 1) * per_rank]
@@ -234,6 +235,8 @@ def train(cfg: PretrainConfig, out: Path, eval_fn: Callable | None = None) -> di
         if not math.isfinite(grad_norm):
             nonfinite += 1  # an overflowing step: torch's clip turns it into NaN weights, so say so
         gnorm_max = max(gnorm_max, grad_norm) if math.isfinite(grad_norm) else gnorm_max
+        if cfg.log_grad_norms:
+            gnorms.append(grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -248,6 +251,8 @@ def train(cfg: PretrainConfig, out: Path, eval_fn: Callable | None = None) -> di
             rec = {"step": state.step, "loss": loss_mean, "grad_norm": grad_norm, "grad_norm_max": gnorm_max,
                    "nonfinite_grad_steps": nonfinite, "lr": scheduler.get_last_lr()[0],
                    "tokens": state.step * tokens_per_step, "tokens_per_s": tokens_since / max(1e-9, now - t_last)}
+            if cfg.log_grad_norms:
+                rec["grad_norms"], gnorms = gnorms, []
             t_last, tokens_since, gnorm_max = now, 0, 0.0
             if do_eval:
                 rec["val_loss"] = validation_loss(model, data.val, accelerator.device)

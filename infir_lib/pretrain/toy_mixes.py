@@ -8,6 +8,8 @@
   generated (a stand-in for the paper's LLM-written, reward-model-filtered synthetic data, §2.2).
   It is low-perplexity, templated text, which is the property the paper blames for the gap between
   base and post-SFT scores.
+- ``toy:ch2-synthetic-plain``: the same kind of curated data in another style (steps in words, none of
+  the benchmark's ``Question:``/``Solution:``/``Answer:`` lines), for the placement experiment.
 - ``toy:ch2-instruct``: the same kind of problems in the Llama-3 chat format (the short "SFT" used
   when chapter 4's trainer is not at hand).
 
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import random
 
-from ..data.arith import format_example, make_problem
+from ..data.arith import format_example, format_example_plain, make_problem
 from ..data.corpus import generate_simple_corpus
 from ..data.sources import TOY_SOURCES, register_toy_source
 from ..models import EOT, HEADER_END, HEADER_START
@@ -42,6 +44,19 @@ def synthetic_problems(n_docs: int, seed: int) -> list[dict]:
     for i in range(n_docs):
         problems = [make_problem(rng, rng.choice([1, 2, 3])) for _ in range(rng.randint(2, 4))]
         docs.append({"id": f"synth{i:06d}", "text": "\n\n".join(format_example(p) for p in problems),
+                     "domain": "synthetic", "quality": "good"})
+    return docs
+
+
+def synthetic_plain(n_docs: int, seed: int) -> list[dict]:
+    """Curated problem-solution documents in another style than the benchmark's (steps in words, no
+    ``Question:``/``Solution:``/``Answer:`` lines; :func:`infir_lib.data.arith.format_example_plain`).
+    Chapter 2's placement experiment uses it, so a gain cannot come from copying the evaluation template."""
+    rng = random.Random(4_000 + seed)
+    docs = []
+    for i in range(n_docs):
+        problems = [make_problem(rng, rng.choice([1, 2, 3])) for _ in range(rng.randint(2, 4))]
+        docs.append({"id": f"synthp{i:06d}", "text": "\n\n".join(format_example_plain(p) for p in problems),
                      "domain": "synthetic", "quality": "good"})
     return docs
 
@@ -85,6 +100,7 @@ def register() -> None:
             register_toy_source(f"ch2-{domain}", _domain_source(domain))
     register_toy_source("ch2-arith", arith_pages)
     register_toy_source("ch2-synthetic", synthetic_problems)
+    register_toy_source("ch2-synthetic-plain", synthetic_plain)
     register_toy_source("ch2-instruct", instruct_problems)
 
 
