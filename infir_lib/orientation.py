@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import yaml
@@ -94,6 +93,3 @@ def planner_widget(n_params: int, n_layers: int = 16, hidden: int = 2048):
     display(box)
     return box
 
-
-def config_paths(stage: str) -> dict[str, Path]:
-    return {scale: resolve_path(f"configs/{scale}/{stage}.yaml") for scale in ("toy", "full")}

@@ -155,6 +155,3 @@ class DedupSweep:
         pred = [i in dropped for i in range(len(self.ids))]
         return {"threshold": threshold, "removed": len(dropped), **steps.precision_recall(pred, self.truth)}
 
-
-def domain_mix(rows: list[dict]) -> Counter:
-    return Counter(r["domain"] for r in rows)

@@ -40,8 +40,6 @@ from .steps import (DecontamIndex, Decontaminate, DedupFilter, HeuristicFilter, 
                     Scorer, Stage, merge_reports, tokens, write_rank_report)
 
 STAGES = ("heuristic", "recall", "dedup", "quality", "decontam")
-LABEL_FIELDS = ("source", "domain", "quality", "defect", "reasoning", "edu", "math_score", "dup_of", "dup_kind",
-                "contaminated", "lang", "origin")
 
 
 @dataclass
@@ -600,4 +598,4 @@ def plan(config="configs/full/data.yaml", overrides=None) -> str:
 
 
 __all__ = ["DataConfig", "DataResult", "run", "plan", "build_pipeline", "stage_runs", "stage_table", "load_benchmarks",
-           "Stage", "STAGES", "LABEL_FIELDS"]
+           "Stage", "STAGES"]

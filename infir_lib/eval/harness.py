@@ -19,9 +19,7 @@ import re
 from typing import Sequence
 
 import numpy as np
-import torch
 
-from ..runtime import pad_batch
 from . import code as code_eval
 from .extract import extract_answer, is_equivalent
 from .generate import cut_at_stops, generate as generate_replies  # noqa: F401  (cut_at_stops: harness API)
