@@ -233,3 +233,27 @@ def test_notebook_seconds_from_cell_timestamps(tmp_path):
     got = timings.notebook_durations(tmp_path)
     assert got == [{"notebook": "03_x", "cells": 2, "seconds": 60.0}, {"notebook": "04_y", "cells": 0, "seconds": None}]
     json.dumps(got)
+
+
+def test_a_part_not_run_because_a_gate_failed(tmp_path, monkeypatch):
+    """Arms that would start from a model failing a gate are not trained: untestable, gate numbers shown."""
+    import pytest
+
+    from infir_lib import report
+    from infir_lib.report import scorecard
+
+    monkeypatch.setenv("INFIR_CACHE", str(tmp_path))
+    failed = report.gate_above("the model uses its image", 0.11, 0.11, by=0.10, what="shuffled-image accuracy")
+    assert not failed.passed
+    with pytest.raises(ValueError, match="needs a failed gate"):
+        report.not_run_part(13, "visual-math accuracy", [])
+    part = report.not_run_part(13, "visual-math accuracy", [failed], labels=("phased", "direct"))
+    assert part.not_run and part.verdict == "untestable at toy scale"
+    assert "not run" in part.sentence() and failed.detail in part.sentence()
+    report.record_experiment(13, experiment="not run: the perception gate failed", parts=[part], seeds=[])
+    rec = report.load_claims()[13]
+    assert rec["verdict"] == "untestable at toy scale"
+    row = next(r for r in scorecard.scorecard_rows() if r["claim"] == 13)
+    assert "not run" in scorecard.claim_markdown(row) and "not run" in scorecard.markdown_table([row])
+    assert next(i for i in scorecard.interval_rows([row]))["not_run"]
+    scorecard.summary_figure([row])  # draws without an interval

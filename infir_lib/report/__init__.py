@@ -18,6 +18,7 @@ from typing import Sequence
 
 from ..artifacts import cache_root
 from .verdicts import VERDICTS, Comparison, Gate, Verdict, combine_all, gate_above, gate_between, gate_off_floor  # noqa: F401
+from .verdicts import Interval
 from .verdicts import compare as _compare
 
 
@@ -128,6 +129,23 @@ def check_part(claim: int, part: str, value: float, *, detail: str) -> Compariso
     return c
 
 
+def not_run_part(claim: int, part: str, gates: Sequence[Gate], *,
+                 labels: tuple[str, str] = ("treatment", "control")) -> Comparison:
+    """A declared part whose arms are not trained because a gate of their starting point failed (e.g. a model
+    that cannot see its image, before spending minutes of RL on it): untestable at toy scale, with the gate's
+    numbers and no interval. At least one gate must have failed."""
+    d = CLAIMS[claim]["parts"][part]
+    gates = list(gates)
+    if not gates or all(g.passed for g in gates):
+        raise ValueError(f"claim {claim} part {part!r}: not running an experiment needs a failed gate; "
+                         "measure it with compare() instead")
+    nan = float("nan")
+    iv = Interval(nan, nan, nan, nan, nan, 0.0, 0.0, 0, 0, True, 0.95)
+    return Comparison(name=part, metric=d["metric"], labels=tuple(labels), higher_is_better=d["higher_is_better"],
+                      kind=d["kind"], margin=d["margin"], margin_reason=d["reason"], interval=iv, arm_means={},
+                      gates=gates, rule_verdict="not run", verdict="untestable at toy scale")
+
+
 def results_dir() -> Path:
     d = cache_root() / "results"
     d.mkdir(parents=True, exist_ok=True)
@@ -158,7 +176,7 @@ def record_experiment(claim: int, *, experiment: str, parts: Sequence[Comparison
         raise ValueError(f"claim {claim} declares the parts {sorted(declared)}; got {names}")
     for p in parts:
         d = declared[p.name]
-        if d["outcome"] == "check":
+        if d["outcome"] == "check" or p.not_run:  # not_run_part has checked that a gate failed
             continue
         want = (d["n_seeds"], 1 if d["outcome"] == "seed" else d["n_items"])
         got = (p.interval.n_seeds, p.interval.n_items)

@@ -46,6 +46,8 @@ def part_summary(p: Comparison) -> str:
     means = ", ".join(f"{k} {_num(v)}" for k, v in p.arm_means.items())
     if p.gates and p.gates[0].name == "check":
         return f"{p.name}: {p.metric} = {_num(next(iter(p.arm_means.values())))} → {p.rule_verdict}"
+    if p.not_run:
+        return f"{p.name}: not run (a gate of the starting model failed) → {p.verdict}"
     return (f"{p.name}: {means}; difference {iv.diff:+.3g} [{iv.lo:+.3g}, {iv.hi:+.3g}] vs margin ±{p.margin:g} "
             f"({iv.n_seeds}×{iv.n_items}) → {p.verdict}")
 
@@ -99,7 +101,7 @@ def markdown_table(rows: list[dict]) -> str:
     head = "| # | claim | paper · chapter | seeds × items | verdict |\n|---|---|---|---|---|\n"
     body = []
     for r in rows:
-        n = "; ".join(f"{p.interval.n_seeds}×{p.interval.n_items}" for p in r["parts"]
+        n = "; ".join("not run" if p.not_run else f"{p.interval.n_seeds}×{p.interval.n_items}" for p in r["parts"]
                       if not (p.gates and p.gates[0].name == "check")) or "-"
         body.append(f"| {r['claim']} | {_cell(r['statement'])} | {_cell(r['paper'])} · ch. {r['chapter']} | {n} | "
                     f"**{r['verdict']}** |\n")
@@ -146,6 +148,9 @@ def interval_rows(rows: list[dict]) -> list[dict]:
             if p.gates and p.gates[0].name == "check":
                 out.append({"label": label, "verdict": p.verdict, "scaled": None, "gated": False, "check": True})
                 continue
+            if p.not_run:
+                out.append({"label": label, "verdict": p.verdict, "scaled": None, "gated": True, "not_run": True})
+                continue
             iv, m = p.interval, p.margin
             scale = m if m > 0 else 1.0
             out.append({"label": label, "verdict": p.verdict, "kind": p.kind, "gated": gated,
@@ -166,7 +171,8 @@ def summary_figure(rows: list[dict]):
     for y, it in zip(ys, items):
         colour = VERDICT_COLOURS.get(it["verdict"], "#9e9e9e")
         if it["scaled"] is None:
-            text = ("check: " + it["verdict"]) if it.get("check") else it["verdict"]
+            text = ("check: " + it["verdict"]) if it.get("check") else \
+                ("not run: a gate failed" if it.get("not_run") else it["verdict"])
             ax.text(0, y, text, ha="center", va="center", fontsize=8, color=colour, style="italic",
                     bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.0})
             continue

@@ -280,9 +280,18 @@ class Comparison:
         d["labels"] = tuple(d["labels"])
         return cls(**d)
 
+    @property
+    def not_run(self) -> bool:
+        """A part whose arms were never trained: a gate of their starting point failed first (no interval)."""
+        return self.interval.n_seeds == 0
+
     def sentence(self) -> str:
         """The comparison in words, every number from the interval (for cards and chapter prose)."""
         iv = self.interval
+        if self.not_run:
+            failed = "; ".join(f"{g.name} failed ({g.detail})" for g in self.gates if not g.passed)
+            return (f"{self.labels[0]} vs {self.labels[1]} on {self.metric}: not run, because the model the arms "
+                    f"would start from fails a gate → {self.verdict}; {failed}")
         lv = f"{iv.level:.0%}"
         unit = "" if self.higher_is_better else " (lower is better; signed so + favours the treatment)"
         s = (f"{self.labels[0]} − {self.labels[1]} on {self.metric}{unit}: {iv.diff:+.3g}, {lv} interval "
