@@ -234,3 +234,66 @@ def test_per_item_outcomes_and_item_matrix(monkeypatch):
     runs.append({"arm": "b", "seed": 1, "x": [0, 1]})
     with pytest.raises(ValueError, match="different numbers of items"):
         X.item_matrix(runs, "b", "x", [0, 1])
+
+
+def test_choose_level_rule():
+    """The evaluation level: inside [15%, 85%] for the control, nearest 50%, the harder one on a tie."""
+    from infir_lib.sft.experiments import choose_level
+
+    assert choose_level({1: 0.95, 2: 0.6, 3: 0.3, 4: 0.05}) == 2
+    assert choose_level({2: 0.4, 3: 0.6}) == 3  # tie: the harder level
+    assert choose_level({1: 0.85, 2: 0.9}) == 1  # the band is inclusive
+    assert choose_level({1: 0.99, 2: 0.10, 3: 0.02}) is None  # floor or ceiling everywhere: untestable
+
+
+def test_heldout_level_sets_are_held_out_and_reproducible():
+    from infir_lib.data.arith import is_heldout
+    from infir_lib.sft import experiments as X
+
+    sets = X.level_sets((1, 3), 20, "curve")
+    assert [len(v) for v in sets.values()] == [20, 20] and all(p.n_steps == 3 for p in sets[3])
+    assert all(is_heldout(p.question) for v in sets.values() for p in v)
+    assert [p.question for p in X.heldout_problems(3, 20, "curve")] == [p.question for p in sets[3]]
+    assert [p.question for p in X.heldout_problems(3, 20, "test")] != [p.question for p in sets[3]]
+
+
+def test_evals_pickle_for_worker_processes():
+    """run_arms sends its evaluations to spawned workers: they must pickle (partials, not lambdas)."""
+    import pickle
+
+    from infir_lib.sft import experiments as X
+
+    problems = X.heldout_problems(1, 3)
+    for fn in (X.correct_on(problems), X.accuracy_on(problems), X.curve_on({1: problems}),
+               X.reads_question_on(problems), X.code_scores_on(X.code_test_items(2))):
+        assert pickle.loads(pickle.dumps(fn)).keywords == fn.keywords
+
+
+def test_run_arms_seeds_and_evals_per_arm(monkeypatch):
+    from infir_lib.sft import experiments as X
+
+    calls = []
+    monkeypatch.setattr(X, "train_and_score", lambda **kw: calls.append(kw) or {"arm": kw["name"], "seed": kw["seed"]})
+    out = X.run_arms({"a": ([{"m": 1}], {"max_steps": 2}), "b": ([{"m": 2}], {})}, {"a": [0, 1], "b": [0]},
+                     evals={"x": "fx"}, arm_evals={"b": {"y": "fy"}}, workers=1)
+    assert [(r["arm"], r["seed"]) for r in out] == [("a", 0), ("a", 1), ("b", 0)]
+    assert calls[0]["evals"] == {"x": "fx"} and calls[2]["evals"] == {"x": "fx", "y": "fy"}
+    assert calls[0]["overrides"] == {"max_steps": 2}
+    with pytest.raises(KeyError, match="no seeds"):
+        X.run_arms({"c": ([], {})}, {"a": [0]}, workers=1)
+
+
+def test_code_scores_count_tests_in_one_sandboxed_run():
+    """One sandboxed run per task gives pass/fail and the share of the unit tests passed; compiling is
+    checked without running the reply."""
+    from infir_lib.eval.sandbox import run_programs
+    from infir_lib.sft import experiments as X
+
+    item = X.code_test_items(1)[0]  # adds 3
+    ref = item.reference()
+    codes = [ref, ref.replace("return y", "return y if x < 3 else 0"), "def solve(x):\n    return x +",
+             "def solve(x):\n    raise ValueError()"]
+    verdicts = run_programs(codes, workers=2, progress=False, tests=[X.counting_tests(item)] * len(codes), timeout=5)
+    assert [v.status for v in verdicts][:2] == ["passed", "failed"]
+    assert [X.tests_passed_share(v) for v in verdicts] == [1.0, 0.5, 0.0, 0.0]
+    assert [X.compiles(c) for c in codes] == [True, True, False, True]
