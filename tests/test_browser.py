@@ -263,13 +263,16 @@ def test_screenshots_for_inspection(site, browser):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     chapter = CHAPTER_FOR_SCREENSHOT if CHAPTER_FOR_SCREENSHOT in PAGES else next(p for p in PAGES if p.startswith("notebooks/"))
     shots = [("intro-laptop.png", PAGES[0], False), ("intro-phone.png", PAGES[0], True),
-             (f"{Path(chapter).name}-laptop.png", chapter, False)]
+             (f"{Path(chapter).name}-laptop.png", chapter, False), (f"{Path(chapter).name}-phone.png", chapter, True)]
     for name, page, phone in shots:
         _phone(browser, phone)
         try:
             _load(browser, f"{site}/{page}.html")
             if browser.execute_script("return document.querySelectorAll('.math').length"):
                 browser.execute_async_script(WAIT_FOR_MATH)
+            if phone and page != PAGES[0]:  # a chapter on a phone: its first figure and the table after it
+                browser.execute_script("const i = document.querySelector('article img');"
+                                       "if (i) i.scrollIntoView({block: 'start'});")
             out = SCREENSHOTS / name
             assert browser.save_screenshot(str(out)), f"could not save {out}"
         finally:

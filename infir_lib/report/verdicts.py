@@ -290,8 +290,8 @@ class Comparison:
         iv = self.interval
         if self.not_run:
             failed = "; ".join(f"{g.name} failed ({g.detail})" for g in self.gates if not g.passed)
-            return (f"{self.labels[0]} vs {self.labels[1]} on {self.metric}: not run, because the model the arms "
-                    f"would start from fails a gate → {self.verdict}; {failed}")
+            return (f"{self.labels[0]} vs {self.labels[1]} on {self.metric}: not run at the declared design, because "
+                    f"a gate failed first → {self.verdict}; {failed}")
         lv = f"{iv.level:.0%}"
         unit = "" if self.higher_is_better else " (lower is better; signed so + favours the treatment)"
         s = (f"{self.labels[0]} − {self.labels[1]} on {self.metric}{unit}: {iv.diff:+.3g}, {lv} interval "

@@ -126,3 +126,23 @@ def assemble_vlm(lm_dir: Path, out: Path, vlm_config: str | None, seed: int = 0)
     processor.save_pretrained(out)
     tok.save_pretrained(out)
     return {"vision_from": origin, "image_size": size, "patch_size": patch}
+
+
+def vision_gate(vlm_config: str) -> tuple[dict, list]:
+    """Chapter 6's perception gate of the VLM whose tower and projector the multimodal policies start from.
+
+    Returns (the probe's pooled true / shuffled / blind accuracies with the margin, the gates as
+    :class:`infir_lib.report.Gate` objects). A policy built on a vision part that the gate shows unused
+    cannot show what phased RL teaches it to see, so chapter 7 checks this before training any arm.
+    """
+    from ..config import load_config
+    from ..vlm import VLMConfig
+    from ..vlm import perception as Q
+    from ..vlm.pipeline import perception_run
+
+    source = chapter6_vision(vlm_config)
+    if source is None:
+        raise ValueError("vision_gate needs a chapter-6 VLM preset (vlm_config)")
+    probe = perception_run(source, load_config(VLMConfig, vlm_config), Q.PROBE_ITEMS)
+    result = {"pooled": probe["pooled"], "margin": Q.MARGIN}
+    return result, Q.gates(result, who="chapter 6's VLM")

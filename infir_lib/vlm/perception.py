@@ -25,6 +25,7 @@ MARGIN = 0.10
 MARGIN_REASON = ("10 accuracy points over the same model without its image: twice the claims' 5-point margin, so a "
                  "model that passes uses the image for at least as much as the effects the claims look for "
                  "(and more than three standard errors of a paired difference on 300 items)")
+PROBE_ITEMS = 100  # probe items per family (chapters 6 and 7 read the same cached probe)
 PROBE_SEED_OFFSET = 101  # probe items: cfg.eval_seed + this (held out from training and from the claims' items)
 
 
@@ -111,3 +112,14 @@ def gates(result: dict, who: str = "the model"):
                        by=result["margin"], what="shuffled image"),
             gate_above(f"perception: {who} with the true image beats the blind baseline", p["true"], p["blind"],
                        by=result["margin"], what="blind (fixed answer per question) baseline")]
+
+
+def arm_gate(probes: dict, margin: float = MARGIN) -> tuple[str, dict]:
+    """The gate of the better arm: ``probes`` maps (arm, seed) to :func:`probe` results; each arm's pooled true,
+    shuffled and blind accuracies are averaged over its seeds, and the arm with the higher true-image accuracy
+    is judged. Returns (that arm, ``{"pooled": ..., "margin": ...}``) for :func:`passed` and :func:`gates`."""
+    arms = sorted({a for a, _ in probes})
+    mean = {a: {m: sum(p["pooled"][m] for (b, _), p in probes.items() if b == a)
+                / sum(1 for b, _ in probes if b == a) for m in ("true", "shuffled", "blind")} for a in arms}
+    best = max(arms, key=lambda a: mean[a]["true"])
+    return best, {"pooled": mean[best], "margin": margin}
