@@ -37,28 +37,27 @@ def _domain_source(domain: str):
     return make
 
 
-def synthetic_problems(n_docs: int, seed: int) -> list[dict]:
-    """Curated problem-solution documents: a few problems per document, one solution each."""
-    rng = random.Random(1_000 + seed)
+def _problem_pages(n_docs: int, rng_seed: int, prefix: str, fmt, domain: str) -> list[dict]:
+    """Documents of 2-4 worked problems (1-3 steps each) written by ``fmt``; ids ``<prefix>000000``..."""
+    rng = random.Random(rng_seed)
     docs = []
     for i in range(n_docs):
         problems = [make_problem(rng, rng.choice([1, 2, 3])) for _ in range(rng.randint(2, 4))]
-        docs.append({"id": f"synth{i:06d}", "text": "\n\n".join(format_example(p) for p in problems),
-                     "domain": "synthetic", "quality": "good"})
+        docs.append({"id": f"{prefix}{i:06d}", "text": "\n\n".join(fmt(p) for p in problems),
+                     "domain": domain, "quality": "good"})
     return docs
+
+
+def synthetic_problems(n_docs: int, seed: int) -> list[dict]:
+    """Curated problem-solution documents: a few problems per document, one solution each."""
+    return _problem_pages(n_docs, 1_000 + seed, "synth", format_example, "synthetic")
 
 
 def synthetic_plain(n_docs: int, seed: int) -> list[dict]:
     """Curated problem-solution documents in another style than the benchmark's (steps in words, no
     ``Question:``/``Solution:``/``Answer:`` lines; :func:`infir_lib.data.arith.format_example_plain`).
     Chapter 2's placement experiment uses it, so a gain cannot come from copying the evaluation template."""
-    rng = random.Random(4_000 + seed)
-    docs = []
-    for i in range(n_docs):
-        problems = [make_problem(rng, rng.choice([1, 2, 3])) for _ in range(rng.randint(2, 4))]
-        docs.append({"id": f"synthp{i:06d}", "text": "\n\n".join(format_example_plain(p) for p in problems),
-                     "domain": "synthetic", "quality": "good"})
-    return docs
+    return _problem_pages(n_docs, 4_000 + seed, "synthp", format_example_plain, "synthetic")
 
 
 def arith_pages(n_docs: int, seed: int) -> list[dict]:
@@ -68,13 +67,7 @@ def arith_pages(n_docs: int, seed: int) -> list[dict]:
     base model learns to compute from them, so that SFT and RL later have something to refine.
     Problems come from the "train" split only (:func:`infir_lib.data.arith.is_heldout`).
     """
-    rng = random.Random(3_000 + seed)
-    docs = []
-    for i in range(n_docs):
-        problems = [make_problem(rng, rng.choice([1, 2, 3])) for _ in range(rng.randint(2, 4))]
-        docs.append({"id": f"arith{i:06d}", "text": "\n\n".join(format_example(p) for p in problems),
-                     "domain": "math", "quality": "good"})
-    return docs
+    return _problem_pages(n_docs, 3_000 + seed, "arith", format_example, "math")
 
 
 def chat_text(question: str, answer: str) -> str:
