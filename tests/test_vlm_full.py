@@ -4,6 +4,7 @@ two optimizer steps per stage. Nothing is downloaded."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -103,6 +104,9 @@ def test_full_path_trains_the_curriculum_on_local_stand_ins(stand_ins):
     again = vlm.run(cfg)
     assert [bool(s.get("resumed")) for s in again.summary["per_stage"].values()] == [True, True, False]
     assert torch.equal(_tensors(r.output_dir / "checkpoints" / "stage3")[lang], ck["stage3"][lang])  # same data, seed
+    # a rerun with another config keeps no checkpoint it was not made with (the whole config is the key)
+    third = vlm.run(dataclasses.replace(cfg, stage2_lr=1e-5))
+    assert [bool(s.get("resumed")) for s in third.summary["per_stage"].values()] == [False, False, False]
 
 
 def test_random_init_builds_the_towers_from_config_sizes(stand_ins):

@@ -34,6 +34,16 @@ import torch
 
 from .config import VLMConfig
 
+RESUME_IGNORES = ("output_dir", "resume", "log_every")  # where and how a run reports, not what it trains
+
+
+def resume_key(cfg: VLMConfig) -> dict:
+    """What a stage checkpoint must have been made with to be kept on a rerun: the config, less the keys
+    that only say where and how to report (JSON-normalised, as it is stored)."""
+    from ..config import as_dict
+
+    return json.loads(json.dumps({k: v for k, v in as_dict(cfg).items() if k not in RESUME_IGNORES}, default=str))
+
 STAGES = (("stage1", "stage1_datasets", "stage1_lr"), ("stage2", "stage2_datasets", "stage2_lr"),
           ("stage3", "stage3_datasets", "stage3_lr"))
 
@@ -162,8 +172,15 @@ def run_full(cfg: VLMConfig):
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
     finished = []  # resume: the leading stages whose checkpoint is complete; only the last one is loaded
+    key = resume_key(cfg)
     for name, _, _ in STAGES:
         if not (cfg.resume and (ckpt / name / "stage.json").exists()):
+            break
+        saved = json.loads((ckpt / name / "stage.json").read_text()).get("key")
+        if saved != key:  # made with another config: keeping it would return the old run as the new one
+            changed = sorted(k for k in set(saved or {}) | set(key) if (saved or {}).get(k) != key.get(k))
+            acc.print(f"{name}: its checkpoint was made with another config (changed: {', '.join(changed[:6]) or 'unknown'}); "
+                      f"training again from {name}")
             break
         finished.append(name)
     if finished:
@@ -172,7 +189,7 @@ def run_full(cfg: VLMConfig):
     for (name, _, lr_key), n_steps in zip(STAGES, steps):
         done = ckpt / name / "stage.json"
         if name in finished:
-            record = json.loads(done.read_text())
+            record = {k: v for k, v in json.loads(done.read_text()).items() if k != "key"}
             summary["per_stage"][name] = {**record, "resumed": True}
             summary["history"] += record.get("history", [])
             continue
@@ -189,7 +206,7 @@ def run_full(cfg: VLMConfig):
             record["cleaning"] = {"note": cleaning_note}
         acc.save_state(str(ckpt / name))
         if acc.is_main_process:
-            done.write_text(json.dumps(record, indent=1, default=str))
+            done.write_text(json.dumps({**record, "key": key}, indent=1, default=str))
         acc.wait_for_everyone()
         summary["per_stage"][name] = record
         summary["history"] += hist
