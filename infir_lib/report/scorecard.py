@@ -47,7 +47,7 @@ def part_summary(p: Comparison) -> str:
     if p.gates and p.gates[0].name == "check":
         return f"{p.name}: {p.metric} = {_num(next(iter(p.arm_means.values())))} → {p.rule_verdict}"
     if p.not_run:
-        return f"{p.name}: not run (a gate of the starting model failed) → {p.verdict}"
+        return f"{p.name}: not run at the declared design (a gate failed first) → {p.verdict}"
     return (f"{p.name}: {means}; difference {iv.diff:+.3g} [{iv.lo:+.3g}, {iv.hi:+.3g}] vs margin ±{p.margin:g} "
             f"({iv.n_seeds}×{iv.n_items}) → {p.verdict}")
 
