@@ -589,8 +589,10 @@ def plan(config="configs/full/data.yaml", overrides=None) -> str:
     from ..runtime import display_path
     if cfg.executor == "slurm":
         out = cfg.output_dir or "outputs/data"  # relative: to the folder the jobs are submitted from
-        lines.append(f"output: a `datasets` dataset in {display_path(out) if Path(out).is_absolute() else out}/dataset "
-                     "(written by the merge job)")
+        where = display_path(out) if Path(out).is_absolute() else out
+        lines.append(f"output: JSONL per kind of document in {where}/output/<kind>/ (what pre-training reads) and the "
+                     f"funnel in {where}/funnel.json, written by the merge job" if cfg.multi_stage else
+                     f"output: a `datasets` dataset in {where}/dataset (written by the merge job)")
     else:
         lines.append(f"output: a `datasets` dataset in the artifact cache "
                      f"({display_path(artifacts.artifact_dir('data', cache_spec(cfg), 'corpus'))})")
