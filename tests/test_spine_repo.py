@@ -170,3 +170,15 @@ def test_cli_reports_config_errors():
     out = subprocess.run([sys.executable, "-m", "infir_lib", "pretrain", "--config", "configs/toy/pretrain.yaml",
                           "--dry-run", "no_such_key=1"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and "no_such_key" in out.stderr
+
+
+def test_the_repository_stands_alone():
+    """No tracked file sends a reader to the project's private notes (files that are not in this repository)."""
+    import subprocess
+
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    private = ("STACK.md", "method-notes.md", "EXPERIMENTS.md", "DESIGN.md")
+    hits = [f"{f}: {name}" for f in files if f.endswith((".py", ".ipynb", ".md", ".yaml", ".yml", ".cfg", ".toml"))
+            and (REPO / f).is_file() for name in private if name in (REPO / f).read_text(errors="ignore")
+            and f != "tests/test_spine_repo.py"]
+    assert not hits, "references to files outside the repository:\n  " + "\n  ".join(hits)

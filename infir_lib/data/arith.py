@@ -1,7 +1,7 @@
 """Toy multi-step arithmetic word problems with step-by-step solutions (a GSM8K stand-in).
 
 Difficulty is a dial: the number of steps and the size of the numbers. A tiny model trained for a
-few CPU minutes learns the 1-step items well and the 3-step ones poorly (measured in STACK.md), so
+few CPU minutes learns the 1-step items well and the 3-step ones poorly (chapter 2 measures the curve), so
 the later chapters can show real differences between methods. Every item carries its ground truth.
 """
 
