@@ -162,3 +162,12 @@ def test_power_at_the_declared_designs_is_computed_for_the_scorecard():
     assert {(r["claim"], r["part"]) for r in table} == {
         (c, n) for c, m in report.CLAIMS.items() for n, d in m["parts"].items() if d["outcome"] != "check"}
     assert all(0 <= r["power"] <= 1 and 0 <= r["false_decisions"] <= 1 for r in table)
+
+
+def test_level_in_band_is_the_one_evaluation_level_rule():
+    from infir_lib.report.verdicts import level_in_band
+
+    assert level_in_band([0.95, 0.6, 0.3, 0.05]) == 1          # inside [15%, 85%], nearest 50%
+    assert level_in_band([0.4, 0.6]) == 0 and level_in_band([0.4, 0.6], ties="last") == 1
+    assert level_in_band([0.85, 0.9]) == 0                     # inclusive band
+    assert level_in_band([0.99, 0.10, 0.02]) is None           # floor or ceiling everywhere

@@ -332,6 +332,21 @@ def compare(treatment, control, *, metric: str, margin: float, margin_reason: st
                       more_data_needed(iv, margin, kind) if rule == "inconclusive" else None)
 
 
+def level_in_band(accuracies: Sequence[float], lo: float = 0.15, hi: float = 0.85, ties: str = "first") -> int | None:
+    """The design rule for where a claim is measured: the index of the level whose control accuracy lies in
+    ``[lo, hi]`` (inclusive) and is nearest 0.5, where paired 0/1 outcomes disagree most often. ``ties``:
+    "first" or "last" (the harder level, when levels run from easy to hard). ``None`` when every level is at
+    the floor or the ceiling (the claim is then untestable at toy scale)."""
+    if ties not in ("first", "last"):
+        raise ValueError(f"ties must be 'first' or 'last', got {ties!r}")
+    inside = [i for i, a in enumerate(accuracies) if lo <= a <= hi]
+    if not inside:
+        return None
+    best = min(abs(accuracies[i] - 0.5) for i in inside)
+    picks = [i for i in inside if abs(accuracies[i] - 0.5) == best]
+    return picks[0] if ties == "first" else picks[-1]
+
+
 def combine_all(parts: Sequence[Comparison | str]) -> str:
     """A claim made of several statements, all of which the paper asserts (e.g. claim 4: "lifts
     base scores" *and* "not post-SFT scores"; claim 9: "B beats A" *and* "35% of B nearly matches B").

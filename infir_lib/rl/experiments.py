@@ -7,6 +7,8 @@ import hashlib
 import statistics
 from collections import Counter, defaultdict
 
+from ..report.verdicts import level_in_band
+
 CURVES = (("reward", "reward (accuracy + format)"), ("completions/mean_length", "completion length (tokens)"),
           ("kl", "KL to the reference"), ("frac_reward_zero_std", "share of zero-variance groups"))
 
@@ -254,8 +256,8 @@ def level_curve(config, levels=OOD_LEVELS, n: int = 80, overrides: dict | None =
 def choose_level(curve: list[dict], lo: float = 0.15, hi: float = 0.85) -> dict | None:
     """The level whose accuracy lies in ``[lo, hi]`` and is nearest 0.5 (where paired arms can differ
     most); the first such level on ties, ``None`` when every level is at the floor or the ceiling."""
-    inside = [c for c in curve if lo <= c["accuracy"] <= hi]
-    return min(inside, key=lambda c: abs(c["accuracy"] - 0.5)) if inside else None
+    i = level_in_band([c["accuracy"] for c in curve], lo, hi, ties="first")
+    return curve[i] if i is not None else None
 
 
 def zero_variance_table(results: dict[str, list], generations: dict[str, list[int]] | None = None):

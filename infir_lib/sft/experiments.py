@@ -21,6 +21,7 @@ import statistics
 from typing import Callable, Sequence
 
 from ..data.arith import Problem, make_problem, make_problems
+from ..report.verdicts import level_in_band
 from ..synth.instructions import seed_code
 from .data import arith_prompt
 from .evaluate import arith_accuracy, generate
@@ -54,8 +55,8 @@ def choose_level(curve: dict, lo: float = 0.15, hi: float = 0.85):
     level qualifies: every level is at the floor or the ceiling for the control, and the claim is
     untestable at toy scale.
     """
-    inside = [(abs(acc - 0.5), -i, level) for i, (level, acc) in enumerate(curve.items()) if lo <= acc <= hi]
-    return min(inside)[2] if inside else None
+    i = level_in_band(list(curve.values()), lo, hi, ties="last")
+    return list(curve)[i] if i is not None else None
 
 
 def code_test_items(n: int = 30, steps: tuple[int, ...] = (1, 2)) -> list:
