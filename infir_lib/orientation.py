@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import yaml
 
 from .config import resolve_path
+from .figures import FIGURE_MAX_WIDTH_IN
 from .plan import (GPU_PEAK_TFLOPS, PAPER_GPU_HOURS, PAPER_GPUS, PAPER_TOKENS, implied_mfu, implied_throughput,
                    plan_training)
 
@@ -23,23 +24,43 @@ PIPELINE = [
 
 
 def pipeline_figure():
-    """The whole pipeline as boxes and arrows, each labelled with paper section and library module."""
-    fig, ax = plt.subplots(figsize=(11, 3.2))
-    ax.set_xlim(0, len(PIPELINE) * 1.6)
-    ax.set_ylim(0, 2.2)
-    ax.axis("off")
+    """The whole pipeline as boxes and arrows, each labelled with paper section and library module.
+
+    Two columns (the language model, then the multimodal model and RL) so that it fits the book's
+    figure width and stays legible on a phone.
+    """
     colours = ["#4C72B0", "#4C72B0", "#55A868", "#55A868", "#8172B2", "#C44E52", "#C44E52"]
+    # (column, row) of each box: the language-model stages run down the left column, the multimodal
+    # stages continue on the right from the row of the last language-model stage
+    places = [(0, 0), (0, 1), (0, 2), (0, 3), (0, 4), (1, 4), (1, 5)]
+    box_w, box_h, col_x, row_h = 3.05, 0.78, (0.05, 3.6), 0.92
+    fig, ax = plt.subplots(figsize=(FIGURE_MAX_WIDTH_IN, 6.0))
+    ax.set_xlim(0, 6.7)
+    ax.set_ylim(-0.25, 6 * row_h + 0.45)
+    ax.invert_yaxis()
+    ax.axis("off")
+
+    def top_left(i):
+        col, row = places[i]
+        return col_x[col], 0.45 + row * row_h
+
     for i, (label, section, module, chapter) in enumerate(PIPELINE):
-        x = i * 1.6 + 0.1
-        ax.add_patch(plt.Rectangle((x, 0.55), 1.35, 1.1, color=colours[i], alpha=0.85, lw=0))
-        ax.text(x + 0.675, 1.1, label, ha="center", va="center", fontsize=7.2, color="white", wrap=True)
-        ax.text(x + 0.675, 0.35, f"ch. {chapter} · {section}\ninfir_lib.{module}", ha="center", va="center",
-                fontsize=7)
+        x, y = top_left(i)
+        ax.add_patch(plt.Rectangle((x, y), box_w, box_h, color=colours[i], alpha=0.9, lw=0))
+        ax.text(x + box_w / 2, y + 0.28, label, ha="center", va="center", fontsize=9.5, color="white",
+                linespacing=1.25)
+        ax.text(x + box_w / 2, y + 0.64, f"ch. {chapter} · {section} · infir_lib.{module}", ha="center",
+                va="center", fontsize=9, color="white", style="italic")
         if i < len(PIPELINE) - 1:
-            ax.annotate("", xy=(x + 1.55, 1.1), xytext=(x + 1.37, 1.1), arrowprops=dict(arrowstyle="->", lw=1.4))
-    ax.text(0.1, 2.0, "language model (InfiR-1B)", color="#4C72B0", fontsize=9, weight="bold")
-    ax.text(5 * 1.6 + 0.1, 2.0, "multimodal model (InfiR-VL-1.6B) and RL", color="#C44E52", fontsize=9,
-            weight="bold")
+            nx, ny = top_left(i + 1)
+            if nx == x:  # down the column
+                start, end = (x + box_w / 2, y + box_h + 0.01), (x + box_w / 2, ny - 0.01)
+            else:  # across to the next column
+                start, end = (x + box_w + 0.01, y + box_h / 2), (nx - 0.01, ny + box_h / 2)
+            ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="->", lw=1.4))
+    ax.text(col_x[0], 0.2, "language model (InfiR-1B)", color="#4C72B0", fontsize=10.5, weight="bold")
+    ax.text(col_x[1], 0.2 + 4 * row_h, "multimodal model\n(InfiR-VL-1.6B) and RL", color="#C44E52",
+            fontsize=10.5, weight="bold", va="bottom")
     fig.tight_layout()
     return fig
 

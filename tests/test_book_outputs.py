@@ -8,13 +8,18 @@ its saved state. The checks are plain functions of a notebook, so ``test_checks_
 each one failing on a notebook that has the problem.
 """
 
+import base64
 import json
 import os
 import re
+import struct
 from pathlib import Path
 
 import nbformat
 import pytest
+
+from infir_lib.figures import FIGURE_MAX_WIDTH_IN
+from infir_lib.runtime import FIGURE_STYLE
 
 REPO = Path(__file__).resolve().parent.parent
 BUILT = Path(os.environ.get("INFIR_BOOK_NOTEBOOKS", REPO / "_book" / "notebooks"))
@@ -25,6 +30,9 @@ MAX_WIDGET_BYTES = 100_000  # saved widget state of a chapter (its interactive c
 ABSOLUTE = re.compile(r"(?<![\w.:/])(?:/root/|/work/|/tmp/|/home/|/Users/|/var/folders/|" + re.escape(str(REPO)) + ")")
 LOG_DICT = re.compile(r"\{'(?:loss|grad_norm|learning_rate|train_runtime|reward)': ")
 RECORD = "application/papermill.record/"
+# Widest figure image, in pixels: the book's figure width at the style's dpi, plus what a tight bounding
+# box may add (a label sticking out). Wider images shrink on a phone until their text is unreadable.
+MAX_FIGURE_PX = int(FIGURE_MAX_WIDTH_IN * FIGURE_STYLE["figure.dpi"] * 1.1)
 TEXT_MIMES = ("text/plain", "text/html", "text/markdown", "text/latex")
 
 
@@ -43,6 +51,14 @@ def _texts(output) -> list[str]:
 KNOWN_STDERR: dict[str, tuple[str, ...]] = {}
 
 
+def png_width(data: str) -> int:
+    """Width in pixels of a base64 PNG (from its IHDR chunk, without decoding the image)."""
+    head = base64.b64decode(data[:64])
+    if head[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG")
+    return struct.unpack(">I", head[16:20])[0]
+
+
 def problems(nb) -> list[str]:
     """Every way ``nb`` (an executed notebook) falls short of a clean chapter, one message each."""
     found = []
@@ -59,6 +75,10 @@ def problems(nb) -> list[str]:
                 found.append(f"{where}: glue({meta['scrapbook'].get('name')!r}) displays its value (use display=False)")
                 continue
             data = out.get("data", {})
+            for mime in ("image/png", RECORD + "image/png"):
+                if mime in data and png_width(data[mime]) > MAX_FIGURE_PX:
+                    found.append(f"{where}: a figure {png_width(data[mime])} px wide (at most {MAX_FIGURE_PX}: "
+                                 f"draw it {FIGURE_MAX_WIDTH_IN} in wide, e.g. infir_lib.figures.panels)")
             shown_as_text = out.get("output_type") == "stream" or (
                 "text/plain" in data and not any(m in data for m in ("text/html", "text/markdown", "image/png", "image/svg+xml")))
             for text in _texts(out):
@@ -135,6 +155,37 @@ def test_checks_pass_a_clean_notebook():
 def test_checks_catch_each_problem(output, expect):
     found = problems(_nb(output))
     assert len(found) == 1 and expect in found[0], found
+
+
+def _png(width: int) -> str:
+    ihdr = struct.pack(">IIBBBBB", width, 10, 8, 6, 0, 0, 0)
+    return base64.b64encode(b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + b"\0" * 40).decode()
+
+
+def test_checks_catch_a_figure_too_wide_for_a_phone():
+    figure = lambda w: {"output_type": "display_data", "metadata": {}, "data": {"image/png": _png(w), "text/plain": "<Figure>"}}
+    assert problems(_nb(figure(MAX_FIGURE_PX))) == []
+    found = problems(_nb(figure(MAX_FIGURE_PX + 1)))
+    assert len(found) == 1 and "px wide" in found[0], found
+
+
+def test_a_drawn_figure_has_the_width_it_was_drawn_at():
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from infir_lib.figures import panels
+    with matplotlib.rc_context(FIGURE_STYLE):
+        fig, axes = panels(4, panel=(3.5, 2.8))  # four panels wrap into two rows at the book's width
+        for ax in axes:
+            ax.plot([0, 1], [0, 1])
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        plt.close(fig)
+    assert len(axes) == 4 and fig.get_size_inches()[0] <= FIGURE_MAX_WIDTH_IN
+    assert png_width(base64.b64encode(buf.getvalue()).decode()) <= MAX_FIGURE_PX
 
 
 def test_checks_catch_widget_piles():

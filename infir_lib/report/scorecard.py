@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..figures import FIGURE_MAX_WIDTH_IN
 from . import CLAIMS, claim_parts, load_claims
 from .verdicts import VERDICTS, Comparison
 
@@ -161,11 +162,11 @@ def interval_rows(rows: list[dict]) -> list[dict]:
 def summary_figure(rows: list[dict]):
     """Left: each part's interval in units of its margin, coloured by verdict. Right: verdict counts."""
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
 
     items = interval_rows(rows)
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 0.36 * len(items) + 2.2),
-                                  gridspec_kw={"width_ratios": [3, 1.1]})
+    top = 0.34 * len(items) + 1.3  # one row per part; the verdict counts sit below (the book's width)
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(FIGURE_MAX_WIDTH_IN, top + 2.6),
+                                  gridspec_kw={"height_ratios": [top, 2.0]})
     ys = list(range(len(items)))[::-1]
     lim = 6.0
     for y, it in zip(ys, items):
@@ -173,7 +174,7 @@ def summary_figure(rows: list[dict]):
         if it["scaled"] is None:
             text = ("check: " + it["verdict"]) if it.get("check") else \
                 ("not run: a gate failed" if it.get("not_run") else it["verdict"])
-            ax.text(0, y, text, ha="center", va="center", fontsize=8, color=colour, style="italic",
+            ax.text(0, y, text, ha="center", va="center", fontsize=9, color=colour, style="italic",
                     bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.0})
             continue
         d, lo, hi = it["scaled"]
@@ -187,23 +188,21 @@ def summary_figure(rows: list[dict]):
     for x in (-1, 1):
         ax.axvline(x, color="k", lw=0.8, ls="--")
     ax.axvline(0, color="k", lw=0.5)
-    ax.set_yticks(ys, [it["label"] for it in items], fontsize=8)
+    ax.set_yticks(ys, [it["label"] for it in items], fontsize=9)
     ax.set_xlim(-lim * 1.05, lim * 1.05)
     ax.set_ylim(-0.7, len(items) - 0.3)
-    ax.set_xlabel("treatment − control, in units of the declared margin (+ = as the paper says)")
-    ax.set_title("95% interval of each comparison (dashed: ±margin; open dot: a gate failed)", fontsize=10)
+    ax.set_xlabel("treatment − control, in margins (+ = as the paper says)")
+    ax.set_title("95% interval of each comparison\n(dashed: ±margin; open dot: a gate failed)", fontsize=10)
     counts = verdict_counts(rows)
     names = list(VERDICT_COLOURS)
     ax2.barh(range(len(names))[::-1], [counts[n] for n in names], color=[VERDICT_COLOURS[n] for n in names])
-    ax2.set_yticks(range(len(names))[::-1], [n.replace(" at toy scale", "\n(toy scale)") for n in names], fontsize=8)
+    ax2.set_yticks(range(len(names))[::-1], names, fontsize=9)
     ax2.set_xlabel("claims")
     ax2.set_title(f"Verdicts ({len(rows)} claims)", fontsize=10)
     for i, n in zip(range(len(names))[::-1], names):
-        ax2.text(counts[n] + 0.1, i, str(counts[n]), va="center", fontsize=8)
+        ax2.text(counts[n] + 0.1, i, str(counts[n]), va="center", fontsize=9)
     ax2.set_xlim(0, max(counts.values()) + 1.5)
-    fig.legend(handles=[Patch(color=VERDICT_COLOURS[n], label=n) for n in names], loc="lower center", ncol=3,
-               fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.tight_layout()
     return fig
 
 

@@ -7,6 +7,7 @@ import hashlib
 import statistics
 from collections import Counter, defaultdict
 
+from ..figures import panels
 from ..report.verdicts import level_in_band
 
 CURVES = (("reward", "reward (accuracy + format)"), ("completions/mean_length", "completion length (tokens)"),
@@ -93,7 +94,7 @@ def plot_curves(results: dict[str, list], title: str, smooth: int = 3):
     """Reward, length and KL per GRPO step (all stages laid end to end; dotted lines = stage changes)."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(CURVES), figsize=(3.6 * len(CURVES), 3.1))
+    fig, axes = panels(len(CURVES), panel=(3.5, 2.8))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for c, (arm, rs) in enumerate(results.items()):
         for k, r in enumerate(rs):
@@ -115,7 +116,7 @@ def plot_curves(results: dict[str, list], title: str, smooth: int = 3):
                 for ax in axes:
                     for e in edges:
                         ax.axvline(e, color="grey", linestyle=":", linewidth=1)
-    axes[0].legend(fontsize=8)
+    axes[0].legend()
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
