@@ -7,9 +7,13 @@ same parser. Mistakes are reported with the file and the key, never silently ign
 
 from __future__ import annotations
 
+import argparse
+import copy
 import dataclasses
 import difflib
+import functools
 import inspect
+import json
 import re
 import types
 import typing
@@ -122,82 +126,171 @@ def check_value(name: str, value: Any, f: dataclasses.Field | None, where: str, 
         raise ConfigError(f"{where}: must not be negative, got {value!r}{hint}")
 
 
-def _field_types(cls: type) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
+# ---------------------------------------------------------------- cache-key marks on the fields
+# Whether a field enters the artifact cache key is marked on the field itself (``setting(..., key=...)``),
+# so a new field is one line in its dataclass, never an entry in a list kept elsewhere:
+#   key=True              (default) what the run computes depends on it: in the key
+#   key=False             where or how a run reports or is planned (output_dir, log_every, n_gpus): never in the key
+#   key="full"            read only by the full-scale path (hub ids, generation settings): in the key at scale full only
+#   key="unless_default"  a field added after runs were cached, whose default reproduces them: in the key only when
+#                         set to something else, so adding it does not rebuild every cached run
+KEY_MARKS = (True, False, "full", "unless_default")
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Check ``value`` against annotation ``tp``; convert strings from the command line."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            if type(None) in args:
-                return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, where)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0] if errors else f"{where}: cannot be None")
-    if origin is typing.Literal:
-        if value not in typing.get_args(tp):
-            raise ConfigError(f"{where}: {value!r} is not one of {list(typing.get_args(tp))}")
-        return value
-    if origin in (list, tuple):
+def setting(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, key: bool | str = True,
+            help: str | None = None) -> Any:
+    """A config field with its cache-key mark (see ``KEY_MARKS``) and, optionally, its ``--help`` text."""
+    if key not in KEY_MARKS:
+        raise ValueError(f"key={key!r}: one of {KEY_MARKS}")
+    metadata = {"key": key, **({"help": help} if help else {})}
+    return dataclasses.field(default=default, default_factory=factory, metadata=metadata)
+
+
+def key_mark(f: dataclasses.Field) -> bool | str:
+    return f.metadata.get("key", True)
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def key_fields(cfg: Any) -> dict[str, Any]:
+    """The fields of config ``cfg`` that enter its cache key, by the marks on the fields (plain data)."""
+    values = as_dict(cfg)
+    full = getattr(cfg, "scale", "full") == "full"
+    out = {}
+    for f in dataclasses.fields(cfg):
+        mark = key_mark(f)
+        if mark is False or (mark == "full" and not full) or (mark == "unless_default" and values[f.name] == _default(f)):
+            continue
+        out[f.name] = values[f.name]
+    return out
+
+
+def fields_marked(cls: type, mark: bool | str) -> tuple[str, ...]:
+    """Names of the fields of ``cls`` with cache-key mark ``mark`` (e.g. ``False``: the non-semantic ones)."""
+    return tuple(f.name for f in dataclasses.fields(cls) if key_mark(f) == mark)
+
+
+# ---------------------------------------------------------------- parsing: HfArgumentParser
+class _ArgError(Exception):
+    pass
+
+
+def _plain_type(tp: Any) -> Any:
+    """``X | None`` -> X (what HfArgumentParser parses the value as)."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0] if len(args) == 1 else tp
+    return tp
+
+
+def _mapping(text: str) -> dict:
+    value = yaml.safe_load(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a mapping, got {value!r}")
+    return value
+
+
+class ConfigParser(HfArgumentParser):
+    """``HfArgumentParser`` for one config dataclass, as the library uses it: the ``key`` mark of
+    :func:`setting` stays out of argparse, ``dict`` fields take a YAML/JSON mapping, and a bad value raises
+    (the caller names the file, line and key) instead of exiting."""
+
+    def __init__(self, cls: type):
+        super().__init__(cls, allow_abbrev=False, add_help=False)
+
+    @staticmethod
+    def _parse_dataclass_field(parser, field):
+        field = copy.copy(field)
+        field.metadata = types.MappingProxyType({k: v for k, v in field.metadata.items() if k != "key"})
+        if _plain_type(field.type) is dict:
+            parser.add_argument(f"--{field.name}", type=_mapping, default=_default(field), help=field.metadata.get("help"))
+            return
+        HfArgumentParser._parse_dataclass_field(parser, field)
+
+    def error(self, message):
+        raise _ArgError(message)
+
+
+@functools.lru_cache(maxsize=None)
+def _parser(cls: type) -> ConfigParser:
+    return ConfigParser(cls)
+
+
+_KIND = {int: "an integer", float: "a number", str: "a string", bool: "true/false", dict: "a mapping"}
+
+
+_UNSET = object()
+
+
+def _tokens(name: str, value: Any, tp: Any) -> tuple[list[str], Any]:
+    """(``--name value...`` for argparse, a value set after parsing: None or [] which argparse cannot take).
+    Argparse sees strings only, so the shape of a YAML value is checked here (a list for a number, ...)."""
+    plain = _plain_type(tp)
+    optional = plain is not tp
+    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null")):
+        if not optional:
+            raise _ArgError(f"argument --{name}: expected {_KIND.get(plain, 'a value')}, got None")
+        return [], None
+    if typing.get_origin(plain) in (list, tuple):
         if isinstance(value, str):
             value = yaml.safe_load(value) if value.strip().startswith("[") else [v for v in value.split(",") if v]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
-        (item_tp, *_) = typing.get_args(tp) or (Any,)
-        return [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict or tp is dict:
-        if isinstance(value, str):
-            value = yaml.safe_load(value)
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
-        return value
-    if tp is Any:
-        return value
-    if tp is bool:
-        if isinstance(value, bool):
+            raise _ArgError(f"argument --{name}: expected a list, got {type(value).__name__} {value!r}")
+        if not value:
+            return [], []
+        item = (typing.get_args(plain) or (str,))[0]
+        for i, v in enumerate(value):
+            if isinstance(v, (list, tuple, dict)) or v is None or (isinstance(v, bool) and item is not bool):
+                raise _ArgError(f"argument --{name}[{i}]: expected {_KIND.get(item, 'a value')}, got {v!r}")
+        return [f"--{name}", *(_scalar(v, item) for v in value)], _UNSET
+    if plain is dict:
+        if isinstance(value, dict):
+            value = json.dumps(value)
+        elif not isinstance(value, str):
+            raise _ArgError(f"argument --{name}: expected a mapping, got {type(value).__name__}")
+        return [f"--{name}={value}"], _UNSET
+    if isinstance(value, (list, tuple, dict)) or (isinstance(value, bool) and plain is not bool):
+        raise _ArgError(f"argument --{name}: expected {_KIND.get(plain, 'a single value')}, got {value!r}")
+    return [f"--{name}={_scalar(value, plain)}"], _UNSET
+
+
+def _scalar(value: Any, tp: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if tp is int and isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if tp is int and isinstance(value, str):  # 1e6 on the command line (YAML 1.1 reads it as a string too)
+        try:
+            as_float = float(value)
+            return str(int(as_float)) if as_float.is_integer() and not value.strip().lstrip("-").isdigit() else value
+        except ValueError:
             return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"{where}: expected true/false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(float(value)) if float(value).is_integer() else int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
-    return value
+    return str(value)
+
+
+def _explain(message: str) -> tuple[str | None, str]:
+    """argparse's message -> (key, what is wrong), in the words the library's errors use."""
+    m = re.match(r"argument --(\w+)(\[\d+\])?(?:/--[\w-]+)*: (.*)", message)
+    if not m:
+        return None, message
+    key, idx, why = m.group(1), m.group(2) or "", m.group(3)
+    kind = re.match(r"invalid (\w+) value: (.*)", why)
+    if kind:
+        name = {"int": "an integer", "float": "a number", "string_to_bool": "true/false", "_mapping": "a mapping"}
+        why = f"expected {name.get(kind.group(1), kind.group(1))}, got {kind.group(2)}"
+    truthy = re.match(r"Truthy value expected: got (.*) but", why)
+    if truthy:
+        why = f"expected true/false, got {truthy.group(1)!r}"
+    choice = re.match(r"invalid choice: (.*) \(choose from (.*)\)", why)
+    if choice:
+        why = f"{choice.group(1)} is not one of [{choice.group(2)}]"
+    return key, why
 
 
 def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, str]:
@@ -217,8 +310,9 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, str]:
 def load_config(cls: type[T], path: str | Path | None = None, overrides: dict | list | None = None, **kwargs) -> T:
     """Load dataclass ``cls`` from a YAML preset, then apply overrides (dict or ``key=value`` list).
 
-    The values are type-checked against the dataclass annotations and the dataclass is built by
-    ``HfArgumentParser.parse_dict`` (as open-r1/TRL do), which also rejects keys it does not know.
+    The YAML values and overrides become one argument list that ``HfArgumentParser`` (as open-r1/TRL use
+    it) parses against the dataclass annotations; every mistake is a ``ConfigError`` naming the file,
+    the line and the key (with "did you mean" for a misspelt one).
     """
     values: dict[str, Any] = {}
     source = "<overrides>"
@@ -238,15 +332,15 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: dict | 
         overrides = parse_overrides(overrides)
     extra = {**(overrides or {}), **kwargs}
 
-    fields = _field_types(cls)
-    by_name = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in sorted(set(values) - set(fields), key=str):
         raise ConfigError(f"{source}:{lines.get(key, '?')}: unknown key '{key}' for {cls.__name__}"
                           f"{did_you_mean(key, fields)}")
     unknown = sorted(set(extra) - set(fields))
     if unknown:
-        hints = "; ".join(f"'{k}'{did_you_mean(k, fields)}" for k in unknown)
-        raise ConfigError(f"override(s) {unknown} are not keys of {cls.__name__} (config {source}): {hints}")
+        hints_text = "; ".join(f"'{k}'{did_you_mean(k, fields)}" for k in unknown)
+        raise ConfigError(f"override(s) {unknown} are not keys of {cls.__name__} (config {source}): {hints_text}")
 
     def where(k: str) -> str:
         if k in extra:
@@ -254,12 +348,23 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: dict | 
         return f"{source}:{lines[k]}: key '{k}'" if k in lines else f"{source}: key '{k}'"
 
     values.update(extra)
-    checked = {}
-    for k, v in values.items():
-        checked[k] = _coerce(v, fields[k], where(k))
-        check_value(k, checked[k], by_name.get(k), where(k), getattr(cls, "config_minimums", None))
+    argv, later = [], {}
     try:
-        (cfg,) = HfArgumentParser(cls).parse_dict(checked, allow_extra_keys=False)
+        for k, v in values.items():
+            tokens, after = _tokens(k, v, hints[k])
+            argv += tokens
+            if after is not _UNSET:
+                later[k] = after
+        parsed = vars(_parser(cls).parse_args(argv))
+    except _ArgError as e:
+        key, why = _explain(str(e))
+        raise ConfigError(f"{where(key)}: {why}" if key in fields else f"{source}: {e}") from None
+    parsed = {k: parsed[k] for k in fields}
+    parsed.update(later)
+    for k in values:
+        check_value(k, parsed[k], fields[k], where(k), getattr(cls, "config_minimums", None))
+    try:
+        cfg = cls(**parsed)
     except (TypeError, ValueError, ZeroDivisionError) as e:
         raise ConfigError(f"{source}: {e}") from e
     object.__setattr__(cfg, "_source", source) if not hasattr(cfg, "__slots__") else None
