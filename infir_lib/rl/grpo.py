@@ -16,21 +16,26 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
+from trl import GRPOConfig
 
 from ..models import load_tokenizer
-from ..runtime import seed_everything
-from ..runtime import compact_trainer_output, lean_trl_scratch, quiet_inner_progress
+from ..runtime import compact_trainer_output, lean_trl_scratch, quiet_inner_progress, seed_everything
 from .policy import ready_for_generation, set_stop_tokens
 from .rewards import get_reward_funcs
 
 
 @dataclass
 class StageArgs:
-    """The GRPO settings of one stage (a subset of the run config, so stages can differ)."""
+    """The GRPO settings of one stage (a subset of the run config, so stages can differ).
+
+    Fields named like a ``GRPOConfig`` field are that field (passed through by name); the others say
+    how many steps, prompts and which rewards. Not itself a ``GRPOConfig``: building one validates the
+    batch layout and DeepSpeed set-up, which the dry-run plans for a cluster this machine is not.
+    """
 
     steps: int
     num_generations: int = 4
@@ -94,24 +99,49 @@ def deepspeed_json(path: str | None) -> str | None:
     raise ValueError(f"deepspeed={path!r}: expected a DeepSpeed .json or an accelerate .yaml launch config")
 
 
-def grpo_config(args: StageArgs, output_dir: str, n_processes: int | None = None):
-    """The TRL ``GRPOConfig`` of a stage (also what the full-scale dry-run shows)."""
-    from trl import GRPOConfig
+@dataclass
+class BookGRPOConfig(GRPOConfig):
+    """TRL's ``GRPOConfig`` with the book's fixed GRPO choices as its defaults (subclassed, as open-r1 does).
 
+    The papers' objective (module doc): ``loss_type="grpo"``, group-scaled rewards, one optimisation
+    pass per generation batch, a constant learning rate; no vLLM, no checkpoints (the stage saves its
+    model), no printed logs. What a stage varies comes from :class:`StageArgs`, whose fields carry
+    TRL's names and are passed through by name (:func:`grpo_config`).
+    """
+
+    loss_type: str = "grpo"
+    scale_rewards: str = "group"
+    num_iterations: int = 1
+    lr_scheduler_type: str = "constant"
+    warmup_steps: float = 0
+    logging_steps: float = 1
+    save_strategy: str = "no"
+    report_to: str | list[str] | None = "none"
+    use_vllm: bool = False
+    dataloader_num_workers: int = 0
+    disable_tqdm: bool | None = True
+    log_completions: bool = False
+    remove_unused_columns: bool | None = False  # the reward functions read the extra columns
+    use_cpu: bool = field(default_factory=lambda: not torch.cuda.is_available())
+
+
+# StageArgs fields that are not GRPOConfig fields of the same meaning (the rest pass through by name)
+NOT_TRL = frozenset({"steps", "prompts_per_step", "rewards",  # -> max_steps, the batch layout, reward_funcs
+                     "reward_weights",  # a tuple here, a list in TRL
+                     "deepspeed",  # a DeepSpeed JSON or an accelerate launch config (deepspeed_json)
+                     "gradient_checkpointing"})  # TRL's name is activation_checkpointing (the old one warns)
+
+
+def grpo_config(args: StageArgs, output_dir: str, n_processes: int | None = None) -> BookGRPOConfig:
+    """The TRL ``GRPOConfig`` of a stage (also what the full-scale dry-run shows)."""
     layout = batch_layout(args, n_processes)
-    return GRPOConfig(
-        output_dir=output_dir, max_steps=args.steps,
+    trl_names = {f.name for f in fields(BookGRPOConfig)}
+    same = {f.name: getattr(args, f.name) for f in fields(args) if f.name in trl_names and f.name not in NOT_TRL}
+    return BookGRPOConfig(
+        **same, output_dir=output_dir, max_steps=args.steps, data_seed=args.seed,
         per_device_train_batch_size=layout["completions_per_device_batch"],
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        num_generations=args.num_generations, max_completion_length=args.max_completion_length,
-        temperature=args.temperature, beta=args.beta, learning_rate=args.learning_rate,
-        lr_scheduler_type="constant", warmup_steps=0,
-        loss_type=args.loss_type, scale_rewards="group", num_iterations=1,
-        reward_weights=list(args.reward_weights), logging_steps=1, save_strategy="no", report_to="none",
-        seed=args.seed, data_seed=args.seed, use_cpu=not torch.cuda.is_available(), bf16=args.bf16,
-        use_vllm=False, dataloader_num_workers=0, disable_tqdm=True, deepspeed=deepspeed_json(args.deepspeed),
-        log_completions=False, remove_unused_columns=False, activation_checkpointing=args.gradient_checkpointing,
-    )
+        reward_weights=list(args.reward_weights), deepspeed=deepspeed_json(args.deepspeed),
+        activation_checkpointing=args.gradient_checkpointing)
 
 
 def run_stage(model_path: str | Path, rows: list[dict], out: Path, args: StageArgs, processor=None,

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
 from datasets import Dataset
+from trl import SFTConfig
 
 from ..models import count_parameters, load_model, load_tokenizer
 from ..runtime import compact_trainer_output, lean_trl_scratch, quiet_inner_progress, seed_everything
@@ -29,22 +31,40 @@ def resolve_base(cfg: SFTRunConfig) -> str:
     return str(pretrain.run(cfg.base_config, list(cfg.base_overrides)).model_dir)
 
 
-def trl_args(cfg: SFTRunConfig, out: Path):
-    """The TRL ``SFTConfig`` for a run (transformers 5 takes the warm-up ratio as a float ``warmup_steps``)."""
-    from trl import SFTConfig
+@dataclass
+class BookSFTConfig(SFTConfig):
+    """TRL's ``SFTConfig`` with the book's fixed choices as its defaults (subclassed, as open-r1 does).
 
-    use_cuda = torch.cuda.is_available()
-    return SFTConfig(
-        output_dir=str(out / "trainer"), seed=cfg.seed, data_seed=cfg.data_seed,
-        num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps,
-        learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_ratio,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps, weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.max_grad_norm, max_length=cfg.max_length, packing=cfg.packing,
-        assistant_only_loss=cfg.assistant_only_loss, bf16=bool(cfg.bf16 and use_cuda),
-        activation_checkpointing=cfg.gradient_checkpointing, deepspeed=cfg.deepspeed, fsdp=cfg.fsdp or "",
-        logging_steps=cfg.logging_steps, save_strategy="no", report_to=[], use_cpu=not use_cuda,
-        disable_tqdm=True, dataloader_num_workers=0)
+    A run config (:class:`.config.SFTRunConfig`) names its trainer settings with TRL's own field names;
+    :func:`trl_args` passes every such field through by name, so a TRL setting is written once, in the
+    preset. What the book never varies lives here.
+    """
+
+    save_strategy: str = "no"  # the stage saves the (merged) model itself
+    report_to: str | list[str] | None = "none"
+    disable_tqdm: bool | None = True  # one line per run instead (runtime.compact_trainer_output)
+    dataloader_num_workers: int = 0
+    use_cpu: bool = field(default_factory=lambda: not torch.cuda.is_available())
+
+
+# run-config fields that share a name with a TRL field but mean something else there
+NOT_TRL = frozenset({"output_dir",  # the stage's folder; the trainer writes into out/"trainer"
+                     "eval_steps",  # reasoning-step counts of the toy evaluation, not an eval interval
+                     "gradient_checkpointing",  # TRL's name is activation_checkpointing (the old one warns)
+                     "bf16",  # only where the device has it
+                     "fsdp"})  # "" when unset (the run config allows None)
+
+
+def trl_args(cfg: SFTRunConfig, out: Path) -> BookSFTConfig:
+    """The TRL config of a run: every run-config field named like a TRL field, plus what differs by name.
+
+    transformers 5 takes the warm-up ratio as a float ``warmup_steps``; ``bf16`` applies only on CUDA.
+    """
+    trl_names = {f.name for f in fields(BookSFTConfig)}
+    same = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name in trl_names and f.name not in NOT_TRL}
+    return BookSFTConfig(**same, output_dir=str(out / "trainer"), warmup_steps=cfg.warmup_ratio,
+                         activation_checkpointing=cfg.gradient_checkpointing,
+                         bf16=bool(cfg.bf16 and torch.cuda.is_available()), fsdp=cfg.fsdp or "")
 
 
 def lora_config(cfg: SFTRunConfig):
