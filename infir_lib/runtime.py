@@ -84,95 +84,6 @@ def pad_batch(seqs: list[list[int]], pad_id: int, left: bool = False) -> tuple[t
     return ids, mask
 
 
-# --------------------------------------------------------------------------- TRL scratch memory on CPU
-
-@contextmanager
-def no_scratch_fill():
-    """Train without NaN-filling fresh tensors (``torch.utils.deterministic.fill_uninitialized_memory``).
-
-    ``seed_everything`` turns on deterministic algorithms, and with them PyTorch fills every
-    ``torch.empty`` with NaN, a guard against kernels that read memory they never wrote. TRL's
-    chunked log-prob kernel allocates a [tokens x 32,768] scratch tile per call (sized for big
-    vocabularies; ours has 4,096 entries) and writes it before reading it, so the fill changes no
-    result, but on a CPU it costs about 0.2 s per call: most of a toy SFT or GRPO step. The
-    deterministic algorithms themselves stay on (``tests/test_rl_grpo.py`` checks that a stage is
-    still bit-for-bit repeatable).
-    """
-    import torch.utils.deterministic as det
-
-    old = det.fill_uninitialized_memory
-    det.fill_uninitialized_memory = False
-    try:
-        yield
-    finally:
-        det.fill_uninitialized_memory = old
-
-
-@contextmanager
-def logprob_tiles_fit_vocab(vocab_size: int):
-    """Size TRL's fused LM-head tiles to the vocabulary instead of 32,768 columns (same numbers, less memory).
-
-    ``SFTTrainer`` computes the loss with a chunked log-prob kernel whose scratch buffer is
-    ``[tokens, 32768]`` floats, allocated twice per step whatever the vocabulary. For the toy model
-    (vocabulary 1,377, about 1,500 tokens a batch) that is 200 MB touched per pass and about 40%
-    of a toy run's CPU time spent in page faults. While the vocabulary fits in one tile, the tile
-    width does not change the arithmetic (one tile covers all columns either way), so the loss and
-    gradients are the same; only the buffer shrinks. Restored on exit.
-    """
-    from trl.trainer import utils as trl_utils
-
-    old = trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE
-    if vocab_size <= old:
-        trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE = max(256, -(-vocab_size // 256) * 256)
-    try:
-        yield trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE
-    finally:
-        trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE = old
-
-
-@contextmanager
-def lean_trl_scratch(vocab_size: int):
-    """Both of the above around a TRL ``trainer.train()``: the toy runs' numbers stay bit-identical."""
-    with no_scratch_fill(), logprob_tiles_fit_vocab(vocab_size):
-        yield
-
-
-def make_accelerator(mixed_precision: str, cpu: bool, **kwargs):
-    """An ``Accelerator`` with this run's mixed precision, also when an earlier run in the same process
-    (a notebook kernel: an SFT trainer, then a bf16 pre-training run) left accelerate's global state set to
-    another one; accelerate would refuse that. Under a distributed launch the state is never reset."""
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-
-    state = AcceleratorState._shared_state
-    single = int(os.environ.get("WORLD_SIZE", "1")) == 1
-    if single and state and state.get("_mixed_precision") not in (None, mixed_precision):
-        AcceleratorState._reset_state()
-    return Accelerator(mixed_precision=mixed_precision, cpu=cpu, **kwargs)
-
-
-# --------------------------------------------------------------------------- checkpoints of tied-weight models
-
-def save_state_without_tied_copies(accelerator) -> None:
-    """Make ``accelerator.save_state`` write a tied-weight model the way transformers 5 saves it.
-
-    The toy Llama ties ``lm_head.weight`` to the embedding, so the state dict holds one tensor under two
-    names; safetensors cannot store that, and accelerate drops the alias itself with a "Removed shared
-    tensor" warning on every checkpoint. This pre-save hook drops the tied targets first with
-    transformers' own ``remove_tied_weights_from_state_dict`` (what ``save_pretrained`` does), so the
-    files are the same and nothing is printed; loading re-ties them (the resume test checks bit-equality).
-    """
-    from transformers.modeling_utils import remove_tied_weights_from_state_dict
-
-    def hook(models, weights, _output_dir):
-        for model, state_dict in zip(models, weights):
-            inner = accelerator.unwrap_model(model)
-            if getattr(inner, "all_tied_weights_keys", None):
-                remove_tied_weights_from_state_dict(state_dict, inner)
-
-    accelerator.register_save_state_pre_hook(hook)
-
-
 # --------------------------------------------------------------------------- progress in notebooks
 
 NOTEBOOK_WORKER = "INFIR_NOTEBOOK_WORKER"  # set in the workers of a notebook's run_parallel
@@ -317,19 +228,6 @@ def quiet_inner_progress():
 
 # --------------------------------------------------------------------------- notebook set-up
 
-# PEFT 0.21 (``PeftModel.__init__``) and TRL 1.16 (generation with an unwrapped policy) still read
-# ``model.is_gradient_checkpointing``, which transformers 5.23 deprecated; nothing in infir_lib uses it.
-UPSTREAM_DEPRECATIONS = (r"`is_gradient_checkpointing` is deprecated",)
-
-
-def ignore_upstream_deprecations() -> None:
-    """Hide only the deprecation warnings listed above, which the pinned libraries raise among themselves."""
-    import warnings
-
-    for message in UPSTREAM_DEPRECATIONS:
-        warnings.filterwarnings("ignore", message=message, category=FutureWarning)
-
-
 FIGURE_STYLE = {
     "figure.dpi": 150, "savefig.dpi": 150, "savefig.bbox": "tight",
     "font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "xtick.labelsize": 10, "ytick.labelsize": 10,
@@ -379,3 +277,119 @@ def display_path(path) -> str:
         except ValueError:
             continue
     return str(path)
+
+
+# =========================================================================== upstream workarounds
+# Every place where infir_lib reaches into another library's private internals, or works around one of
+# their behaviours, is here and nowhere else, each with what it works around (re-check on a pin change):
+#
+# - no_scratch_fill: torch's deterministic mode NaN-fills every fresh tensor (public torch flag
+#   ``torch.utils.deterministic.fill_uninitialized_memory``), which makes TRL's log-prob scratch tiles slow.
+# - logprob_tiles_fit_vocab: PRIVATE ``trl.trainer.utils._CHUNKED_LOGPROB_CHUNK_SIZE`` (TRL 1.16), the fused
+#   LM-head tile width, fixed at 32,768 columns; TRL keeps it unexposed on purpose (huggingface/trl#5575,
+#   "I'd rather not" make the chunk size configurable), so the patch stays, scoped to one ``train()``.
+# - make_accelerator: PRIVATE ``accelerate.state.AcceleratorState._shared_state`` / ``_reset_state``
+#   (accelerate 1.15): a second ``Accelerator`` in one process with another mixed precision raises
+#   "AcceleratorState has already been initialized and cannot be changed, restart your runtime".
+# - save_state_without_tied_copies: accelerate's ``save_state`` does not drop tied weights (it warns
+#   "Removed shared tensor" per checkpoint); transformers' ``remove_tied_weights_from_state_dict`` does.
+# - UPSTREAM_DEPRECATIONS: PEFT 0.21 / TRL 1.16 read an attribute transformers 5.23 deprecated.
+#
+# Checked against the pinned versions: each is still needed (none has a public replacement yet).
+
+@contextmanager
+def no_scratch_fill():
+    """Train without NaN-filling fresh tensors (``torch.utils.deterministic.fill_uninitialized_memory``).
+
+    ``seed_everything`` turns on deterministic algorithms, and with them PyTorch fills every
+    ``torch.empty`` with NaN, a guard against kernels that read memory they never wrote. TRL's
+    chunked log-prob kernel allocates a [tokens x 32,768] scratch tile per call (sized for big
+    vocabularies; ours has 4,096 entries) and writes it before reading it, so the fill changes no
+    result, but on a CPU it costs about 0.2 s per call: most of a toy SFT or GRPO step. The
+    deterministic algorithms themselves stay on (``tests/test_rl_grpo.py`` checks that a stage is
+    still bit-for-bit repeatable).
+    """
+    import torch.utils.deterministic as det
+
+    old = det.fill_uninitialized_memory
+    det.fill_uninitialized_memory = False
+    try:
+        yield
+    finally:
+        det.fill_uninitialized_memory = old
+
+
+@contextmanager
+def logprob_tiles_fit_vocab(vocab_size: int):
+    """Size TRL's fused LM-head tiles to the vocabulary instead of 32,768 columns (same numbers, less memory).
+
+    ``SFTTrainer`` computes the loss with a chunked log-prob kernel whose scratch buffer is
+    ``[tokens, 32768]`` floats, allocated twice per step whatever the vocabulary. For the toy model
+    (vocabulary 1,377, about 1,500 tokens a batch) that is 200 MB touched per pass and about 40%
+    of a toy run's CPU time spent in page faults. While the vocabulary fits in one tile, the tile
+    width does not change the arithmetic (one tile covers all columns either way), so the loss and
+    gradients are the same; only the buffer shrinks. Restored on exit.
+    """
+    from trl.trainer import utils as trl_utils
+
+    old = trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE
+    if vocab_size <= old:
+        trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE = max(256, -(-vocab_size // 256) * 256)
+    try:
+        yield trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE
+    finally:
+        trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE = old
+
+
+@contextmanager
+def lean_trl_scratch(vocab_size: int):
+    """Both of the above around a TRL ``trainer.train()``: the toy runs' numbers stay bit-identical."""
+    with no_scratch_fill(), logprob_tiles_fit_vocab(vocab_size):
+        yield
+
+
+def make_accelerator(mixed_precision: str, cpu: bool, **kwargs):
+    """An ``Accelerator`` with this run's mixed precision, also when an earlier run in the same process
+    (a notebook kernel: an SFT trainer, then a bf16 pre-training run) left accelerate's global state set to
+    another one; accelerate would refuse that. Under a distributed launch the state is never reset."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    state = AcceleratorState._shared_state
+    single = int(os.environ.get("WORLD_SIZE", "1")) == 1
+    if single and state and state.get("_mixed_precision") not in (None, mixed_precision):
+        AcceleratorState._reset_state()
+    return Accelerator(mixed_precision=mixed_precision, cpu=cpu, **kwargs)
+
+
+def save_state_without_tied_copies(accelerator) -> None:
+    """Make ``accelerator.save_state`` write a tied-weight model the way transformers 5 saves it.
+
+    The toy Llama ties ``lm_head.weight`` to the embedding, so the state dict holds one tensor under two
+    names; safetensors cannot store that, and accelerate drops the alias itself with a "Removed shared
+    tensor" warning on every checkpoint. This pre-save hook drops the tied targets first with
+    transformers' own ``remove_tied_weights_from_state_dict`` (what ``save_pretrained`` does), so the
+    files are the same and nothing is printed; loading re-ties them (the resume test checks bit-equality).
+    """
+    from transformers.modeling_utils import remove_tied_weights_from_state_dict
+
+    def hook(models, weights, _output_dir):
+        for model, state_dict in zip(models, weights):
+            inner = accelerator.unwrap_model(model)
+            if getattr(inner, "all_tied_weights_keys", None):
+                remove_tied_weights_from_state_dict(state_dict, inner)
+
+    accelerator.register_save_state_pre_hook(hook)
+
+
+# PEFT 0.21 (``PeftModel.__init__``) and TRL 1.16 (generation with an unwrapped policy) still read
+# ``model.is_gradient_checkpointing``, which transformers 5.23 deprecated; nothing in infir_lib uses it.
+UPSTREAM_DEPRECATIONS = (r"`is_gradient_checkpointing` is deprecated",)
+
+
+def ignore_upstream_deprecations() -> None:
+    """Hide only the deprecation warnings listed above, which the pinned libraries raise among themselves."""
+    import warnings
+
+    for message in UPSTREAM_DEPRECATIONS:
+        warnings.filterwarnings("ignore", message=message, category=FutureWarning)
