@@ -118,20 +118,14 @@ class RLConfig:
 
 
 def parse_dataset_id(ds_id: str) -> dict:
-    """``REPO[:CONFIG_OR_FILES][@SPLIT]`` -> keyword arguments of ``datasets.load_dataset``.
+    """A dataset id (:mod:`infir_lib.dataset_ids`, ``owner/name[:CONFIG_OR_FILES][@SPLIT]``) -> keyword
+    arguments of ``datasets.load_dataset``.
 
     ``Luckyjhg/Geo170K@qa_tuning`` names a split (default ``train``); ``repo:config`` a config;
     ``repo:some/folder/*_train.jsonl`` (a part with ``/`` or ``*``) files inside the repo, for releases
     that are folders of JSONL files rather than configs (Curr-ReFT's).
     """
-    rest, _, split = ds_id.partition("@")
-    repo, _, part = rest.partition(":")
-    if not repo or repo.count("/") != 1:
-        raise ValueError(f"dataset id {ds_id!r} must start with a hub repo 'owner/name'")
-    out = {"path": repo, "split": split or "train"}
-    if part and ("/" in part or "*" in part):
-        out["data_files"] = part
-    elif part:
-        out["name"] = part
-    return out
+    from ..dataset_ids import parse_dataset_id as parse
+
+    return parse(ds_id).load_kwargs()
 

@@ -36,7 +36,7 @@ What each adapter was checked against (``search`` of the public pages, 2026-11) 
     the question (with an ``<image>`` marker, removed here) and the last ``gpt`` turn ends with
     ``Answer: …``; an answer that is a single option letter becomes a ``choice`` row, anything else
     ``math``. The images are *not* in the parquet: ``image_roots`` must name where ``image`` paths
-    resolve (a local folder of the extracted images, or ``hf://datasets/OWNER/NAME/FOLDER``).
+    resolve (a local folder of the extracted images, or a folder of a hub dataset, ``OWNER/NAME:FOLDER/``).
 ``geometry3k`` — hiyouga/geometry3k (VERIFIED from its card: splits train 2,101 / validation 300 /
     test 601; columns ``images`` (a list of images), ``problem``, ``answer``, ``id``, ``choices``,
     ``ground_truth``). ASSUMED: ``answer`` is the final value and ``problem`` may carry an
@@ -61,6 +61,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from ..dataset_ids import ImageRoot, Skip, hub_files, parse_dataset_id, to_image
 from .rewards import BOX, choice_letters, normalise_yes_no
 
 ASK_FORMAT = ("First think about the problem inside <think> </think> tags, then give the final answer "
@@ -80,10 +81,6 @@ TEXT_STAGES = ("text",)
 VISION_STAGES = ("text", "caption", "image")
 IMAGE_MARKER = re.compile(r"<image>\s*", re.IGNORECASE)
 ANSWER_BLOCK = re.compile(r"<?answer>(.*?)</answer>", re.DOTALL)
-
-
-class Skip(Exception):
-    """A row this adapter cannot use; the message is the reason it is counted under."""
 
 
 @dataclass
@@ -107,79 +104,9 @@ class StageRows:
                 f"{self.total:,} rows; skipped: {why}")
 
 
-# --- images ------------------------------------------------------------------------------------------
+# --- images: dataset_ids.ImageRoot (paths under an image root), dataset_ids.to_image (image cells) ----------
 
-class ImageResolver:
-    """Opens the image a row names by a path relative to ``root``.
-
-    ``root`` is a local folder, or ``hf://datasets/OWNER/NAME[/FOLDER]``: that folder of the dataset
-    repo is fetched once with ``huggingface_hub.snapshot_download`` (cached by it) and then read like a
-    local folder (not exercised in tests; a release that ships its images as an archive must be
-    extracted by hand and named as a local folder). An absolute path that does not exist here (the
-    authors' machine) is re-rooted at what follows its last ``images/``. A file that is absent or
-    unreadable is a :class:`Skip`.
-    """
-
-    def __init__(self, root: str | None):
-        self.root = root
-        self._local: Path | None = None
-
-    def folder(self) -> Path:
-        if self._local is None:
-            if self.root is None:
-                raise ValueError("rows name images by path but no image root is configured (set image_roots, "
-                                 "one per stage)")
-            self._local = self._download() if self.root.startswith("hf://") else Path(self.root)
-        return self._local
-
-    def path(self, rel: str) -> Path:
-        if not rel or not isinstance(rel, str):
-            raise Skip("empty image path")
-        if Path(rel).is_absolute():
-            if Path(rel).is_file():
-                return Path(rel)
-            rel = rel.rsplit("images/", 1)[-1] if "images/" in rel else Path(rel).name
-        return self.folder() / rel.lstrip("/")
-
-    def open(self, rel: str):
-        from PIL import Image
-
-        path = self.path(rel)
-        if not path.is_file():
-            raise Skip("image file not found")
-        try:
-            with Image.open(path) as im:
-                return im.convert("RGB")
-        except Exception as e:  # a truncated or non-image file: the row is unusable, not the run
-            raise Skip(f"unreadable image ({type(e).__name__})") from e
-
-    def _download(self) -> Path:
-        from huggingface_hub import snapshot_download
-
-        parts = self.root[len("hf://"):].strip("/").split("/")
-        if len(parts) < 3 or parts[0] != "datasets":
-            raise ValueError(f"image root {self.root!r} must look like hf://datasets/OWNER/NAME[/FOLDER]")
-        repo, sub = "/".join(parts[1:3]), "/".join(parts[3:])
-        local = snapshot_download(repo, repo_type="dataset", allow_patterns=[f"{sub}/*"] if sub else None)
-        return Path(local) / sub
-
-
-def _pil(value: Any):
-    """An image cell as ``datasets`` gives it (PIL, or ``{"bytes", "path"}``) -> RGB PIL image."""
-    from io import BytesIO
-
-    from PIL import Image
-
-    if value is None:
-        raise Skip("no image")
-    if isinstance(value, Image.Image):
-        return value.convert("RGB")
-    if isinstance(value, dict) and value.get("bytes"):
-        try:
-            return Image.open(BytesIO(value["bytes"])).convert("RGB")
-        except Exception as e:
-            raise Skip(f"unreadable image ({type(e).__name__})") from e
-    raise Skip("no image")
+ImageResolver = ImageRoot  # the name the adapters' signatures use
 
 
 # --- prompts -----------------------------------------------------------------------------------------
@@ -311,6 +238,18 @@ def geo170k_row(rec: dict, stage: str, images: ImageResolver, dataset: str = "",
                                 dataset, fmt)
 
 
+def _embedded_image(value: Any):
+    """An image stored in the dataset itself (PIL, or ``{"bytes": ...}``) -> RGB; a path or nothing is no image."""
+    from PIL import Image
+
+    if not (isinstance(value, Image.Image) or isinstance(value, dict) and value.get("bytes")):
+        raise Skip("no image")
+    try:
+        return to_image(value)
+    except Exception as e:  # an undecodable cell: the row is unusable, not the run
+        raise Skip(f"unreadable image ({type(e).__name__})") from e
+
+
 def geometry3k_row(rec: dict, stage: str, images: ImageResolver, dataset: str = "", fmt: str = "geometry3k") -> dict:
     """hiyouga/geometry3k: ``images`` (one diagram), ``problem``, ``answer`` -> a math row."""
     question = _nonempty(IMAGE_MARKER.sub("", str(rec.get("problem") or "")), "problem")
@@ -322,7 +261,7 @@ def geometry3k_row(rec: dict, stage: str, images: ImageResolver, dataset: str = 
             raise Skip("no image")
         if len(pics) > 1:
             raise Skip("several images")
-        return _pil(pics[0])
+        return _embedded_image(pics[0])
 
     return _vision_question_row(question, answer, "math", image, rec, stage, dataset, fmt)
 
@@ -446,7 +385,8 @@ def _local_files(ds_id: str) -> list[str] | None:
 
 
 def read_records(ds_id: str) -> tuple[Iterable[dict], list[str]]:
-    """Records and column names of a dataset id: a local path/glob, or ``REPO[:CONFIG_OR_FILES][@SPLIT]``.
+    """Records and column names of a dataset id (:mod:`infir_lib.dataset_ids`: a local path/glob, or
+    ``owner/name[:CONFIG_OR_FILES][@SPLIT]``).
 
     Hub JSON(L) file patterns (Curr-ReFT's folders) are fetched with ``huggingface_hub.snapshot_download``
     (``allow_patterns`` semantics: ``*`` also matches across folders) and read like local files (their
@@ -456,24 +396,22 @@ def read_records(ds_id: str) -> tuple[Iterable[dict], list[str]]:
     local = _local_files(ds_id)
     if local is not None:
         return _read_json_files(local)
-    from .config import parse_dataset_id
-
-    kwargs = parse_dataset_id(ds_id)
-    files = kwargs.get("data_files")
-    if isinstance(files, str) and files.endswith((".jsonl", ".json")):
-        from huggingface_hub import snapshot_download
-
-        folder = Path(snapshot_download(kwargs["path"], repo_type="dataset", allow_patterns=[files]))
+    ds = parse_dataset_id(ds_id)
+    if ds.local:
+        raise ValueError(f"{ds_id}: no such local file or folder")
+    files = ds.data_files
+    if files and files.endswith((".jsonl", ".json")):
+        folder = hub_files(ds)
         # the same matching as allow_patterns (fnmatch: ``*`` also crosses folders)
         matched = sorted(str(f) for f in folder.rglob("*")
                          if f.is_file() and fnmatch.fnmatch(f.relative_to(folder).as_posix(), files))
         if not matched:
-            raise ValueError(f"{ds_id}: no files in {kwargs['path']} match {files!r}")
+            raise ValueError(f"{ds_id}: no files in {ds.path} match {files!r}")
         return _read_json_files(matched)
     from datasets import load_dataset
 
-    ds = load_dataset(**kwargs)
-    return ds, list(ds.column_names)
+    loaded = load_dataset(**ds.load_kwargs())
+    return loaded, list(loaded.column_names)
 
 
 def load_stage_rows(ds_id: str, fmt: str, stage: str, image_root: str | None = None) -> StageRows:

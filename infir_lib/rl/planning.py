@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..dataset_ids import parse_dataset_id
 from ..plan import GPU_MEMORY_GIB, gpu_hours as gpu_hours_for, state_memory_gib
 from .config import RLConfig
 
@@ -146,7 +147,12 @@ def full_scale_problems(cfg: RLConfig) -> list[str]:
             problems.append(f"stage {stage!r}: {ds} (format {fmt}) has no 'caption' column; run an image captioner "
                             f"over its images, save the rows with a 'caption' field as JSONL and point datasets[{i}] at it")
         root = cfg.image_roots[i] if i < len(cfg.image_roots) else ""
-        if root and not root.startswith(("hf://", "http://", "https://")) and not Path(root).is_dir():
+        try:  # a folder here, or a folder of a hub dataset (infir_lib/dataset_ids.py)
+            local_root = bool(root) and parse_dataset_id(root).local
+        except ValueError as e:
+            problems.append(f"stage {stage!r}: image_roots[{i}]: {e}")
+            local_root = False
+        if local_root and not Path(root).is_dir():
             problems.append(f"stage {stage!r}: image_roots[{i}] = {root!r} is not a folder here (extract the "
                             "dataset's images there first)")
         try:

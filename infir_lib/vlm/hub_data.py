@@ -1,7 +1,7 @@
 """Full-scale VLM data: InfiR Table 9 datasets by hub id or local path, normalised to one schema.
 
-A dataset entry in a config is ``path[:config][@split]``: a hub id (streamed, nothing is downloaded up
-front) or a local folder (parquet / jsonl / an imagefolder, or a ``save_to_disk`` folder), e.g.
+A dataset entry in a config is a dataset id (:mod:`infir_lib.dataset_ids`, ``SOURCE[:PART][@SPLIT]``, the
+syntax the RL presets use too): a hub id (streamed, nothing is downloaded up front) or a local folder (parquet / jsonl / an imagefolder, or a ``save_to_disk`` folder), e.g.
 ``HuggingFaceM4/the_cauldron:textcaps@train`` or ``/data/screens@test``. ``datasets`` reads it; a small
 adapter per format turns each row into a :class:`Conversation` (one image, user/assistant turns).
 
@@ -26,7 +26,6 @@ the adapter cannot use (several images, an empty answer, an unreadable image) ar
 
 from __future__ import annotations
 
-import io
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from typing import Iterator
 
 from PIL import Image
 
+from ..dataset_ids import DatasetId, Skip, parse_dataset_id, to_image  # noqa: F401  (re-exported)
 from .data import SCALE, format_click
 
 IMAGE_COLUMNS = ("image", "images", "decoded_image", "img")
@@ -59,27 +59,8 @@ class Conversation:
     source: str = ""
 
 
-@dataclass
-class DatasetSpec:
-    path: str
-    name: str | None = None
-    split: str = "train"
-
-    @property
-    def local(self) -> bool:
-        return Path(self.path).exists()
-
-    def __str__(self) -> str:
-        return self.path + (f":{self.name}" if self.name else "") + f"@{self.split}"
-
-
-def parse_spec(text: str) -> DatasetSpec:
-    """``path[:config][@split]`` -> :class:`DatasetSpec` (split defaults to ``train``)."""
-    rest, split = (text.rsplit("@", 1) + ["train"])[:2] if "@" in text else (text, "train")
-    path, name = (rest.split(":", 1) if ":" in rest else (rest, None))
-    if not path:
-        raise ValueError(f"dataset entry {text!r}: empty path")
-    return DatasetSpec(path, name or None, split or "train")
+DatasetSpec = DatasetId  # a stage's dataset entry: infir_lib.dataset_ids' one syntax
+parse_spec = parse_dataset_id  # the same parser under the name this module used
 
 
 # --------------------------------------------------------------------------- loading
@@ -102,27 +83,11 @@ def load_rows(spec: DatasetSpec, seed: int = 0, rank: int = 0, world_size: int =
             ds = load_dataset(str(folder), spec.name, split=spec.split)
         ds = ds.shuffle(seed=seed)
     else:
-        ds = load_dataset(spec.path, spec.name, split=spec.split, streaming=True)
+        ds = load_dataset(**spec.load_kwargs(), streaming=True)
         ds = ds.shuffle(seed=seed, buffer_size=shuffle_buffer)
     if world_size > 1:
         ds = split_dataset_by_node(ds, rank=rank, world_size=world_size)
     return ds
-
-
-def to_image(value, root: Path | None = None) -> Image.Image:
-    """A PIL image from what ``datasets`` gives: an image, {bytes, path}, or a path (relative to ``root``)."""
-    if isinstance(value, Image.Image):
-        img = value
-    elif isinstance(value, dict) and value.get("bytes"):
-        img = Image.open(io.BytesIO(value["bytes"]))
-    elif isinstance(value, (dict, str)):
-        path = Path(value["path"] if isinstance(value, dict) else value)
-        if root is not None and not path.is_absolute():
-            path = root / path
-        img = Image.open(path)
-    else:
-        raise TypeError(f"cannot read an image from {type(value).__name__}")
-    return img.convert("RGB")
 
 
 # --------------------------------------------------------------------------- adapters
@@ -169,10 +134,6 @@ def detect_format(columns: list[str], name: str = "") -> str:
                              f"{'|'.join(ANSWER_COLUMNS)}), caption (image + {'|'.join(CAPTION_COLUMNS)})")
 
 
-class Skip(Exception):
-    """A row the adapter cannot use; the reason is counted."""
-
-
 def adapt(row: dict, fmt: str, root: Path | None = None, source: str = "") -> Conversation:
     """One dataset row -> a :class:`Conversation` (raises :class:`Skip` with a reason)."""
     img_col = _first(row, IMAGE_COLUMNS)
@@ -185,6 +146,8 @@ def adapt(row: dict, fmt: str, root: Path | None = None, source: str = "") -> Co
         raise Skip("no_image")
     try:
         image = to_image(value, root)
+    except Skip:
+        raise Skip("no_image") from None
     except Exception as e:  # noqa: BLE001 - a broken image is a skipped row, counted
         raise Skip(f"bad_image:{type(e).__name__}")
     if fmt == "cauldron":
