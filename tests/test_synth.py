@@ -160,3 +160,36 @@ def test_config_errors_name_the_key():
 def test_full_config_plans_offline():
     text = synth.plan("configs/full/synth.yaml")
     assert "Qwen/Qwen2.5-32B-Instruct" in text and "GPU-hours" in text
+
+
+def test_step_and_function_rules_read_toy_and_llm_replies():
+    from infir_lib.synth.pipeline import TextInstruction
+    from infir_lib.synth.select import defines_function, shows_steps
+
+    assert shows_steps("3+4=7. 7-2=5. Answer: 5") and not shows_steps("Answer: 5")
+    assert not shows_steps("3+4=7. Answer: 7", 2) and shows_steps("3+4=7. 7-2=5. Answer: 5", 2)
+    llm = "Step 1: add the apples.\nStep 2: count them.\nThe answer is 7."
+    assert shows_steps(llm) and not shows_steps("1. The answer is 7.")
+    toy = CodeInstruction("solve", [("+", 2)])
+    assert defines_function(toy, toy.reference()) and not defines_function(toy, "def other(x):\n    return x")
+    text = TextInstruction("Write a function that adds two.", "s0", "code")
+    assert defines_function(text, "def add_two(x):\n    return x + 2") and not defines_function(text, "x + 2")
+    assert not defines_function(text, None)
+
+
+def test_parts_are_chosen_by_config_values():
+    from infir_lib.synth.pipeline import parts_for, run_pipeline
+
+    cfg = load_config(SynthConfig, "configs/toy/synth.yaml", {"n_math_seeds": 6, "n_code_seeds": 0})
+    parts = parts_for(cfg)
+    assert parts.teacher_errors_known and len(parts.seeds()) == 6
+    rows, _, funnel = run_pipeline(cfg, parts)
+    assert funnel[-1]["out"] == len(rows)
+    with pytest.raises(ValueError, match="verifier"):
+        parts_for(load_config(SynthConfig, "configs/toy/synth.yaml", {"seed_source": "seeds.jsonl",
+                                                                        "teacher_model": "some/llm"}))
+    with pytest.raises(ValueError, match="ground truth"):
+        parts_for(load_config(SynthConfig, "configs/toy/synth.yaml", {"teacher_model": "some/llm"}))
+    with pytest.raises(ValueError, match="teacher_model"):
+        parts_for(load_config(SynthConfig, "configs/toy/synth.yaml", {"seed_source": "seeds.jsonl",
+                                                                        "reward_model": "some/rm"}))

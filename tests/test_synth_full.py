@@ -52,7 +52,9 @@ def test_full_pipeline_on_local_standins(standins, tmp_path):
         "seed_source": str(standins / "seeds.jsonl"), "plan_seeds": 0, "n_math_seeds": 3, "n_code_seeds": 1,
         "evolver_model": str(standins / "teacher"), "teacher_model": str(standins / "teacher"),
         "reward_model": str(standins / "rm"), "evolutions_per_seed": 1, "n_candidates": 2, "max_new_tokens": 8,
-        "generation_batch": 3, "sandbox_workers": 1, "per_domain": 0, "output_dir": str(tmp_path / "out")})
+        "generation_batch": 3, "sandbox_workers": 1, "per_domain": 0, "output_dir": str(tmp_path / "out"),
+        # the random stand-in reward model's scores are arbitrary: keep every reply (the threshold is tested below)
+        "min_quality": -1e30})
     result = synth.run(cfg)
     steps = {s["step"]: s for s in result.funnel}
     assert steps["seed instructions"]["out"] == 4
@@ -70,3 +72,16 @@ def test_full_pipeline_on_local_standins(standins, tmp_path):
         assert ins["chosen"] == max(range(len(scores)), key=lambda i: (scores[i], -i))
     rows = [json.loads(line) for line in (tmp_path / "out" / "sft.jsonl").read_text().splitlines()]
     assert len(rows) == steps["diversity sampling"]["out"]
+
+
+def test_full_parts_go_through_the_same_rules(standins, tmp_path):
+    """The reward threshold and the rule filters are the same code at full scale (one pipeline, LLM parts)."""
+    cfg = load_config(SynthConfig, "configs/full/synth.yaml", {
+        "seed_source": str(standins / "seeds.jsonl"), "plan_seeds": 0, "teacher_model": str(standins / "teacher"),
+        "evolver_model": str(standins / "teacher"), "reward_model": str(standins / "rm"), "evolutions_per_seed": 0,
+        "n_candidates": 2, "max_new_tokens": 8, "generation_batch": 4, "sandbox_workers": 1, "per_domain": 0,
+        "min_quality": 1e30, "output_dir": str(tmp_path / "strict")})
+    steps = {s["step"]: s for s in synth.run(cfg).funnel}
+    assert steps["rejection sampling / sandbox"]["removed"] == {"math: best reward too low": 3,
+                                                                "code: no candidate passed": 1}
+    assert steps["diversity sampling"]["out"] == 0

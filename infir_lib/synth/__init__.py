@@ -110,15 +110,9 @@ def run(config: str | Path | SynthConfig = "configs/toy/synth.yaml", overrides: 
     cfg = _as_config(config, overrides)
 
     def build(folder: Path) -> None:
-        if cfg.scale == "full":
-            from .full import run_full
+        from .pipeline import run_pipeline  # one path; its parts (toy or LLM) are chosen by config values
 
-            rows, cands, funnel = run_full(cfg)
-        else:
-            from .pipeline import run_toy
-
-            rows, cands, funnel = run_toy(cfg)
-        _write(folder, rows, cands, funnel)
+        _write(folder, *run_pipeline(cfg))
 
     if cfg.output_dir:
         out = Path(cfg.output_dir)

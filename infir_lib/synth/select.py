@@ -5,7 +5,7 @@
   from the previous result and from the question's numbers); full = an open reward model by id.
 - Code: every candidate runs in the sandbox against the instruction's unit tests; a candidate that
   passes is kept, failures and timeouts are dropped and counted (App. C).
-- Rules: a reasoning reply must show its steps (App. A); a code reply must define the function.
+- Rules: a reasoning reply must show its steps (App. A; :func:`shows_steps`); a code reply must define the function.
 - Labels: domain (rules on the instruction), difficulty on the five-level scale of App. B
   (very easy ... very hard), quality (the reward or the verdict).
 - Diversity sampling: at most ``per_domain`` rows per domain, drawn round-robin across difficulty
@@ -18,7 +18,7 @@ import random
 import re
 
 from ..eval.extract import toy_answer
-from .instructions import CodeInstruction, MathInstruction
+from .instructions import MathInstruction
 
 DIFFICULTY_LABELS = ["very easy", "easy", "medium", "hard", "very hard"]
 STEP_RE = re.compile(r"(-?\d+)\s*([+\-*])\s*(-?\d+)\s*=\s*(-?\d+)")
@@ -64,8 +64,23 @@ def has_reasoning_steps(response: str, min_steps: int = 1) -> bool:
     return len(STEP_RE.findall(response)) >= min_steps
 
 
-def defines_function(ins: CodeInstruction, code: str) -> bool:
-    return f"def {ins.fname}(" in code and "return" in code
+NUMBERED_STEP = re.compile(r"(?m)^\s*(?:Step\s*\d+|\d+[.)])")
+
+
+def shows_steps(response: str, min_steps: int = 1) -> bool:
+    """The rule filter on a kept reasoning reply (App. A), at every scale: at least ``min_steps`` equations
+    (the toy teacher's "3+4=7." steps), or at least ``max(2, min_steps)`` numbered step lines ("Step 1",
+    "1.", "2)"), the form an LLM writes its steps in."""
+    return has_reasoning_steps(response, min_steps) or len(NUMBERED_STEP.findall(response)) >= max(2, min_steps)
+
+
+def defines_function(ins, code: str | None) -> bool:
+    """A code reply must define the task's function (any function when the task names none) and return."""
+    name = getattr(ins, "fname", None)
+    if not code:
+        return False
+    found = f"def {name}(" in code if name else re.search(r"(?m)^\s*def \w+\(", code) is not None
+    return found and "return" in code
 
 
 def label_domain(text: str) -> str:
