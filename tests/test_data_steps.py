@@ -26,19 +26,19 @@ def heuristic():
 
 
 def test_heuristic_keeps_good_prose_and_drops_spam(heuristic):
-    assert heuristic.decide(_doc(_good_prose(), source="wiki")) is True
+    assert heuristic.filter(_doc(_good_prose(), source="wiki")) is True
     spam = " ".join(["BUY NOW cheap best price"] * 40)
-    keep, reason = heuristic.decide(_doc(spam))
+    keep, reason = heuristic.filter(_doc(spam))
     assert not keep and reason.startswith("Gopher")
 
 
 def test_heuristic_drops_text_ending_in_a_colon(heuristic):
     """InfiR §5.1.2: the same math page is kept without its trailing lead-in and dropped with it."""
     pages = (toy_web.math_page(random.Random(s))["text"] for s in range(50))
-    page = next(p for p in pages if heuristic.decide(_doc(p, source="math_web")) is True)
-    assert heuristic.decide(_doc(page + "\nLet us work it out step by step:", source="math_web")) == (False, "ends_with_colon")
+    page = next(p for p in pages if heuristic.filter(_doc(p, source="math_web")) is True)
+    assert heuristic.filter(_doc(page + "\nLet us work it out step by step:", source="math_web")) == (False, "ends_with_colon")
     off = steps.HeuristicFilter(word_tokenizer="regex", drop_colon_endings=False)
-    assert off.decide(_doc(page + "\nLet us work it out step by step:", source="math_web")) is True
+    assert off.filter(_doc(page + "\nLet us work it out step by step:", source="math_web")) is True
 
 
 def test_code_rules():
@@ -144,3 +144,25 @@ def test_code_language_from_metadata():
     assert steps.code_language({"max_stars_repo_path": "src/util.JS"}) == "javascript"
     assert steps.code_language({"path": "a/b/c.f90"}) == "fortran"
     assert steps.code_language({}) == ""
+
+
+def test_stage_filters_are_datatrove_filters_with_counts_and_exclusions(tmp_path):
+    from datatrove.pipeline.filters.base_filter import BaseFilter
+
+    writer = steps.JsonWriter(str(tmp_path / "excluded"))
+    stage = steps.Decontaminate({"gsm8k": ["one two three four five six seven eight nine ten eleven"]}, n=10,
+                                report_dir=str(tmp_path / "reports"), exclusion_writer=writer)
+    assert isinstance(stage, BaseFilter)
+    docs = [_doc("one two three four five six seven eight nine ten and more", id="hit"),
+            _doc("nothing to see here at all", id="clean")]
+    kept = list(stage.run(iter(docs), rank=0))
+    assert [d.id for d in kept] == ["clean"]
+    counts = stage.last_report["counts"]
+    assert counts["docs_in"] == 2 and counts["docs_out"] == 1 and counts["dropped:overlap:gsm8k"] == 1
+    assert counts["tokens_in"] == 12 + 6 and counts["tokens_out"] == 6
+    import json
+
+    (excluded,) = [json.loads(line) for f in (tmp_path / "excluded").glob("*.jsonl") for line in f.read_text().splitlines()]
+    assert excluded["id"] == "hit" and excluded["filter_reason"] == "overlap:gsm8k"
+    assert excluded["filter_stage"] == "decontam"
+    assert (tmp_path / "reports" / "decontam" / "00000.json").is_file()

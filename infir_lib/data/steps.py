@@ -42,7 +42,7 @@ from typing import Callable, Iterable
 import numpy as np
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
-from datatrove.pipeline.filters.base_filter import BaseFilter
+from datatrove.pipeline.filters.base_filter import BaseFilter, get_filter_result
 from datatrove.pipeline.writers.disk_base import DiskWriter
 
 TOKEN_RE = re.compile(r"\w+")
@@ -185,24 +185,38 @@ def merge_reports(report_dir: str | Path) -> dict[str, dict]:
     return merged
 
 
-class StageFilter(Stage):
-    """A per-document stage: ``decide(doc)`` returns True or (False, reason), as a datatrove filter does."""
+class StageFilter(Stage, BaseFilter):
+    """A per-document stage: a datatrove ``BaseFilter`` (its ``filter(doc)`` returns True or (False, reason);
+    its ``run`` batches, keeps datatrove's stats and writes the dropped documents to ``exclusion_writer``)
+    with the counters and report every :class:`Stage` keeps on top."""
 
-    def decide(self, doc: Document) -> bool | tuple[bool, str]:
-        raise NotImplementedError
+    type = "🔻 - FILTER"
+
+    def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
+        out = []
+        for doc in batch:
+            self._seen(doc)
+            keep, reason = get_filter_result(self.filter(doc))
+            if keep:
+                self.counts["docs_out"] += 1
+                self.counts["tokens_out"] += len(tokens(doc.text))
+                out.append(True)
+                continue
+            reason = reason or "unspecified"
+            self.counts["dropped"] += 1
+            self.counts[f"dropped:{reason}"] += 1
+            doc.metadata["filter_reason"] = reason  # what BaseFilter writes with the excluded document,
+            doc.metadata["filter_stage"] = self.stage  # and which stage dropped it
+            out.append((False, reason))
+        return out
+
+    def _seen(self, doc: Document) -> None:  # datatrove's run counts "total" itself
+        self.counts["docs_in"] += 1
+        self.counts["tokens_in"] += len(tokens(doc.text))
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         self._begin(rank)
-        with self._writer() as writer:
-            for doc in data:
-                self._seen(doc)
-                with self.track_time():
-                    res = self.decide(doc)
-                keep, reason = (res, None) if not isinstance(res, tuple) else res
-                if keep:
-                    yield self._kept(doc)
-                else:
-                    self._dropped(doc, reason or "unspecified", writer if self.exclusion_writer else None)
+        yield from BaseFilter.run(self, data, rank, world_size)
         self.write_report(self.extra_report())
 
     def extra_report(self) -> dict:
@@ -306,15 +320,15 @@ class HeuristicFilter(StageFilter):
         self.min_alnum_fraction = min_alnum_fraction
         self.drop_colon_endings = drop_colon_endings
 
-    def decide(self, doc: Document) -> bool | tuple[bool, str]:
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
         if meta(doc, "source") == "code":
             return code_rules(doc.text, code_language(doc.metadata), self.code_languages, self.max_line_length,
                               self.min_alnum_fraction)
         for f in self.text_filters:
             if type(f).__name__ == "GopherQualityFilter" and meta(doc, "source", "web") not in self.prose_sources:
                 continue  # Gopher's prose rules (80% alphabetic words...) reject formulas: not for math pages
-            res = f.filter(doc)  # datatrove's own rule code; C4's filter may also trim lines in place
-            keep, reason = (res, None) if not isinstance(res, tuple) else res
+            # datatrove's own rule code; C4's filter may also trim lines in place
+            keep, reason = get_filter_result(f.filter(doc))
             if not keep:
                 return False, f"{type(f).__name__.replace('Filter', '')}:{reason or 'rule'}"
         if self.drop_colon_endings and doc.text.rstrip().endswith(":"):
@@ -703,7 +717,7 @@ class Decontaminate(StageFilter):
                 self._index = build_ngram_index(self.benchmarks, self.n)
         return self._index
 
-    def decide(self, doc: Document) -> bool | tuple[bool, str]:
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
         t = tokens(doc.text)
         index = self.index
         for i in range(len(t) - self.n + 1):
