@@ -44,7 +44,7 @@ def pretrain_part(out: Path, steps: int, global_batch: int, micro: int, seq_len:
     tokens = shards.run("configs/full/pretrain.yaml", overrides)["tokens_per_source"]  # datatrove token files
     t_tok = time.perf_counter() - t0
     r = pretrain.run("configs/full/pretrain.yaml", overrides)
-    cfg = pretrain._as_config("configs/full/pretrain.yaml", overrides)
+    cfg = pretrain.load("configs/full/pretrain.yaml", overrides)
     steady = [h["tokens_per_s"] for h in r.history[1:]] or [r.history[-1]["tokens_per_s"]]
     tps = sum(steady) / len(steady)
     return {"parameters": r.summary["parameters"], "steps": r.summary["steps"],

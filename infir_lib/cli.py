@@ -8,54 +8,18 @@ A mistake in the input ends with one line on stderr and a non-zero exit (INFIR_T
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
 from pathlib import Path
 
+from . import stages
 from .config import ConfigError, did_you_mean
 
-# stage name -> module. A stage module has ``run(config, overrides)`` and ``plan(config, overrides)``;
-# a module may instead expose ``cli(argv) -> int`` to parse its own arguments (e.g. the sandbox).
-STAGES = {
-    "data": "infir_lib.data",
-    "pretrain": "infir_lib.pretrain",
-    "anneal": "infir_lib.pretrain",
-    "tokenize": "infir_lib.pretrain.shards",
-    "synth": "infir_lib.synth",
-    "sft": "infir_lib.sft",
-    "eval": "infir_lib.eval",
-    "sandbox": "infir_lib.eval.sandbox",
-    "vlm": "infir_lib.vlm",
-    "rl": "infir_lib.rl",
-    "report": "infir_lib.report",
-}
-
-# stage -> (one line for --help, a preset that exists, the config dataclass "module:Class")
-STAGE_INFO = {
-    "data": ("ch 1: build the pre-training corpus (extract, filter, deduplicate, decontaminate)",
-             "configs/toy/data.yaml", "infir_lib.data.pipeline:DataConfig"),
-    "tokenize": ("ch 2: write datatrove token files for full-scale pre-training (tokenized_path)",
-                 "configs/full/pretrain.yaml", "infir_lib.pretrain.config:PretrainConfig"),
-    "pretrain": ("ch 2: pre-train a Llama-style model (toy on CPU, full on GPUs)",
-                 "configs/toy/pretrain.yaml", "infir_lib.pretrain.config:PretrainConfig"),
-    "anneal": ("ch 2: anneal a pre-trained model on a high-quality mix",
-               "configs/toy/anneal.yaml", "infir_lib.pretrain.config:PretrainConfig"),
-    "synth": ("ch 3: synthesize and select instruction data",
-              "configs/toy/synth.yaml", "infir_lib.synth.config:SynthConfig"),
-    "sft": ("ch 4: supervised fine-tuning with TRL",
-            "configs/toy/sft.yaml", "infir_lib.sft.config:SFTRunConfig"),
-    "eval": ("ch 5: evaluate models on GSM8K, MATH, MMLU, HumanEval, MBPP and toy benchmarks",
-             "configs/toy/eval.yaml", "infir_lib.eval.stage:EvalConfig"),
-    "sandbox": ("ch 5: run one Python program in the code sandbox (its own arguments: PROGRAM.py --tests ...)",
-                None, None),
-    "vlm": ("ch 6: train the vision-language model (SigLIP-style encoder, three stages)",
-            "configs/toy/vlm.yaml", "infir_lib.vlm.config:VLMConfig"),
-    "rl": ("ch 7: reinforcement learning with GRPO (Curr-ReFT, Infi-MMR)",
-           "configs/toy/rl_curr_reft.yaml", "infir_lib.rl.config:RLConfig"),
-    "report": ("ch 8: print the scorecard of the paper's claims (--check fails on a missing claim)", None, None),
-}
+# The stages, by name: the registry of :mod:`infir_lib.stages` (a stage's config class, one-line help,
+# example preset, run/plan entry points). A stage whose ``config`` is None parses its own arguments
+# (its module's ``cli(argv) -> int``, e.g. the sandbox).
+STAGES = stages.STAGES
 
 
 def is_main_process() -> bool:
@@ -65,35 +29,21 @@ def is_main_process() -> bool:
 
 def config_class(stage: str):
     """The config dataclass of ``stage`` (None for stages that parse their own arguments)."""
-    target = STAGE_INFO.get(stage, (None, None, None))[2]
-    if not target:
-        return None
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
+    return STAGES[stage].config_class()
 
 
 def _summarise(result) -> str:
-    for attr in ("summary", "to_dict"):
-        value = getattr(result, attr, None)
-        if value is not None:
-            value = value() if callable(value) else value
-            return json.dumps(value, indent=1, default=str)
-    if isinstance(result, dict):
-        return json.dumps(result, indent=1, default=str)
-    return str(result)
+    summary = getattr(result, "summary", result)
+    return json.dumps(summary, indent=1, default=str) if isinstance(summary, (dict, list)) else str(summary)
 
 
 def output_location(result) -> str | None:
-    """Where a stage's result was written (its ``output_dir``, or the folder a dict result names)."""
-    keys = ("output_dir", "tokenized_path", "model_dir", "dataset_path")
-    for key in keys:
-        value = result.get(key) if isinstance(result, dict) else getattr(result, key, None)
-        if value:
-            return str(value)
-    cfg = getattr(result, "config", None)
-    if cfg is not None and getattr(cfg, "output_dir", None):
-        return str(cfg.output_dir)
-    return None
+    """Where a stage's result was written: its ``output_dir`` (a mapping's ``output_dir`` or ``tokenized_path``)."""
+    if isinstance(result, dict):
+        value = result.get("output_dir") or result.get("tokenized_path")
+    else:
+        value = getattr(result, "output_dir", None)
+    return str(value) if value else None
 
 
 def _stages_help() -> str:
@@ -101,7 +51,7 @@ def _stages_help() -> str:
     lines = ["usage: python -m infir_lib STAGE --config FILE [--dry-run] [key=value ...]",
              "       python -m infir_lib STAGE --help      (the stage's keys: type, default, help)", "",
              "Runs one stage of the book; a notebook calls the same run/plan functions.", "", "stages:"]
-    lines += [f"  {name:<{width}}  {STAGE_INFO[name][0]}" for name in STAGES]
+    lines += [f"  {name:<{width}}  {STAGES[name].summary}" for name in STAGES]
     lines += ["", "examples:",
               "  python -m infir_lib pretrain --config configs/toy/pretrain.yaml max_steps=50",
               "  python -m infir_lib pretrain --config configs/full/pretrain.yaml --dry-run",
@@ -127,9 +77,9 @@ def keys_help(cls) -> str:
 
 
 def _stage_parser(stage: str) -> argparse.ArgumentParser:
-    desc, preset, _ = STAGE_INFO[stage]
+    desc, preset = STAGES[stage].summary, STAGES[stage].preset
     epilog = [f"example:\n  python -m infir_lib {stage} --config {preset}"
-              f"{' --dry-run' if stage == 'tokenize' else ''}"]
+              f"{' --dry-run' if STAGES[stage].dry_run_example else ''}"]
     cls = config_class(stage)
     if cls is not None:
         epilog.append(keys_help(cls))
@@ -186,26 +136,27 @@ def main(argv: list[str] | None = None) -> int:
     if stage not in STAGES:
         print(f"unknown stage {stage!r}{did_you_mean(stage, STAGES).replace('known keys', 'stages')}", file=sys.stderr)
         return 2
+    spec = STAGES[stage]
     try:
-        module = importlib.import_module(STAGES[stage])
+        module = spec.module()
     except ModuleNotFoundError as e:
         print(f"stage {stage!r} is not available: {e}", file=sys.stderr)
         return 2
-    if hasattr(module, "cli"):
+    if spec.config is None:
         return int(module.cli(rest) or 0)
     args = _stage_parser(stage).parse_args(rest)
     main_process = is_main_process()
     try:
         if args.dry_run:
-            text = module.plan(args.config, args.overrides)
+            plan = spec.plan(args.config, args.overrides)
             if main_process:
-                print(text)
-            if getattr(text, "problems", None):  # the plan found what would stop the run: say so in the exit code
+                print(plan)
+            if getattr(plan, "problems", None):  # the plan found what would stop the run: say so in the exit code
                 if main_process:
-                    print(f"not ready: {len(text.problems)} problem(s) listed above", file=sys.stderr)
+                    print(f"not ready: {len(plan.problems)} problem(s) listed above", file=sys.stderr)
                 return 1
         else:
-            result = module.run(args.config, args.overrides)
+            result = spec.run(args.config, args.overrides)
             if main_process:
                 print(_summarise(result))
                 where = output_location(result)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from .stages import Plan
+
 # Dense bf16 tensor-core peak, TFLOP/s (vendor spec sheets, without sparsity).
 GPU_PEAK_TFLOPS = {"H800": 989.0, "H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0,
                    "T4": 65.0, "cpu": 0.5}
@@ -39,7 +41,7 @@ def implied_mfu(tokens_per_s_per_gpu: float, n_params: float, n_layers: int, seq
 
 
 @dataclass
-class TrainingPlan:
+class TrainingPlan(Plan):
     parameters: int
     tokens: float
     global_batch_sequences: int

@@ -14,6 +14,7 @@ import pytest
 
 from infir_lib import cli
 from infir_lib.config import describe_fields
+from infir_lib.stages import Stage
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -27,7 +28,7 @@ def test_top_level_help_lists_every_stage_on_one_line(capsys):
         assert len(lines) == 1 and len(lines[0].split()) > 3, stage
 
 
-@pytest.mark.parametrize("stage", [s for s in cli.STAGES if cli.STAGE_INFO[s][2]])
+@pytest.mark.parametrize("stage", [s for s in cli.STAGES if cli.STAGES[s].config])
 def test_stage_help_lists_keys_with_type_default_and_help(stage, capsys):
     with pytest.raises(SystemExit) as done:
         cli.main([stage, "--help"])
@@ -59,7 +60,7 @@ def _named_paths(text: str) -> list[str]:
 
 
 def test_examples_name_presets_that_exist(capsys):
-    for stage, (_, preset, _) in cli.STAGE_INFO.items():
+    for stage, preset in ((name, s.preset) for name, s in cli.STAGES.items()):
         if preset:
             assert (REPO / preset).is_file(), (stage, preset)
     cli.main(["--help"])
@@ -114,8 +115,8 @@ def test_every_run_ends_by_saying_where_its_output_is(monkeypatch, tmp_path, cap
     fake = types.ModuleType("fake_stage")
     fake.run = lambda config, overrides: types.SimpleNamespace(summary={"docs": 3}, output_dir=tmp_path / "corpus")
     monkeypatch.setitem(sys.modules, "fake_stage", fake)
-    monkeypatch.setitem(cli.STAGES, "fake", "fake_stage")
-    monkeypatch.setitem(cli.STAGE_INFO, "fake", ("a stage for the test", "configs/toy/data.yaml", None))
+    monkeypatch.setitem(cli.STAGES, "fake", Stage("fake", "a stage for the test", "fake_stage",
+                                                  "infir_lib.data.pipeline:DataConfig", "configs/toy/data.yaml"))
     assert cli.main(["fake", "--config", "configs/toy/data.yaml"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"output: {(tmp_path / 'corpus').resolve()}"
     fake.run = lambda config, overrides: {"scores": 1}

@@ -12,8 +12,8 @@ from infir_lib.eval import stage, tables
 
 
 def test_presets_load_and_protocols():
-    toy = stage._as_config("configs/toy/eval.yaml")
-    full = stage._as_config("configs/full/eval.yaml")
+    toy = stage.load("configs/toy/eval.yaml")
+    full = stage.load("configs/full/eval.yaml")
     assert toy.scale == "toy" and full.scale == "full" and full.dtype == "bfloat16"
     assert set(full.models) == set(tables.HUB_IDS.values())
     assert {stage.is_instruct(m) for m in full.models} == {True, False}
@@ -41,19 +41,19 @@ def test_cli_dry_run_and_errors():
 
 def test_config_errors_name_the_key(tmp_path):
     with pytest.raises(ConfigError, match="bogus"):
-        stage._as_config("configs/toy/eval.yaml", ["bogus=1"])
+        stage.load("configs/toy/eval.yaml", ["bogus=1"])
     with pytest.raises(ConfigError, match="n_samples"):
-        stage._as_config("configs/toy/eval.yaml", ["temperature=0", "n_samples=4", "ks=[1]"])
+        stage.load("configs/toy/eval.yaml", ["temperature=0", "n_samples=4", "ks=[1]"])
     with pytest.raises(ConfigError, match="pass@10"):
-        stage._as_config("configs/toy/eval.yaml", ["temperature=0.8", "n_samples=4", "ks=[1,10]"])
+        stage.load("configs/toy/eval.yaml", ["temperature=0.8", "n_samples=4", "ks=[1,10]"])
     bad = tmp_path / "e.yaml"
     bad.write_text("limit: many\n")
     with pytest.raises(ConfigError, match="limit"):
-        stage._as_config(str(bad))
+        stage.load(str(bad))
 
 
 def test_benchmark_items_offline():
-    cfg = stage._as_config("configs/toy/eval.yaml", ["limit=5"])
+    cfg = stage.load("configs/toy/eval.yaml", ["limit=5"])
     items, shots = stage.benchmark_items("toy_arith", cfg)
     assert len(items) == 5 and len(shots) == cfg.toy_shots and all("final" in it for it in items)
     he, _ = stage.benchmark_items("humaneval", cfg)

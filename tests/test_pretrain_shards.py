@@ -23,7 +23,7 @@ def tokenized(tmp_path_factory):
     root = tmp_path_factory.mktemp("tokens")
     ov = {**OVERRIDES, "tokenized_path": str(root)}
     result = shards.run("configs/toy/pretrain.yaml", ov)
-    cfg = pretrain._as_config("configs/toy/pretrain.yaml", ov)
+    cfg = pretrain.load("configs/toy/pretrain.yaml", ov)
     return cfg, get_tokenizer(cfg), result
 
 
@@ -73,20 +73,20 @@ def test_clear_errors(tmp_path, tokenized):
     with pytest.raises(ConfigError, match="tokenized_path"):
         shards.run("configs/toy/pretrain.yaml", {**OVERRIDES})
     cfg, tok, _ = tokenized
-    missing = pretrain._as_config("configs/toy/pretrain.yaml", {**OVERRIDES, "tokenized_path": str(tmp_path)})
+    missing = pretrain.load("configs/toy/pretrain.yaml", {**OVERRIDES, "tokenized_path": str(tmp_path)})
     with pytest.raises(FileNotFoundError, match="toy:simple"):
         shards.TokenBlocks.open(missing, SEQ, tok)
-    too_many = pretrain._as_config("configs/toy/pretrain.yaml", {**OVERRIDES, "tokenized_path": cfg.tokenized_path,
+    too_many = pretrain.load("configs/toy/pretrain.yaml", {**OVERRIDES, "tokenized_path": cfg.tokenized_path,
                                                                  "val_blocks": 10**6})
     with pytest.raises(ValueError, match="val_blocks"):
         shards.TokenBlocks.open(too_many, SEQ, tok)
 
 
 def test_new_fields_at_defaults_leave_toy_cache_keys_alone():
-    cfg = pretrain._as_config("configs/toy/pretrain.yaml")
+    cfg = pretrain.load("configs/toy/pretrain.yaml")
     spec = pretrain.cache_spec(cfg)
     assert "tokenized_path" not in spec and "val_blocks" not in spec and "tokenize_tasks" not in spec
-    assert pretrain.cache_spec(pretrain._as_config("configs/toy/pretrain.yaml", {"tokenized_path": "/x"}))[
+    assert pretrain.cache_spec(pretrain.load("configs/toy/pretrain.yaml", {"tokenized_path": "/x"}))[
         "tokenized_path"] == "/x"
 
 

@@ -21,7 +21,6 @@ Two ways to run the same stages (:mod:`infir_lib.data.steps`):
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import json
 from collections import Counter
@@ -32,8 +31,9 @@ from typing import Literal
 from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
 
-from .. import artifacts
-from ..config import as_dict, load_config
+from .. import artifacts, stages
+from ..config import as_dict, setting
+from ..stages import StageResult, TextPlan
 from .sources import iter_documents
 from .steps import (DecontamIndex, Decontaminate, DedupFilter, HeuristicFilter, HubReader, HubScorer, JsonReader, JsonWriter,
                     MinHashDedup, QualityAssessment, ReadCounter, ReasoningRecall, RecallScore, RecallTrain, RegexWordTokenizer,
@@ -81,7 +81,7 @@ class DataConfig:
     jaccard_sample_pairs: int = 200
     minhash_buckets: int = 14  # multi_stage (datatrove MinHash): LSH bands; FineWeb's 14 x 8
     minhash_hashes_per_bucket: int = 8  # a pair is a duplicate when all the hashes of one band agree
-    minhash_bucket_workers: int = 1  # tasks per band in MinhashDedupBuckets (its task count: buckets x this)
+    minhash_bucket_workers: int = setting(1, key=False)  # tasks per band in MinhashDedupBuckets (its task count: buckets x this)
     # 4. quality assessment
     quality_annotation_source: str = "toy:annotations"  # toy: generator labels stand in for LLM annotations
     quality_annotation_docs: int = 4000
@@ -96,16 +96,16 @@ class DataConfig:
     benchmark_sources: dict = field(default_factory=dict)  # hub ids for math / mmlu / mbpp (defaults: the eval preset's)
     # execution
     multi_stage: bool = False  # true: one executor run per stage, global dedup/recall across tasks (see stage_runs)
-    input_files: int = 8  # multi_stage with toy/local sources: JSONL files the input is split into (per-file sharding)
-    executor: Literal["local", "slurm"] = "local"
-    tasks: int = 1
-    workers: int = 1
-    slurm_partition: str = "cpu"
-    slurm_time: str = "24:00:00"
-    slurm_cpus_per_task: int = 4
+    input_files: int = setting(8, key=False)  # multi_stage with toy/local sources: JSONL files the input is split into (per-file sharding)
+    executor: Literal["local", "slurm"] = setting("local", key=False)
+    tasks: int = setting(1, key=False)
+    workers: int = setting(1, key=False)
+    slurm_partition: str = setting("cpu", key=False)
+    slurm_time: str = setting("24:00:00", key=False)
+    slurm_cpus_per_task: int = setting(4, key=False)
     write_removed: bool = True
-    output_dir: str | None = None  # None -> the artifact cache
-    verbose: bool = False
+    output_dir: str | None = setting(None, key=False)  # None -> the artifact cache
+    verbose: bool = setting(False, key=False)
 
     def __post_init__(self):
         if not 0 < self.minhash_threshold <= 1:
@@ -126,14 +126,9 @@ class DataConfig:
             raise ValueError(f"input_files must be >= 1, got {self.input_files}")
 
 
-NON_SEMANTIC = ("output_dir", "verbose", "executor", "tasks", "workers", "slurm_partition", "slurm_time",
-                "slurm_cpus_per_task", "input_files", "minhash_bucket_workers")
-
-
-def _as_config(config, overrides=None) -> DataConfig:
-    if isinstance(config, DataConfig):
-        return dataclasses.replace(config, **(overrides or {})) if overrides else config
-    return load_config(DataConfig, config, overrides)
+def load(config, overrides=None) -> DataConfig:
+    """The config of a run: a preset path + overrides, or a DataConfig (+ a dict of replacements)."""
+    return stages.stage("data").load(config, overrides)
 
 
 # ------------------------------------------------------------------------------------------- input
@@ -418,8 +413,13 @@ class MergeStep(PipelineStep):
 
 # ------------------------------------------------------------------------------------------ result
 @dataclass
-class DataResult:
+class DataResult(StageResult):
     output_dir: Path
+    config: DataConfig | None = None
+
+    @property
+    def history(self) -> list[dict]:
+        return self.funnel  # documents and tokens after each step, in order
 
     @property
     def dataset_path(self) -> Path:
@@ -527,32 +527,24 @@ def submit_slurm(cfg: DataConfig, folder: Path) -> None:
     previous.run()  # launches the chain: each job waits for the one before (afterok)
 
 
-# Bump when the generator or a stage changes what it outputs, so cached corpora are rebuilt.
-DATA_VERSION = 4
-
-
 def cache_spec(cfg: DataConfig) -> dict:
-    return {"data_version": DATA_VERSION, **{k: v for k, v in as_dict(cfg).items() if k not in NON_SEMANTIC}}
+    """The cache key (:meth:`infir_lib.stages.Stage.key`: the key fields and the digest of the stage's code)."""
+    return stages.stage("data").key(cfg)
 
 
 def run(config="configs/toy/data.yaml", overrides: dict | list | None = None) -> DataResult:
     """Run the whole pipeline (cached by config unless ``output_dir`` is set)."""
-    cfg = _as_config(config, overrides)
+    cfg = load(config, overrides)
     if cfg.executor == "slurm":
         out = Path(cfg.output_dir or "outputs/data")
         submit_slurm(cfg, out)
-        return DataResult(out)
-    if cfg.output_dir:
-        out = Path(cfg.output_dir)
-        execute(cfg, out)
-    else:
-        out = artifacts.cached("data", cache_spec(cfg), lambda folder: execute(cfg, folder), name="corpus")
-    return DataResult(out)
+        return DataResult(out, cfg)
+    return DataResult(stages.stage("data").output(cfg, lambda folder: execute(cfg, folder), name="corpus"), cfg)
 
 
-def plan(config="configs/full/data.yaml", overrides=None) -> str:
+def plan(config="configs/full/data.yaml", overrides=None) -> TextPlan:
     """What a run would do: the sources (streamed), the steps and their settings, the executor runs."""
-    cfg = _as_config(config, overrides)
+    cfg = load(config, overrides)
     lines = [f"data pipeline ({cfg.scale} scale), InfiR §2.1.2 / Figure 1", "sources (streamed, nothing downloaded now):"]
     lines += [f"  - {s}" for s in cfg.sources]
     if cfg.multi_stage:
@@ -596,7 +588,7 @@ def plan(config="configs/full/data.yaml", overrides=None) -> str:
     else:
         lines.append(f"output: a `datasets` dataset in the artifact cache "
                      f"({display_path(artifacts.artifact_dir('data', cache_spec(cfg), 'corpus'))})")
-    return "\n".join(lines)
+    return TextPlan(lines)
 
 
 __all__ = ["DataConfig", "DataResult", "run", "plan", "build_pipeline", "stage_runs", "stage_table", "load_benchmarks",

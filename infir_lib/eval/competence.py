@@ -168,9 +168,10 @@ def preset_gate(preset: str = "configs/toy/pretrain.yaml", levels: Sequence = GA
     The curve is an artifact keyed by the model's own cache key, so it is measured once per model and
     the later chapters read it back; ``enforce`` (default) raises :class:`CompetenceError` on a failure.
     """
-    from .. import artifacts, pretrain
-    result = pretrain.run(preset)
-    spec = {"model": pretrain.cache_spec(pretrain.resolve_init(pretrain._as_config(preset))),
+    from .. import artifacts, stages
+    model_stage = stages.stage("pretrain")
+    result = model_stage.run(preset)
+    spec = {"model": model_stage.key(model_stage.load(preset)),
             "levels": [_level_kwargs(lv) for lv in levels], "n": n, "seed": seed, "rule": "first-line toy_answer"}
 
     def build(folder: Path) -> None:

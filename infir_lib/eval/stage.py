@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..config import ConfigError, load_config, resolve_path
+from .. import stages
+from ..config import resolve_path
+from ..stages import StageResult, TextPlan
 
 BENCHMARKS = ("gsm8k", "math", "mmlu", "humaneval", "mbpp", "mbpp_3shot", "mbpp_style", "toy_arith", "toy_facts")
 # Test-set sizes (for the plan; nothing is downloaded to count them).
@@ -78,7 +80,7 @@ class EvalConfig:
 
 
 @dataclass
-class EvalResult:
+class EvalResult(StageResult):
     config: EvalConfig
     scores: dict[str, dict[str, float]]          # model -> benchmark -> percentage
     details: dict[str, dict[str, dict]]          # model -> benchmark -> raw scorer output
@@ -88,16 +90,18 @@ class EvalResult:
     def summary(self) -> dict:
         return {"scores": self.scores, "seconds": round(self.seconds, 1)}
 
+    @property
+    def output_dir(self) -> Path | None:
+        return Path(self.config.output_dir) if self.config.output_dir else None  # scores.json; None: not kept
 
-def _as_config(config, overrides=None) -> EvalConfig:
-    if isinstance(config, EvalConfig):
-        return dataclasses.replace(config, **(overrides or {})) if overrides else config
-    try:
-        return load_config(EvalConfig, config, overrides)
-    except ValueError as e:
-        if isinstance(e, ConfigError):
-            raise
-        raise ConfigError(f"{config}: {e}") from e
+    @property
+    def history(self) -> list:
+        return []
+
+
+def load(config, overrides=None) -> EvalConfig:
+    """The config of a run: a preset path + overrides, or an EvalConfig (+ a dict of replacements)."""
+    return stages.stage("eval").load(config, overrides)
 
 
 def is_instruct(model: str, chat: str = "auto") -> bool:
@@ -113,14 +117,9 @@ def load_model(name: str, cfg: EvalConfig):
     import torch
 
     from ..runtime import pick_device
-    if name.endswith((".yaml", ".yml")):
+    if name.endswith((".yaml", ".yml")):  # a toy preset: the stage that makes it, through the runner (cached)
         path = str(resolve_path(name))
-        if "sft" in Path(path).name:
-            from .. import sft
-            res = sft.run(path)
-        else:
-            from .. import pretrain
-            res = pretrain.run(path)
+        res = stages.stage("sft" if "sft" in Path(path).name else "pretrain").run(path)
         model, tok = res.load_model(), res.load_tokenizer()
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -217,7 +216,7 @@ def evaluate_model(model, tok, name: str, cfg: EvalConfig, benchmarks=None, prog
 def run(config="configs/toy/eval.yaml", overrides=None) -> EvalResult:
     """Evaluate every model of the config on every benchmark; returns the score table (percent)."""
     from ..runtime import seed_everything
-    cfg = _as_config(config, overrides)
+    cfg = load(config, overrides)
     seed_everything(cfg.seed)
     start = time.time()
     scores, details = {}, {}
@@ -233,9 +232,9 @@ def run(config="configs/toy/eval.yaml", overrides=None) -> EvalResult:
     return result
 
 
-def plan(config="configs/toy/eval.yaml", overrides=None) -> str:
+def plan(config="configs/toy/eval.yaml", overrides=None) -> TextPlan:
     """What a run would do (models, protocol, items, generations, rough GPU time); builds and downloads nothing."""
-    cfg = _as_config(config, overrides)
+    cfg = load(config, overrides)
     lines = [f"eval plan ({cfg.scale}): {len(cfg.models)} model(s) x {len(cfg.benchmarks)} benchmark(s)"]
     total_tokens = 0.0
     for name in cfg.models:
@@ -257,4 +256,4 @@ def plan(config="configs/toy/eval.yaml", overrides=None) -> str:
                  f"{cfg.gpu} (assumed) on {cfg.n_gpus} GPU(s): <= {hours:.2f} h wall, {hours * cfg.n_gpus:.2f} GPU-hours")
     lines.append(f"code runs in the sandbox ({cfg.sandbox_workers} workers, {cfg.sandbox_timeout:g} s per program); "
                  f"dtype {cfg.dtype}, batch {cfg.batch_size}, temperature {cfg.temperature}, pass@{cfg.ks}")
-    return "\n".join(lines)
+    return TextPlan(lines)

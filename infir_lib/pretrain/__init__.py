@@ -15,38 +15,35 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .. import artifacts
-from ..config import as_dict, load_config
+from .. import artifacts, stages
+from ..config import fields_marked
 from ..models import PRE_TOKENIZER, SavedModelMixin, build_llama, count_parameters
 from ..plan import plan_training
+from ..stages import StageResult
 from . import toy_mixes  # noqa: F401  (registers the toy:ch2-* sources)
 from .config import PretrainConfig
 from .loop import train
 
-# Fields that change where or how a run reports, not what it computes: left out of the cache key.
-NON_SEMANTIC = ("output_dir", "overwrite_output_dir", "log_every", "resume", "n_gpus", "gpu", "assumed_mfu", "sharding", "stop_after_steps",
-                "tokenize_tasks", "tokenize_executor", "slurm_partition", "slurm_time", "max_tokens_per_file")
-# Fields added after toy runs were cached: left out of the key at their defaults, so those runs stay valid.
-LATER_FIELDS = {"tokenized_path": None, "val_blocks": 32, "fused_loss": False, "compile_model": False,
-                "fused_adamw": False, "text_fields": [], "log_grad_norms": False}
+# The fields left out of the cache key (marked ``key=False`` on the fields of PretrainConfig): where or how
+# a run reports or is planned, not what it computes.
+NON_SEMANTIC = fields_marked(PretrainConfig, False)
+STAGE = stages.stage("pretrain")
 
 
 @dataclass
-class PretrainResult(SavedModelMixin):
+class PretrainResult(StageResult, SavedModelMixin):
     output_dir: Path
     summary: dict
     history: list[dict]
-
+    config: PretrainConfig | None = None
 
     def checkpoints(self) -> list[Path]:
         return sorted((self.output_dir / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
 
 
-
-def _as_config(config: str | Path | PretrainConfig, overrides=None) -> PretrainConfig:
-    if isinstance(config, PretrainConfig):
-        return dataclasses.replace(config, **(overrides or {})) if overrides else config
-    return load_config(PretrainConfig, config, overrides)
+def load(config: str | Path | PretrainConfig, overrides=None) -> PretrainConfig:
+    """The config of a run: a preset path + overrides, or a PretrainConfig (+ a dict of replacements)."""
+    return STAGE.load(config, overrides)
 
 
 def resolve_init(cfg: PretrainConfig) -> PretrainConfig:
@@ -56,28 +53,30 @@ def resolve_init(cfg: PretrainConfig) -> PretrainConfig:
     toy annealing config work from a clean checkout, the pre-training run coming from the cache.
     Under torchrun pass a model folder instead (each rank would otherwise build the base itself).
     """
-    if cfg.init_from and str(cfg.init_from).endswith((".yaml", ".yml")):
-        base = run(cfg.init_from)
+    if STAGE.inputs[0].used(cfg):
+        base = STAGE.input(cfg, "init_from")
         return dataclasses.replace(cfg, init_from=str(base.model_dir))
     return cfg
 
 
-def cache_spec(cfg: PretrainConfig, eval_fn: Callable | None = None) -> dict:
-    spec = {k: v for k, v in as_dict(cfg).items() if k not in NON_SEMANTIC}
-    if not spec.get("tokenizer_datasets"):
-        spec.pop("tokenizer_datasets", None)  # keys of runs made before this field existed stay valid
-    for key, default in LATER_FIELDS.items():
-        if spec.get(key) == default:
-            spec.pop(key, None)
+def key_extra(cfg: PretrainConfig) -> dict:
+    """Key parts besides the fields: the toy BPE's splitting, and the spec of an ``init_from`` folder
+    made by an earlier (cached) run; a preset path in ``init_from`` is replaced by that run's key."""
+    extra = {}
     if not cfg.tokenizer_name_or_path and not cfg.init_from:
-        spec["pre_tokenizer"] = PRE_TOKENIZER  # the toy BPE's splitting: a model trained on another is another
-    if cfg.init_from and Path(cfg.init_from).exists():
+        extra["pre_tokenizer"] = PRE_TOKENIZER  # the toy BPE's splitting: a model trained on another is another
+    if cfg.init_from and not STAGE.inputs[0].used(cfg) and Path(cfg.init_from).exists():
         manifest = Path(cfg.init_from).parent / artifacts.MANIFEST
-        spec["init_from"] = artifacts.load_json(manifest)["spec"] if manifest.exists() else str(cfg.init_from)
-    if eval_fn is not None:
-        # The history holds what eval_fn measured, so a run with another eval_fn is another artifact.
-        spec["eval_fn"] = getattr(eval_fn, "cache_key", None) or f"{eval_fn.__module__}.{eval_fn.__qualname__}"
-    return spec
+        extra["init_from"] = artifacts.load_json(manifest)["spec"] if manifest.exists() else str(cfg.init_from)
+    return extra
+
+
+def cache_spec(cfg: PretrainConfig, eval_fn: Callable | None = None) -> dict:
+    """The cache key of a run (:meth:`infir_lib.stages.Stage.key`), and what ``eval_fn`` measures."""
+    if eval_fn is None:
+        return STAGE.key(cfg)
+    # The history holds what eval_fn measured, so a run with another eval_fn is another artifact.
+    return STAGE.key(cfg, {"eval_fn": getattr(eval_fn, "cache_key", None) or f"{eval_fn.__module__}.{eval_fn.__qualname__}"})
 
 
 def run(config: str | Path | PretrainConfig, overrides: dict | list | None = None,
@@ -87,28 +86,26 @@ def run(config: str | Path | PretrainConfig, overrides: dict | list | None = Non
     ``eval_fn(model, tokenizer, step) -> dict`` runs at every ``eval_every`` steps and its numbers go
     into the history (give it a ``cache_key`` attribute that changes when what it measures changes).
     """
-    cfg = resolve_init(_as_config(config, overrides))
-    if cfg.output_dir:
-        out = Path(cfg.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        summary = train(cfg, out, eval_fn)
-    else:
-        def build(folder: Path) -> None:
-            summary = train(cfg, folder, eval_fn)
-            if "interrupted_at" in summary:
-                raise RuntimeError("stop_after_steps needs an explicit output_dir (a cached run cannot be resumed)")
+    cfg = resolve_init(load(config, overrides))
 
-        out = artifacts.cached("pretrain", cache_spec(cfg, eval_fn), build, name="llama")
-        summary = artifacts.load_json(out / "result.json")
+    returned = []
+
+    def build(folder: Path) -> None:
+        returned.append(train(cfg, folder, eval_fn))
+        if "interrupted_at" in returned[-1] and not cfg.output_dir:
+            raise RuntimeError("stop_after_steps needs an explicit output_dir (a cached run cannot be resumed)")
+
+    out = STAGE.output(cfg, build, key=None if cfg.output_dir else cache_spec(cfg, eval_fn), name="llama")
+    summary = returned[-1] if cfg.output_dir else artifacts.load_json(out / "result.json")
     if "interrupted_at" in summary:
-        return PretrainResult(out, summary, [])
+        return PretrainResult(out, summary, [], cfg)
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
-    return PretrainResult(out, summary, history)
+    return PretrainResult(out, summary, history, cfg)
 
 
 def plan(config: str | Path | PretrainConfig, overrides=None):
     """What a run would cost, from the architecture built on the meta device (no download, no memory)."""
-    cfg = _as_config(config, overrides)  # init_from is not resolved: a plan never trains
+    cfg = load(config, overrides)  # init_from is not resolved: a plan never trains
     n_params = count_parameters(build_llama(cfg, device="meta"))
     tokens = cfg.total_tokens or cfg.max_steps * cfg.global_batch_size * cfg.seq_len
     micro = cfg.micro_batch_size
@@ -127,4 +124,4 @@ def _looks_local(source: str) -> bool:
     return source.startswith(("/", "./", "../", "~"))
 
 
-__all__ = ["PretrainConfig", "PretrainResult", "run", "plan", "train"]
+__all__ = ["PretrainConfig", "PretrainResult", "run", "plan", "load", "train"]

@@ -21,6 +21,7 @@ from typing import Callable
 
 import torch
 
+from ..config import fields_marked
 from ..models import build_llama, count_parameters, load_model
 from ..plan import grad_accum_steps
 from ..runtime import make_accelerator, save_state_without_tied_copies, seed_everything
@@ -111,8 +112,8 @@ def run_record(cfg: PretrainConfig) -> dict:
     """What an ``output_dir`` remembers of its run: the config less the keys that only say where/how to report."""
     from dataclasses import asdict
 
-    from . import NON_SEMANTIC
-    return json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k not in NON_SEMANTIC}, default=str))
+    non_semantic = fields_marked(type(cfg), False)
+    return json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k not in non_semantic}, default=str))
 
 
 def check_output_dir(cfg: PretrainConfig, out: Path) -> bool:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..stages import StageResult, TextPlan, stage
 from .config import DataArgs
 
 
@@ -163,29 +164,38 @@ class TokenBlocks:
 
 # --------------------------------------------------------------------------- the `tokenize` stage
 
-def run(config, overrides=None) -> dict:
+class TokenizeResult(StageResult):
+    """The ``tokenize`` stage's result: ``output_dir`` is ``tokenized_path``; ``result["tokens_per_source"]``
+    reads the summary (as the dict this stage used to return)."""
+
+    def __init__(self, cfg, summary: dict):
+        self.output_dir, self.config, self.summary, self.history = Path(cfg.tokenized_path), cfg, summary, []
+
+    def __getitem__(self, key):
+        return self.summary[key]
+
+
+def run(config, overrides=None) -> TokenizeResult:
     """``python -m infir_lib tokenize --config configs/full/pretrain.yaml``: write ``tokenized_path``."""
     from ..config import ConfigError
-    from . import _as_config
     from .packing import get_tokenizer
 
-    cfg = _as_config(config, overrides)
+    cfg = stage("tokenize").load(config, overrides)
     if not cfg.tokenized_path:
         raise ConfigError(f"{config}: key 'tokenized_path' is not set (the folder the token files go to)")
     slurm = {"partition": cfg.slurm_partition, "time": cfg.slurm_time}
     counts = tokenize_sources(cfg, get_tokenizer(cfg), cfg.tokenized_path, tasks=cfg.tokenize_tasks,
                               executor=cfg.tokenize_executor, slurm=slurm)
-    return {"tokenized_path": cfg.tokenized_path, "tokens_per_source": counts, "executor": cfg.tokenize_executor}
+    return TokenizeResult(cfg, {"tokenized_path": cfg.tokenized_path, "tokens_per_source": counts,
+                                "executor": cfg.tokenize_executor})
 
 
-def plan(config, overrides=None) -> str:
-    from . import _as_config
-
-    cfg = _as_config(config, overrides)
+def plan(config, overrides=None) -> TextPlan:
+    cfg = stage("tokenize").load(config, overrides)
     lines = [f"tokenize {len(cfg.datasets)} sources with {cfg.tokenizer_name_or_path or 'the toy BPE'} into "
              f"{cfg.tokenized_path or '<tokenized_path not set>'} (datatrove DocumentTokenizer, "
              f"{cfg.tokenize_executor} executor, {cfg.tokenize_tasks} tasks per source):"]
     lines += [f"  {s}  -> {source_slug(s)}/  (weight {w:g})" for s, w in zip(cfg.datasets, cfg.weights)]
     shares = largest_remainder(cfg.weights, cfg.global_batch_size)
     lines.append(f"each global batch of {cfg.global_batch_size} blocks then holds {shares} blocks per source")
-    return "\n".join(lines)
+    return TextPlan(lines)

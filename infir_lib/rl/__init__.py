@@ -17,16 +17,15 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from ..config import load_config
+from ..stages import stage
 from .config import METHODS, STAGES, RLConfig, parse_dataset_id  # noqa: F401  (re-exported)
 from .curriculum import RLResult, rejection_sampling_sft, run_text_method, start_eval
 from .rewards import REWARDS, get_reward_funcs, register_reward, total_reward
 
 
 def as_config(config, overrides=None) -> RLConfig:
-    if isinstance(config, RLConfig):
-        return dataclasses.replace(config, **(overrides or {})) if overrides else config
-    return load_config(RLConfig, config, overrides)
+    """The config of a run: a preset path + overrides, or an RLConfig (+ a dict of replacements)."""
+    return stage("rl").load(config, overrides)
 
 
 def run(config: str | Path | RLConfig, overrides: dict | list | None = None) -> RLResult:
@@ -105,7 +104,7 @@ def _run_full(cfg: RLConfig) -> RLResult:
     summary = {"method": cfg.method, "stages": cfg.stages, "data": data}
     (out / "history.json").write_text(json.dumps(history))
     (out / "result.json").write_text(json.dumps(summary, indent=1))
-    return RLResult(out, summary, history)
+    return RLResult(out, summary, history, cfg)
 
 
 def plan(config: str | Path | RLConfig, overrides=None):

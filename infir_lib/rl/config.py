@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..config import setting
+
 METHODS = ("curr_reft", "mixed", "infi_mmr", "direct")
 STAGES = {"curr_reft": ["judge", "choice", "open"], "mixed": ["mixed_1", "mixed_2", "mixed_3"],
           "infi_mmr": ["text", "caption", "image"], "direct": ["image"]}
@@ -54,20 +56,20 @@ class RLConfig:
     gradient_accumulation_steps: int = 1
     bf16: bool = True  # used only where the device supports it
     # --- rejection-sampling self-improvement (Curr-ReFT stage 2)
-    rs_samples: int = 4  # samples per prompt
-    rs_threshold: float = 85.0  # keep samples the judge scores above this (0-100)
-    rs_judge: str = "verifier"  # toy: the rule-based verifier; full: a judge model id
-    rs_prompts: int = 100  # toy: prompts sampled (split over the three formats)
-    rs_text_rows: int = 50  # text-only rows mixed in ("general language data")
-    rs_sft_steps: int = 30
-    rs_sft_lr: float = 2.0e-7
+    rs_samples: int = setting(4, key=False)  # samples per prompt
+    rs_threshold: float = setting(85.0, key=False)  # keep samples the judge scores above this (0-100)
+    rs_judge: str = setting("verifier", key=False)  # toy: the rule-based verifier; full: a judge model id
+    rs_prompts: int = setting(100, key=False)  # toy: prompts sampled (split over the three formats)
+    rs_text_rows: int = setting(50, key=False)  # text-only rows mixed in ("general language data")
+    rs_sft_steps: int = setting(30, key=False)
+    rs_sft_lr: float = setting(2.0e-7, key=False)
     # full: the kept set as Curr-ReFT describes it (1,520 judged examples: math 700, science 320,
     # general multimodal/language 500; SFT 3 epochs, warm-up 5%, vision tower trainable)
-    rs_kept: int = 0  # examples kept after judging (0 = every sample above the threshold)
-    rs_domains: list[str] = field(default_factory=list)
-    rs_domain_kept: list[int] = field(default_factory=list)  # examples kept per domain, same order as rs_domains
-    rs_sft_epochs: float = 0.0  # 0 = rs_sft_steps steps
-    rs_sft_warmup_ratio: float = 0.0
+    rs_kept: int = setting(0, key=False)  # examples kept after judging (0 = every sample above the threshold)
+    rs_domains: list[str] = setting(factory=list, key=False)
+    rs_domain_kept: list[int] = setting(factory=list, key=False)  # examples kept per domain, same order as rs_domains
+    rs_sft_epochs: float = setting(0.0, key=False)  # 0 = rs_sft_steps steps
+    rs_sft_warmup_ratio: float = setting(0.0, key=False)
     # --- evaluation (greedy)
     eval_n: int = 64
     eval_seed: int = 10_001
@@ -79,20 +81,20 @@ class RLConfig:
     ood_family: str = "counting"
     ood_steps: list[int] = field(default_factory=lambda: [1, 2])
     # --- full scale: data and launch
-    datasets: list[str] = field(default_factory=list)  # hub ids or local JSON(L) paths, one per stage (full scale)
+    datasets: list[str] = setting(factory=list, key="full")  # hub ids or local JSON(L) paths, one per stage (full scale)
     # full: the adapter of :mod:`.hub_data` that turns each stage's released rows into this chapter's rows
     # (curr_reft, deepscaler, geo170k, geometry3k, chapter); empty = the rows are already in shape ("chapter")
-    dataset_formats: list[str] = field(default_factory=list)
-    image_roots: list[str] = field(default_factory=list)  # full: where each stage's image paths resolve ("" = none)
-    train_examples_per_stage: list[int] = field(default_factory=list)  # for the plan
-    stage_epochs: list[float] = field(default_factory=list)
-    deepspeed: str | None = None
-    output_dir: str | None = None
+    dataset_formats: list[str] = setting(factory=list, key="full")
+    image_roots: list[str] = setting(factory=list, key="full")  # full: where each stage's image paths resolve ("" = none)
+    train_examples_per_stage: list[int] = setting(factory=list, key="full")  # for the plan
+    stage_epochs: list[float] = setting(factory=list, key="full")
+    deepspeed: str | None = setting(None, key="full")
+    output_dir: str | None = setting(None, key=False)
     # --- planning (dry-run) only
-    n_gpus: int = 1
-    gpu: str = "cpu"
-    assumed_mfu: float = 0.2
-    prompt_tokens: int = 512  # average prompt length incl. image tokens (plan)
+    n_gpus: int = setting(1, key=False)
+    gpu: str = setting("cpu", key=False)
+    assumed_mfu: float = setting(0.2, key=False)
+    prompt_tokens: int = setting(512, key=False)  # average prompt length incl. image tokens (plan)
 
     def __post_init__(self):
         n = len(STAGES[self.method])

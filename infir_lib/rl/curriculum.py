@@ -22,27 +22,25 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import artifacts
+from .. import artifacts, stages
 from ..config import as_dict
 from ..models import SavedModelMixin, load_model, load_tokenizer
+from ..stages import StageResult
 from .config import RLConfig
 from .grpo import StageArgs, run_stage
 from .policy import evaluate_sets, set_stop_tokens, sft
 from .rewards import completion_text, extract_answer, format_reward, score_answer
 from .tasks import FORMATS, format_rows, mixed_chunks
 
-# Fields that change where or how a run reports, not what it computes.
-NON_SEMANTIC = ("output_dir", "n_gpus", "gpu", "assumed_mfu", "prompt_tokens", "datasets", "dataset_formats", "image_roots",
-                "train_examples_per_stage", "stage_epochs", "deepspeed", "rs_samples", "rs_threshold", "rs_judge",
-                "rs_prompts", "rs_text_rows", "rs_sft_steps", "rs_sft_lr", "rs_kept", "rs_domains", "rs_domain_kept",
-                "rs_sft_epochs", "rs_sft_warmup_ratio")
+STAGE = stages.stage("rl")
 
 
 @dataclass
-class RLResult(SavedModelMixin):
+class RLResult(StageResult, SavedModelMixin):
     output_dir: Path
     summary: dict
     history: list[dict] = field(default_factory=list)
+    config: RLConfig | None = None
 
 
 def stage_rows(cfg: RLConfig) -> list[list[dict]]:
@@ -81,11 +79,10 @@ def starting_policy(cfg: RLConfig) -> tuple[Path, dict]:
     """The folder RL starts from and its spec: the hub/folder policy, or the toy model cold-started."""
     if cfg.model_name_or_path:
         return Path(cfg.model_name_or_path), {"model": cfg.model_name_or_path}
-    from .. import pretrain
     from .policy import cold_start
 
-    base = pretrain.run(cfg.base_config)
-    base_spec = {"pretrain": pretrain.cache_spec(pretrain._as_config(cfg.base_config))}
+    base = STAGE.input(cfg, "base_config")
+    base_spec = {"pretrain": STAGE.input_key(cfg, "base_config")}
     if cfg.cold_start_per_format == 0:
         return base.model_dir, base_spec
     folder = cold_start(base.model_dir, base_spec, n_per_format=cfg.cold_start_per_format,
@@ -95,7 +92,9 @@ def starting_policy(cfg: RLConfig) -> tuple[Path, dict]:
 
 
 def cache_spec(cfg: RLConfig, start_spec: dict) -> dict:
-    return {"cfg": {k: v for k, v in as_dict(cfg).items() if k not in NON_SEMANTIC}, "start": start_spec}
+    """The cache key of an RL run: the stage's key (:meth:`infir_lib.stages.Stage.key`; the rs_* fields are
+    keyed by the self-improvement artifact, the full path's by nothing: it is not cached) and the start's."""
+    return {"cfg": STAGE.key(cfg), "start": start_spec}
 
 
 def rollouts(cfg: RLConfig) -> int:
@@ -226,12 +225,11 @@ def rejection_sampling_sft(policy_dir: Path, cfg: RLConfig, out: Path, *, filter
 
 def self_improve(config, filtered: bool = True, overrides: dict | None = None) -> dict:
     """Curr-ReFT stage 2 after the curriculum run of ``config`` (cached): counts, scores, SFT curve."""
-    from . import as_config, run
     from ..runtime import torch_threads
 
-    cfg = as_config(config, overrides)
+    cfg = STAGE.load(config, overrides)
     with torch_threads(cfg.num_threads):
-        policy = run(cfg)
+        policy = STAGE.run(cfg)
         from .policy import SFT_ROWS_VERSION
 
         spec = {"policy": artifacts.load_json(policy.output_dir / artifacts.MANIFEST)["spec"], "filtered": filtered,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..dataset_ids import parse_dataset_id
 from ..plan import GPU_MEMORY_GIB, gpu_hours as gpu_hours_for, state_memory_gib
+from ..stages import Plan, stage
 from .config import RLConfig
 
 # Qwen2.5-VL-3B-Instruct (its config.json), written here so the dry-run downloads nothing.
@@ -47,9 +48,8 @@ def count_policy_parameters(cfg: RLConfig) -> tuple[int, str]:
     text_only = cfg.method in ("curr_reft", "mixed") and cfg.scale == "toy"
     if text_only and cfg.base_config and not cfg.model_name_or_path:
         from ..models import build_llama
-        from ..pretrain import _as_config
 
-        return count_parameters(build_llama(_as_config(cfg.base_config), device="meta")), \
+        return count_parameters(build_llama(stage("pretrain").load(cfg.base_config), device="meta")), \
             f"toy Llama of {cfg.base_config} (meta device)"
     if cfg.vlm_config:
         # not ``vlm.plan``: once ``infir_lib.vlm.plan`` (the module) is imported it shadows that function
@@ -67,7 +67,7 @@ def count_policy_parameters(cfg: RLConfig) -> tuple[int, str]:
 
 
 @dataclass
-class RLPlan:
+class RLPlan(Plan):
     method: str
     policy: str
     parameters: int

@@ -10,50 +10,42 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import artifacts
-from ..config import as_dict, load_config
-from ..models import SavedModelMixin
+from .. import artifacts, stages
+from ..models import SavedModelMixin, build_llama, count_parameters
+from ..plan import plan_training
+from ..stages import StageResult, TextPlan
 from .config import SFTRunConfig
 from .data import assistant_token_mask, load_rows, problem_to_row, rows_digest, to_messages, toy_arith_rows
 from .trainer import estimated_steps, train
 
-# Fields that change where or how a run reports, not what it computes: left out of the cache key.
-NON_SEMANTIC = ("output_dir", "logging_steps", "n_gpus", "gpu", "assumed_mfu", "sharding", "plan_examples",
-                "plan_avg_tokens")
+STAGE = stages.stage("sft")
 
 
 @dataclass
-class SFTResult(SavedModelMixin):
+class SFTResult(StageResult, SavedModelMixin):
     output_dir: Path
     metrics: dict
     history: list[dict]
+    config: SFTRunConfig | None = None
 
     @property
     def summary(self) -> dict:
         return self.metrics
 
 
-def _as_config(config, overrides=None) -> SFTRunConfig:
-    if isinstance(config, SFTRunConfig):
-        return dataclasses.replace(config, **(overrides or {})) if overrides else config
-    return load_config(SFTRunConfig, config, overrides)
+def load(config, overrides=None) -> SFTRunConfig:
+    """The config of a run: a preset path + overrides, or an SFTRunConfig (+ a dict of replacements)."""
+    return STAGE.load(config, overrides)
 
 
 def cache_spec(cfg: SFTRunConfig, rows_hash: str | None = None) -> dict:
-    spec = {k: v for k, v in as_dict(cfg).items() if k not in NON_SEMANTIC}
-    if cfg.model_name_or_path is None and cfg.base_config:
-        from ..pretrain import _as_config as pretrain_config, cache_spec as pretrain_spec
-
-        spec["base_config"] = pretrain_spec(pretrain_config(cfg.base_config, list(cfg.base_overrides)))
-    if cfg.dataset == "toy:synth" and cfg.synth_config:
-        from .. import synth
-
-        spec["synth_config"] = synth.cache_spec(synth._as_config(cfg.synth_config))
+    """The cache key (:meth:`infir_lib.stages.Stage.key`: the base model's and the synthetic set's keys in
+    place of their presets); with ``rows_hash``, the rows' content instead of the config's dataset fields."""
+    spec = STAGE.key(cfg)
     if rows_hash:
         spec["rows"] = rows_hash
         for k in ("dataset", "dataset_split", "messages_field", "synth_config", "n_train", "toy_steps", "data_seed"):
@@ -68,7 +60,7 @@ def run(config: str | Path | SFTRunConfig = "configs/toy/sft.yaml", overrides: d
     ``rows`` (chat ``messages`` dicts) lets an experiment train on a set it built itself; the cache
     key then covers the rows' content instead of the config's dataset fields.
     """
-    cfg = _as_config(config, overrides)
+    cfg = load(config, overrides)
     if rows is not None:
         rows = [{**r, "messages": to_messages(r, "messages", f"rows[{i}]")} for i, r in enumerate(rows)]
         if not rows:
@@ -77,28 +69,19 @@ def run(config: str | Path | SFTRunConfig = "configs/toy/sft.yaml", overrides: d
     def get_rows():
         return rows if rows is not None else load_rows(cfg)
 
-    if cfg.output_dir:
-        out = Path(cfg.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        train(cfg, get_rows(), out)
-    else:
-        spec = cache_spec(cfg, rows_digest(rows) if rows is not None else None)
-        out = artifacts.cached("sft", spec, lambda folder: train(cfg, get_rows(), folder), name=name)
+    key = None if cfg.output_dir else cache_spec(cfg, rows_digest(rows) if rows is not None else None)
+    out = STAGE.output(cfg, lambda folder: train(cfg, get_rows(), folder), key=key, name=name)
     metrics = artifacts.load_json(out / "result.json")
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines() if line.strip()]
-    return SFTResult(out, metrics, history)
+    return SFTResult(out, metrics, history, cfg)
 
 
 def plan(config: str | Path | SFTRunConfig, overrides=None):
     """What an SFT run would cost (architecture of the base preset on the meta device, no download)."""
-    from ..models import build_llama, count_parameters
-    from ..plan import plan_training
-    from ..pretrain import _as_config as pretrain_config
-
-    cfg = _as_config(config, overrides)
+    cfg = load(config, overrides)
     if not cfg.base_config:
         raise ValueError("plan() needs base_config (the preset that describes the architecture)")
-    arch = pretrain_config(cfg.base_config, list(cfg.base_overrides))
+    arch = stages.stage("pretrain").load(cfg.base_config, list(cfg.base_overrides))
     n_params = count_parameters(build_llama(arch, device="meta"))
     n_examples = cfg.plan_examples or cfg.n_train
     avg = cfg.plan_avg_tokens or cfg.max_length // 4
@@ -116,8 +99,8 @@ def plan(config: str | Path | SFTRunConfig, overrides=None):
              f"{'LoRA r=%d' % cfg.lora_r if cfg.use_lora else 'full fine-tuning'}, "
              f"loss on {'assistant tokens only' if cfg.assistant_only_loss else 'all tokens'}",
              str(p)]
-    return "\n".join(lines)
+    return TextPlan(lines)
 
 
-__all__ = ["SFTRunConfig", "SFTResult", "run", "plan", "train", "load_rows", "toy_arith_rows", "problem_to_row",
+__all__ = ["SFTRunConfig", "SFTResult", "run", "plan", "load", "train", "load_rows", "toy_arith_rows", "problem_to_row",
            "assistant_token_mask", "to_messages"]

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..config import setting
+
 
 @dataclass
 class SFTRunConfig:
@@ -55,20 +57,20 @@ class SFTRunConfig:
     # --- distributed (full scale; passed to TrainingArguments)
     deepspeed: str | None = None
     fsdp: str = ""
-    logging_steps: int = 10
-    output_dir: str | None = None  # None -> the artifact cache decides (notebooks)
+    logging_steps: int = setting(10, key=False)
+    output_dir: str | None = setting(None, key=False)  # None -> the artifact cache decides (notebooks)
     # --- toy evaluation after training: greedy accuracy on held-out arithmetic items per step count
     eval_n: int = 0
     eval_steps: list[int] = field(default_factory=lambda: [1, 2, 3])
     eval_seed: int = 10_001
     eval_max_new_tokens: int = 64
     # --- planning (dry-run) only
-    plan_examples: int = 0  # 0 -> n_train
-    plan_avg_tokens: int = 0  # 0 -> max_length / 4
-    n_gpus: int = 1
-    gpu: str = "cpu"
-    assumed_mfu: float = 0.3
-    sharding: Literal["ddp", "fsdp", "zero2", "zero3"] = "ddp"
+    plan_examples: int = setting(0, key=False)  # 0 -> n_train
+    plan_avg_tokens: int = setting(0, key=False)  # 0 -> max_length / 4
+    n_gpus: int = setting(1, key=False)
+    gpu: str = setting("cpu", key=False)
+    assumed_mfu: float = setting(0.3, key=False)
+    sharding: Literal["ddp", "fsdp", "zero2", "zero3"] = setting("ddp", key=False)
 
     def __post_init__(self):
         if not 0.0 <= self.warmup_ratio < 1.0:

@@ -12,6 +12,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from .. import stages
 from ..data.arith import Problem, make_problems
 from ..data.sources import read_jsonl
 
@@ -63,10 +64,8 @@ def load_rows(cfg) -> list[dict]:
     cap = cfg.n_train or None
     if cfg.dataset == "toy:arith":
         return toy_arith_rows(cfg.n_train, cfg.data_seed, tuple(cfg.toy_steps))
-    if cfg.dataset == "toy:synth":
-        from .. import synth
-
-        rows = synth.run(cfg.synth_config).rows
+    if cfg.dataset == "toy:synth":  # the synth stage's output, built (or read) by the runner
+        rows = stages.stage("sft").input(cfg, "synth_config").rows
         return rows[:cap] if cap else rows
     path = Path(cfg.dataset)
     if path.suffix == ".jsonl" or path.exists():

@@ -10,32 +10,35 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import artifacts
-from ..config import as_dict, load_config
+from .. import artifacts, stages
+from ..stages import StageResult, TextPlan
 from .config import SynthConfig
 from .evolve import OPERATORS, evolve
 from .select import (DIFFICULTY_LABELS, difficulty_label, difficulty_score, diversity_sample, has_reasoning_steps,
                      label_domain, pick_best, step_reward)
 
-NON_SEMANTIC = ("output_dir", "sandbox_workers", "plan_seeds", "plan_tokens_per_response", "plan_tokens_per_second",
-                "n_gpus")
+STAGE = stages.stage("synth")
 
 
 @dataclass
-class SynthResult:
+class SynthResult(StageResult):
     output_dir: Path
     rows: list[dict]
     candidates: list[dict]
     funnel: list[dict]
+    config: SynthConfig | None = None
 
     @property
     def summary(self) -> dict:
         return {"rows": len(self.rows), "funnel": [(s["step"], s["out"]) for s in self.funnel]}
+
+    @property
+    def history(self) -> list[dict]:
+        return self.funnel  # the pipeline's steps, in order
 
     def funnel_table(self):
         """The funnel as a pandas table: one row per step (in, added, removed with reasons, out)."""
@@ -66,22 +69,14 @@ def unfiltered_rows(candidates: list[dict], domain: str, which: int = 0) -> list
     return out
 
 
-def _as_config(config, overrides=None) -> SynthConfig:
-    if isinstance(config, SynthConfig):
-        return dataclasses.replace(config, **(overrides or {})) if overrides else config
-    return load_config(SynthConfig, config, overrides)
-
-
-# Bump when the toy generators or selection rules change what a config produces.
-PIPELINE_VERSION = 2
-
-
-FULL_ONLY = ("temperature", "max_new_tokens", "generation_batch")  # the LLM's generation settings
+def load(config, overrides=None) -> SynthConfig:
+    """The config of a run: a preset path + overrides, or a SynthConfig (+ a dict of replacements)."""
+    return STAGE.load(config, overrides)
 
 
 def cache_spec(cfg: SynthConfig) -> dict:
-    skip = NON_SEMANTIC + (FULL_ONLY if cfg.scale == "toy" else ())
-    return {**{k: v for k, v in as_dict(cfg).items() if k not in skip}, "pipeline_version": PIPELINE_VERSION}
+    """The cache key (:meth:`infir_lib.stages.Stage.key`; the LLM generation settings only at full scale)."""
+    return STAGE.key(cfg)
 
 
 def _write(folder: Path, rows, candidates, funnel) -> None:
@@ -98,40 +93,34 @@ def _write(folder: Path, rows, candidates, funnel) -> None:
             f.write(json.dumps({"messages": r["messages"], "domain": r["domain"], "difficulty": r["difficulty"]}) + "\n")
 
 
-def _read(folder: Path) -> SynthResult:
+def _read(folder: Path, cfg: SynthConfig | None = None) -> SynthResult:
     def jl(name):
         return [json.loads(line) for line in (folder / name).read_text().splitlines() if line.strip()]
 
-    return SynthResult(folder, jl("rows.jsonl"), jl("candidates.jsonl"), artifacts.load_json(folder / "funnel.json"))
+    return SynthResult(folder, jl("rows.jsonl"), jl("candidates.jsonl"), artifacts.load_json(folder / "funnel.json"), cfg)
 
 
 def run(config: str | Path | SynthConfig = "configs/toy/synth.yaml", overrides: dict | list | None = None) -> SynthResult:
     """Run the pipeline as the config says; cached by config unless ``output_dir`` is set."""
-    cfg = _as_config(config, overrides)
+    cfg = load(config, overrides)
 
     def build(folder: Path) -> None:
         from .pipeline import run_pipeline  # one path; its parts (toy or LLM) are chosen by config values
 
         _write(folder, *run_pipeline(cfg))
 
-    if cfg.output_dir:
-        out = Path(cfg.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        build(out)
-    else:
-        out = artifacts.cached("synth", cache_spec(cfg), build, name="sft-data")
-    return _read(out)
+    return _read(STAGE.output(cfg, build, name="sft-data"), cfg)
 
 
-def plan(config: str | Path | SynthConfig, overrides=None) -> str:
+def plan(config: str | Path | SynthConfig, overrides=None) -> TextPlan:
     """What a run would generate: instructions, candidates, tokens and GPU-hours (nothing is loaded)."""
-    cfg = _as_config(config, overrides)
+    cfg = load(config, overrides)
     seeds = cfg.plan_seeds or (cfg.n_math_seeds + cfg.n_code_seeds)
     instructions = seeds * (1 + cfg.evolutions_per_seed)
     candidates = instructions * cfg.n_candidates
     tokens = candidates * cfg.plan_tokens_per_response + seeds * cfg.evolutions_per_seed * 200
     hours = tokens / cfg.plan_tokens_per_second / 3600.0
-    return "\n".join([
+    return TextPlan([
         f"synthesis ({cfg.scale}): seeds from {cfg.seed_source}",
         f"seed instructions   {seeds:,}",
         f"after evolution     {instructions:,} ({cfg.evolutions_per_seed} per seed; operators {', '.join(cfg.evolution_ops)})"
@@ -145,6 +134,6 @@ def plan(config: str | Path | SynthConfig, overrides=None) -> str:
     ])
 
 
-__all__ = ["SynthConfig", "SynthResult", "run", "plan", "unfiltered_rows", "OPERATORS", "evolve", "pick_best",
+__all__ = ["SynthConfig", "SynthResult", "run", "plan", "load", "unfiltered_rows", "OPERATORS", "evolve", "pick_best",
            "step_reward", "has_reasoning_steps", "label_domain", "difficulty_score", "difficulty_label",
            "diversity_sample", "DIFFICULTY_LABELS"]

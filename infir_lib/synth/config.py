@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..config import setting
+
 
 @dataclass
 class SynthConfig:
@@ -24,9 +26,9 @@ class SynthConfig:
     n_candidates: int = 4
     teacher_model: str | None = None  # full: Qwen/Qwen2.5-32B-Instruct
     # full-scale generation (evolver, teacher and difficulty judge)
-    temperature: float = 0.8
-    max_new_tokens: int = 2048
-    generation_batch: int = 8  # prompts per generate() call
+    temperature: float = setting(0.8, key="full")
+    max_new_tokens: int = setting(2048, key="full")
+    generation_batch: int = setting(8, key="full")  # prompts per generate() call
     step_error: float = 0.25  # toy teacher: chance a math reply has a wrong step
     no_steps: float = 0.1  # toy teacher: chance a math reply skips its steps
     code_bug: float = 0.3  # toy teacher: chance a code reply is wrong
@@ -34,17 +36,17 @@ class SynthConfig:
     # rejection sampling and verification
     reward_model: str = "verifier"  # toy: the step verifier; full: an open reward model by hub id
     sandbox_timeout: float = 1.0
-    sandbox_workers: int = 2
+    sandbox_workers: int = setting(2, key=False)
     min_reasoning_steps: int = 1  # math replies with fewer steps are dropped
     min_quality: float = 0.0  # drop kept replies whose reward is at or below this
     # labels and diversity sampling
     per_domain: int = 0  # 0 -> no cap
-    output_dir: str | None = None
+    output_dir: str | None = setting(None, key=False)
     # planning only
-    plan_seeds: int = 0
-    plan_tokens_per_response: int = 600  # planning: tokens per generated reply
-    plan_tokens_per_second: float = 2500.0  # generation throughput per GPU (vLLM-class server)
-    n_gpus: int = 8
+    plan_seeds: int = setting(0, key=False)
+    plan_tokens_per_response: int = setting(600, key=False)  # planning: tokens per generated reply
+    plan_tokens_per_second: float = setting(2500.0, key=False)  # generation throughput per GPU (vLLM-class server)
+    n_gpus: int = setting(8, key=False)
 
     def __post_init__(self):
         if self.n_candidates < 1:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..config import setting
+
 
 @dataclass
 class VLMConfig:
@@ -62,32 +64,32 @@ class VLMConfig:
     eval_items: int = 40
     eval_seed: int = 12345
     gui_episodes: int = 8  # GUI-agent episodes evaluated
-    log_every: int = 10
-    num_threads: int = 1  # torch threads for the toy runs (0: leave as is); not part of the cache key
+    log_every: int = setting(10, key=False)
+    num_threads: int = setting(1, key=False)  # torch threads for the toy runs (0: leave as is); not part of the cache key
     # full scale: the paper's data by hub id (Table 9), and the planner's assumptions
-    stage1_datasets: list[str] = field(default_factory=list)
-    stage2_datasets: list[str] = field(default_factory=list)  # full scale: stage-2 hub datasets
-    stage3_datasets: list[str] = field(default_factory=list)  # full scale: stage-3 hub datasets
-    stage_samples: list[int] = field(default_factory=lambda: [0, 0, 0])  # full scale: samples per stage (steps = samples / global_batch_size)
-    seq_len: int = 2048
-    global_batch_size: int = 128
-    micro_batch_size: int = 4
-    n_gpus: int = 1
-    gpu: str = "cpu"
-    assumed_mfu: float = 0.3
-    sharding: Literal["ddp", "fsdp", "zero2", "zero3"] = "ddp"
-    output_dir: str | None = None
+    stage1_datasets: list[str] = setting(factory=list, key="full")
+    stage2_datasets: list[str] = setting(factory=list, key="full")  # full scale: stage-2 hub datasets
+    stage3_datasets: list[str] = setting(factory=list, key="full")  # full scale: stage-3 hub datasets
+    stage_samples: list[int] = setting(factory=lambda: [0, 0, 0], key="full")  # full scale: samples per stage (steps = samples / global_batch_size)
+    seq_len: int = setting(2048, key="full")
+    global_batch_size: int = setting(128, key="full")
+    micro_batch_size: int = setting(4, key="full")
+    n_gpus: int = setting(1, key=False)
+    gpu: str = setting("cpu", key=False)
+    assumed_mfu: float = setting(0.3, key=False)
+    sharding: Literal["ddp", "fsdp", "zero2", "zero3"] = setting("ddp", key=False)
+    output_dir: str | None = setting(None, key=False)
     # full-scale training path (infir_lib.vlm.full); none of these are part of the toy cache key
-    init: Literal["pretrained", "random"] = "pretrained"  # random: towers from config sizes, no weights (smoke tests)
-    tokenizer_name_or_path: str | None = None  # default: lm_name_or_path; init=random without one: a small BPE
-    clean_model_name_or_path: str | None = None  # App. E scorer (a SiglipModel); default: vision_name_or_path
-    clean_calibration: int = 2000  # stage-1 pairs scored first to set an otsu/quantile cut (fixed: unused)
-    clean_text_len: int = 64  # SigLIP-So400m's text length
-    max_steps: int = 0  # > 0: cap every stage at this many optimizer steps (smoke tests); 0: from stage_samples
-    mixed_precision: Literal["no", "bf16", "fp16"] = "bf16"  # on a GPU; a CPU run always uses fp32
-    gradient_checkpointing: bool = False
-    shuffle_buffer: int = 1000  # streaming shuffle buffer per dataset
-    resume: bool = True  # skip stages whose checkpoint is complete in output_dir
+    init: Literal["pretrained", "random"] = setting("pretrained", key="full")  # random: towers from config sizes, no weights (smoke tests)
+    tokenizer_name_or_path: str | None = setting(None, key="full")  # default: lm_name_or_path; init=random without one: a small BPE
+    clean_model_name_or_path: str | None = setting(None, key="full")  # App. E scorer (a SiglipModel); default: vision_name_or_path
+    clean_calibration: int = setting(2000, key="full")  # stage-1 pairs scored first to set an otsu/quantile cut (fixed: unused)
+    clean_text_len: int = setting(64, key="full")  # SigLIP-So400m's text length
+    max_steps: int = setting(0, key="full")  # > 0: cap every stage at this many optimizer steps (smoke tests); 0: from stage_samples
+    mixed_precision: Literal["no", "bf16", "fp16"] = setting("bf16", key="full")  # on a GPU; a CPU run always uses fp32
+    gradient_checkpointing: bool = setting(False, key="full")
+    shuffle_buffer: int = setting(1000, key="full")  # streaming shuffle buffer per dataset
+    resume: bool = setting(True, key=False)  # skip stages whose checkpoint is complete in output_dir
 
     def __post_init__(self):
         if not 0 < self.patch_size <= self.image_size:

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from transformers import SiglipModel
 
-from .. import artifacts
-from ..config import as_dict, load_config
+from .. import artifacts, stages
 from ..runtime import seed_everything
+from ..stages import StageResult
 from . import contrastive as C
 from .config import VLMConfig
 from .data import DATA_VERSION, make_items, make_mix, mismatch_pairs
@@ -30,20 +30,20 @@ from .train import IGNORE, Codec, answer_loss, evaluate, gui_task_success, gener
 EVAL_KINDS = ("grounding", "ocr", "vmath")
 
 
+STAGE = stages.stage("vlm")
+
+
 def as_config(config, overrides=None) -> VLMConfig:
-    if isinstance(config, VLMConfig):
-        return dataclasses.replace(config, **(overrides or {})) if overrides else config
-    return load_config(VLMConfig, config, overrides)
+    """The config of a run: a preset path + overrides, or a VLMConfig (+ a dict of replacements)."""
+    return STAGE.load(config, overrides)
 
 
 # --------------------------------------------------------------------------- language model
 
 def base_language_model(cfg: VLMConfig):
     """The toy LM of chapter 2 (from the artifact cache), its tokenizer and its cache spec."""
-    from .. import pretrain
-
-    r = pretrain.run(cfg.lm_config)
-    return r.load_model(), r.load_tokenizer(), pretrain.cache_spec(pretrain._as_config(cfg.lm_config))
+    r = STAGE.input(cfg, "lm_config")
+    return r.load_model(), r.load_tokenizer(), STAGE.input_key(cfg, "lm_config")
 
 
 WARMUP_FIELDS = ("data_seed", "lm_warmup_steps", "lm_warmup_items", "lm_warmup_lr", "stage1_mix", "stage2_mix",
@@ -178,9 +178,10 @@ def stage1_items(cfg: VLMConfig, tw: TowerResult, clean: bool | None = None, swa
 # --------------------------------------------------------------------------- the VLM
 
 @dataclass
-class VLMResult:
+class VLMResult(StageResult):
     output_dir: Path
     summary: dict
+    config: VLMConfig | None = None
 
     @property
     def model_dir(self) -> Path:
@@ -265,16 +266,10 @@ def _build_vlm(cfg: VLMConfig, folder: Path) -> dict:
     return summary
 
 
-# fields only the full path reads (added after the toy cache keys were fixed: keep them out of the key)
-FULL_ONLY = ("init", "tokenizer_name_or_path", "clean_model_name_or_path", "clean_calibration", "clean_text_len",
-             "max_steps", "mixed_precision", "gradient_checkpointing", "shuffle_buffer", "resume")
-
-
 def cache_spec(cfg: VLMConfig) -> dict:
-    _, _, lm_spec = language_model(cfg)
-    skip = {"output_dir", "log_every", "num_threads", "n_gpus", "gpu", "assumed_mfu", "sharding", "stage1_datasets",
-            "stage2_datasets", "stage3_datasets", "stage_samples", "seq_len", "global_batch_size", "micro_batch_size", *FULL_ONLY}
-    return {"lm": lm_spec, "data_version": DATA_VERSION, **{k: v for k, v in as_dict(cfg).items() if k not in skip}}
+    """The cache key (:meth:`infir_lib.stages.Stage.key`: the key fields, the LM's key in place of
+    ``lm_config``, the digest of the stage's code; the full path's fields are marked ``key="full"``)."""
+    return STAGE.key(cfg)
 
 
 def run(config="configs/toy/vlm.yaml", overrides: dict | list | None = None) -> VLMResult:
@@ -285,14 +280,9 @@ def run(config="configs/toy/vlm.yaml", overrides: dict | list | None = None) -> 
         from .full import run_full
 
         return run_full(cfg)
-    if cfg.output_dir:
-        out = Path(cfg.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        summary = build_vlm(cfg, out)
-    else:
-        out = artifacts.cached("vlm", cache_spec(cfg), lambda f: build_vlm(cfg, f), name=cfg.schedule)
-        summary = artifacts.load_json(out / "result.json")
-    return VLMResult(out, summary)
+    returned = []
+    out = STAGE.output(cfg, lambda f: returned.append(build_vlm(cfg, f)), name=cfg.schedule)
+    return VLMResult(out, returned[-1] if cfg.output_dir else artifacts.load_json(out / "result.json"), cfg)
 
 
 # --------------------------------------------------------------------------- claim 11: cleaned vs noisy alignment
