@@ -229,3 +229,47 @@ def test_plain_synthetic_style_shares_no_line_with_the_benchmark_template():
     assert "Answer:" in format_example(p)
     docs = synthetic_plain(5, 0)
     assert len(docs) == 5 and all("Answer:" not in d["text"] for d in docs)
+
+
+def test_item_scorer_gives_the_per_item_outcomes_in_order():
+    from infir_lib.models import ModelArgs, build_llama, train_tokenizer
+
+    tok = train_tokenizer(["Ann has 3 pens. The steps are: 3+1=4. Answer: 4"] * 10, vocab_size=300)
+    torch.manual_seed(0)
+    model = build_llama(ModelArgs(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                                  intermediate_size=32), tok)
+    texts, mc = ["Ann has 3 pens.", "Answer: 4 4 4"], tb.arith_choice_items(3, k_shot=1)
+    prompts = ["The steps are:", "Ann has 3 pens.", "Solution:"]
+    out = ex.ItemScorer(texts, mc, {"colon": prompts})(model, tok)
+    assert set(out) == {"doc_nll", "mc_pnorm", "mc_correct", "colon"}
+    assert out["doc_nll"] == pytest.approx(ex.item_scores(model, tok, texts, [])["doc_nll"])
+    assert out["colon"] == pytest.approx(tb.next_token_prob(model, tok, prompts, tok.eos_token_id).tolist())
+    assert out["colon"][0] != pytest.approx(out["colon"][1])  # one value per prompt, in prompt order
+    assert ex.ItemScorer(eos_prompts={"x": prompts[:1]})(model, tok).keys() == {"x"}
+
+
+def test_train_and_score_scores_each_model_where_it_was_trained(tmp_path, monkeypatch):
+    """Two tiny runs in worker processes: results in call order, each scored as the same scorer scores the
+    saved model here; a job tuple without a scorer returns no scores."""
+    monkeypatch.setenv("INFIR_CACHE", str(tmp_path / "cache"))
+    tiny = dict(ex.SMALL, hidden_size=16, num_hidden_layers=1, intermediate_size=32, toy_docs=120, max_steps=3,
+                warmup_steps=1, eval_every=0, tokenizer_vocab_size=300, tokenizer_train_docs=120)
+    scorer = ex.ItemScorer(["Ann has 3 pens.", "The cat sat."], eos_prompts={"colon": ["The steps are:"]})
+    out = ex.train_and_score("configs/toy/pretrain.yaml",
+                             [dict(tiny, seed=0),
+                              ("configs/toy/pretrain.yaml", dict(tiny, seed=1), None, None)], score=scorer)
+    assert [r.summary["steps"] for r, _ in out] == [3, 3]
+    (r0, s0), (r1, s1) = out
+    assert s1 == {} and r0.summary["weights_sha256"] != r1.summary["weights_sha256"]
+    here = scorer(r0.load_model(), r0.load_tokenizer())
+    assert s0["doc_nll"] == pytest.approx(here["doc_nll"]) and s0["colon"] == pytest.approx(here["colon"])
+
+
+def test_placement_arm_without_sft_stops_at_the_annealed_base(tmp_path, monkeypatch):
+    monkeypatch.setenv("INFIR_CACHE", str(tmp_path / "cache"))
+    tiny = dict(ex.SMALL, hidden_size=16, num_hidden_layers=1, intermediate_size=32, toy_docs=120, max_steps=2,
+                warmup_steps=1, eval_every=0, tokenizer_vocab_size=300, tokenizer_train_docs=120)
+    items = tb.arith_items(3, seed=0)
+    out = ex.placement_arm(tiny, dict(toy_docs=60, max_steps=2, eval_every=0), None, items)
+    assert len(out["base"]) == 3 and set(out["base"]) <= {0, 1} and np.isfinite(out["base_answer_nll"])
+    assert out["sft"] is None and out["sft_answer_nll"] is None and out["sft_losses"] == []

@@ -217,37 +217,45 @@ def _run_one(preset: str, overrides: dict, eval_fn, sources: tuple):
     return run(preset, overrides, eval_fn=eval_fn)
 
 
-def placement_arm(pretrain_overrides: dict, anneal_overrides: dict, sft_overrides: dict, items: Sequence[dict],
+def placement_arm(pretrain_overrides: dict, anneal_overrides: dict, sft_overrides: dict | None, items: Sequence[dict],
                   sources: tuple = (), eval_fn=None) -> dict:
     """One arm × seed of the synthetic-data placement experiment (InfiR §5.1.2): pre-train
     (``configs/toy/pretrain.yaml`` + overrides), anneal from it (``configs/toy/anneal.yaml`` + overrides),
     fine-tune the annealed model with chapter 4's SFT (``configs/toy/sft.yaml`` + overrides); every stage
     cached. Returns the 0/1 outcome per word problem of ``items`` (same order): ``base`` (few-shot, the
-    annealed model) and ``sft`` (chat format, the tuned model), the answer NLLs, and the SFT's losses."""
-    from .. import sft
+    annealed model) and ``sft`` (chat format, the tuned model), the answer NLLs, and the SFT's losses.
+
+    ``sft_overrides=None`` stops after the annealed base (``sft`` and its NLL are then ``None``): a pilot
+    whose base half sits at the floor decides the claim as untestable whatever the SFT half would show,
+    so it does not spend the SFT's compute."""
     from ..eval import toy_benchmarks as tb
     from . import run
 
     _register(sources)
     base = run("configs/toy/pretrain.yaml", pretrain_overrides, eval_fn=eval_fn)  # eval_fn: reuse a cached run
     ann = run("configs/toy/anneal.yaml", dict(anneal_overrides, init_from=str(base.model_dir)))
-    tuned = sft.run("configs/toy/sft.yaml", dict(sft_overrides, model_name_or_path=str(ann.model_dir)))
     m, tok = ann.load_model(), ann.load_tokenizer()
+    out = {"base": tb.arith_accuracy(m, tok, items)["correct"], "base_answer_nll": tb.arith_answer_nll(m, tok, items[:60]),
+           "sft": None, "sft_answer_nll": None, "sft_losses": []}
+    if sft_overrides is None:
+        return out
+    from .. import sft
+
+    tuned = sft.run("configs/toy/sft.yaml", dict(sft_overrides, model_name_or_path=str(ann.model_dir)))
     tm, ttok = tuned.load_model(), tuned.load_tokenizer()
-    losses = [h["loss"] for h in getattr(tuned, "history", []) or [] if "loss" in h]
-    return {"base": tb.arith_accuracy(m, tok, items)["correct"], "sft": tb.chat_accuracy(tm, ttok, items)["correct"],
-            "base_answer_nll": tb.arith_answer_nll(m, tok, items[:60]),
-            "sft_answer_nll": tb.chat_answer_nll(tm, ttok, items[:60]), "sft_losses": losses}
+    out.update(sft=tb.chat_accuracy(tm, ttok, items)["correct"], sft_answer_nll=tb.chat_answer_nll(tm, ttok, items[:60]),
+               sft_losses=[h["loss"] for h in getattr(tuned, "history", []) or [] if "loss" in h])
+    return out
 
 
 def run_placement(calls: Sequence[tuple], items: Sequence[dict], *, threads: int = 1) -> list[dict]:
-    """:func:`placement_arm` for each (pretrain, anneal, sft overrides, pre-training eval_fn) call, side by
-    side in workers."""
+    """:func:`placement_arm` for each (pretrain, anneal, sft overrides or None, pre-training eval_fn) call,
+    side by side in workers."""
     from ..parallel import run_parallel
 
     sources = tuple(REGISTERED.values())
-    return run_parallel(placement_arm, [(dict(p), dict(a), dict(f), list(items), sources, e) for p, a, f, e in calls],
-                        threads=threads)
+    return run_parallel(placement_arm, [(dict(p), dict(a), None if f is None else dict(f), list(items), sources, e)
+                                        for p, a, f, e in calls], threads=threads)
 
 
 def tokens_per_doc(source: str, tokenizer, n_docs: int = 300, seed: int = 0) -> float:
@@ -279,6 +287,69 @@ def run_many(preset: str, overrides: Sequence[dict], *, eval_fn=None, threads: i
 
     sources = tuple(REGISTERED.values())
     return run_parallel(_run_one, [(str(preset), dict(o), eval_fn, sources) for o in overrides], threads=threads)
+
+
+class ItemScorer:
+    """Per-item outcomes of a trained model, in item order: ``doc_nll`` per held-out document, ``mc_pnorm`` /
+    ``mc_correct`` per multiple-choice item (:func:`item_scores`), and for each named prompt set in
+    ``eos_prompts`` P(end-of-text | prompt) per prompt. Given to :func:`train_and_score`, it runs in the
+    worker that trained the model (one thread, beside the other worker) instead of in the notebook after
+    every run has finished. A class, so it pickles into a worker."""
+
+    def __init__(self, heldout_texts: Sequence[str] = (), mc_items: Sequence[dict] = (),
+                 eos_prompts: dict[str, Sequence[str]] | None = None, *, max_tokens: int = 128):
+        self.heldout_texts, self.mc_items = list(heldout_texts), list(mc_items)
+        self.eos_prompts = {k: list(v) for k, v in (eos_prompts or {}).items()}
+        self.max_tokens = max_tokens
+
+    def __call__(self, model, tokenizer) -> dict:
+        out = item_scores(model, tokenizer, self.heldout_texts, self.mc_items, max_tokens=self.max_tokens)
+        for name, prompts in self.eos_prompts.items():
+            out[name] = [float(p) for p in next_token_prob(model, tokenizer, prompts, tokenizer.eos_token_id)]
+        return out
+
+
+def _train_and_score(preset: str, overrides: dict, eval_fn, score, sources: tuple):
+    result = _run_one(preset, overrides, eval_fn, sources)
+    return result, (score(result.load_model(), result.load_tokenizer()) if score is not None else {})
+
+
+def train_and_score(preset: str, overrides: Sequence[dict], *, eval_fn=None, score=None,
+                    threads: int = 1) -> list[tuple]:
+    """:func:`run_many`, and each trained model scored by ``score(model, tokenizer) -> dict`` (e.g. an
+    :class:`ItemScorer`) in the worker that trained it; returns ``[(result, scores), ...]`` in call order.
+    Accepts a list of ``(preset, overrides, eval_fn, score)`` jobs instead (``preset`` then ignored), so runs of
+    several designs share one pool of workers (one start-up, no idle core while the last runs finish)."""
+    from ..parallel import run_parallel
+
+    sources = tuple(REGISTERED.values())
+    jobs = [o if isinstance(o, tuple) else (preset, o, eval_fn, score) for o in overrides]
+    return run_parallel(_train_and_score, [(str(p), dict(o), e, sc, sources) for p, o, e, sc in jobs], threads=threads)
+
+
+def model_gate(preset: str, overrides: dict | None = None, sources: tuple = ()):
+    """The model a preset (+ overrides) makes, trained or read from the cache, and its competence gate
+    (:mod:`infir_lib.eval.competence`, zero-shot on the held-out levels). Without overrides the gate is
+    the cached one chapters 4 and 7 read back (:func:`~infir_lib.eval.competence.preset_gate`). Returns
+    ``(result, GateResult)``."""
+    from ..eval import competence
+    from . import run
+
+    _register(sources)
+    if not overrides:
+        gate = competence.preset_gate(preset, enforce=False)
+        return run(preset), gate
+    result = run(preset, overrides)
+    return result, competence.check_gate(result.model_dir, enforce=False, name=f"{preset} + {sorted(overrides)}")
+
+
+def gates_side_by_side(jobs: Sequence[tuple[str, dict | None]], *, threads: int = 1) -> list[tuple]:
+    """:func:`model_gate` for each ``(preset, overrides)``, side by side in workers (an annealing run of the
+    shared base and its gate's generations use one core each)."""
+    from ..parallel import run_parallel
+
+    sources = tuple(REGISTERED.values())
+    return run_parallel(model_gate, [(str(p), dict(o) if o else None, sources) for p, o in jobs], threads=threads)
 
 
 def reference_filter(texts: Sequence[str], model, tokenizer, fraction: float = 0.2) -> tuple[list[str], dict]:
@@ -462,6 +533,7 @@ def spike_stats(norms: Sequence[float]) -> dict:
 
 
 __all__ = ["SMALL", "COLON_LEADINS", "domain_subset", "domain_shares", "domain_matched", "heldout_matched",
-           "source_token_shares", "steps_to_reach", "run_many", "placement_arm", "run_placement", "tokens_per_doc", "weight_for_token_share", "LikelihoodEval", "run_grad_norms", "instability", "corrupted_source", "without_colon_endings", "colon_rule_counts", "make_eval_fn",
+           "source_token_shares", "steps_to_reach", "run_many", "train_and_score", "ItemScorer", "model_gate",
+           "gates_side_by_side", "placement_arm", "run_placement", "tokens_per_doc", "weight_for_token_share", "LikelihoodEval", "run_grad_norms", "instability", "corrupted_source", "without_colon_endings", "colon_rule_counts", "make_eval_fn",
            "reference_filter", "web_sample", "item_scores", "history_series", "spearman", "smoothness", "domain_blocks", "gradient_norms",
            "spike_stats"]
