@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 from filelock import FileLock, Timeout
 
+from . import __version__
 from .config import REPO_ROOT
 
 # Bump when the on-disk layout of artifacts changes, so stale copies are not reused.
@@ -102,9 +103,7 @@ def local_inputs(spec: Any) -> dict[str, str]:
 
 def spec_hash(spec: Any) -> str:
     """A stable short hash of plain data (dicts are hashed with sorted keys) and of the local files it names."""
-    from . import __version__  # a new release of the library never reuses an old release's artifacts
-
-    payload = {"format": CACHE_FORMAT, "version": __version__, "spec": spec}
+    payload = {"format": CACHE_FORMAT, "version": __version__, "spec": spec}  # a new release never reuses an old one's
     inputs = local_inputs(spec)
     if inputs:  # specs naming no local file (every toy preset) keep the key they always had
         payload["local_inputs"] = inputs

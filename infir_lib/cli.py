@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from . import stages
-from .config import ConfigError, did_you_mean
+from .config import ConfigError, describe_fields, did_you_mean
 
 # The stages, by name: the registry of :mod:`infir_lib.stages` (a stage's config class, one-line help,
 # example preset, run/plan entry points). A stage whose ``config`` is None parses its own arguments
@@ -62,8 +62,6 @@ def _stages_help() -> str:
 
 def keys_help(cls) -> str:
     """The keys of config ``cls`` as a table: name, type, default, help (field metadata or comment)."""
-    from .config import describe_fields
-
     rows = describe_fields(cls)
     width = max(len(r["name"]) for r in rows)
     lines = [f"keys of {cls.__name__} (in the YAML file, or key=value on the command line):"]

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import artifacts
-from .config import ConfigError, key_fields, load_config
+from .config import ConfigError, key_fields, load_config, parse_overrides
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -161,7 +161,7 @@ class Stage:
             if not overrides:
                 return config
             if isinstance(overrides, (list, tuple)):
-                return load_config(cls, None, {**dataclasses.asdict(config), **_parse(overrides)})
+                return load_config(cls, None, {**dataclasses.asdict(config), **parse_overrides(overrides)})
             return dataclasses.replace(config, **overrides)
         try:
             return load_config(cls, config, overrides)
@@ -235,12 +235,6 @@ def _resolve(target: str):
     """``"module:name"`` -> the object (imported on first use)."""
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)
-
-
-def _parse(items):
-    from .config import parse_overrides
-
-    return parse_overrides(items)
 
 
 # --------------------------------------------------------------------------- the registry
@@ -323,6 +317,6 @@ for _s in (
                 "infir_lib.eval.generate", "infir_lib.eval.extract"),
           builds=("infir_lib.rl.curriculum:run_text_method", "infir_lib.rl.phases:run_phased"), kind="rl"),
     Stage("report", "ch 8: print the scorecard of the paper's claims (--check fails on a missing claim)",
-          "infir_lib.report"),
+          "infir_lib.report.scorecard"),
 ):
     register(_s)

@@ -34,6 +34,7 @@ from datatrove.pipeline.base import PipelineStep
 from .. import artifacts, stages
 from ..config import as_dict, setting
 from ..stages import StageResult, TextPlan
+from .benchmarks import BENCHMARK_SOURCES, KNOWN_BENCHMARKS, load_benchmarks  # noqa: F401  (re-exported)
 from .sources import iter_documents
 from .steps import (DecontamIndex, Decontaminate, DedupFilter, HeuristicFilter, HubReader, HubScorer, JsonReader, JsonWriter,
                     MinHashDedup, QualityAssessment, ReadCounter, ReasoningRecall, RecallScore, RecallTrain, RegexWordTokenizer,
@@ -132,42 +133,6 @@ def load(config, overrides=None) -> DataConfig:
 
 
 # ------------------------------------------------------------------------------------------- input
-# the hub copies chapter 5 evaluates (configs/full/eval.yaml); `benchmark_sources` overrides them
-BENCHMARK_SOURCES = {"math": "HuggingFaceH4/MATH-500", "mmlu": "cais/mmlu", "mbpp": "google-research-datasets/mbpp"}
-KNOWN_BENCHMARKS = ("gsm8k", "math", "mmlu", "humaneval", "mbpp", "toy_arith")
-
-
-def load_benchmarks(names: list[str], gsm8k_source: str | None = None,
-                    sources: dict | None = None) -> dict[str, list[str]]:
-    """Benchmark items to decontaminate against: GSM8K and MATH problems (with MATH's solutions), MMLU
-    questions with their choices, HumanEval prompts, MBPP prompts and reference code, toy items."""
-    from .benchmarks import load_gsm8k, load_humaneval
-    from .toy_web import toy_benchmark_items
-    src = {**BENCHMARK_SOURCES, **(sources or {})}
-
-    def hub(name, *args, **kw):
-        import datasets
-        return datasets.load_dataset(src[name], *args, **kw)
-
-    out = {}
-    for name in names:
-        if name == "gsm8k":
-            out[name] = [r["question"] for r in load_gsm8k("test", gsm8k_source)]
-        elif name == "math":
-            out[name] = [t for r in hub("math", split="test") for t in (r["problem"], r["solution"])]
-        elif name == "mmlu":
-            out[name] = [r["question"] + " " + " ".join(r["choices"]) for r in hub("mmlu", "all", split="test")]
-        elif name == "humaneval":
-            out[name] = [p["prompt"] for p in load_humaneval()]
-        elif name == "mbpp":
-            out[name] = [t for r in hub("mbpp", "full", split="test") for t in (r["text"], r["code"])]
-        elif name == "toy_arith":
-            out[name] = toy_benchmark_items()
-        else:
-            raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(KNOWN_BENCHMARKS)}")
-    return out
-
-
 class SourceReader(PipelineStep):
     """Reads documents from config sources into datatrove ``Document``s.
 

@@ -1049,7 +1049,7 @@ class DecontamIndex(PipelineStep):
         self.gsm8k_source, self.benchmark_sources = gsm8k_source, dict(benchmark_sources or {})
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
-        from .pipeline import load_benchmarks
+        from .benchmarks import load_benchmarks
         items = load_benchmarks(self.benchmarks, self.gsm8k_source, self.benchmark_sources)
         index = build_ngram_index(items, self.n)
         Path(self.index_path).parent.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ TOY_CONFIG = "configs/toy/data.yaml"
 
 def planted_benchmarks() -> dict[str, list[str]]:
     """Benchmark items planted in the raw corpus: toy items and HumanEval always, GSM8K when its copy is found."""
-    from .pipeline import load_benchmarks
+    from .benchmarks import load_benchmarks
     out = load_benchmarks(["humaneval", "toy_arith"])
     try:
         out.update(load_benchmarks(["gsm8k"]))

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 
 from ..runtime import pad_batch
+from .extract import toy_answer as extract_answer
+from .generate import generate
 
 # ----------------------------------------------------------------------------------------------
 # pure functions on log-probabilities
@@ -325,14 +327,12 @@ def contaminated_generation(model, tokenizer, prompts: Sequence[str], eps: float
     ``answers``, the exact-answer accuracy of the generations (the few-shot metric the paper uses
     during annealing because perplexity hides this damage).
     """
-    from .toy_benchmarks import extract_answer, generate  # local: toy_benchmarks imports this module
-
     vocab = model.get_output_embeddings().weight.shape[0]
     logr = uniform_logr(vocab) if logr is None else np.asarray(logr, dtype=np.float64)
     proc = ContaminationLogitsProcessor(eps, logr, seed=seed)
     torch.manual_seed(seed)
-    gens = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, do_sample=do_sample,
-                    logits_processor=[proc], batch_size=len(prompts), return_ids=True)
+    gens = generate(model, tokenizer, list(prompts), max_new_tokens=max_new_tokens, do_sample=do_sample,
+                    logits_processor=[proc], batch_size=len(prompts), return_ids=True, fit_context=False)
     flags = np.asarray(proc.flags, dtype=bool).T if proc.flags else np.zeros((len(prompts), 0), dtype=bool)
     prompt_ids = [_bos(tokenizer) + ids for ids in _encode(tokenizer, prompts)]
     keep = [i for i, g in enumerate(gens) if g]

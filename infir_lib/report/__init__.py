@@ -11,7 +11,6 @@ from the notebook. :func:`record_experiment` combines the parts into the claim's
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Sequence
@@ -230,30 +229,13 @@ def claim_parts(rec: dict) -> list[Comparison]:
     return [Comparison.from_dict(p) for p in rec.get("parts", [])]
 
 
-def cli(argv: list[str] | None = None) -> int:
-    """``python -m infir_lib report [--check]``: print the scorecard; ``--check`` fails on a missing claim."""
-    import argparse
-
-    from .scorecard import missing_claims, render
-
-    parser = argparse.ArgumentParser(prog="python -m infir_lib report",
-                                     description="Print the reproduction scorecard from the recorded results.")
-    parser.add_argument("--check", action="store_true", help="exit 1 if any claim has no recorded result")
-    args = parser.parse_args(argv)
-    claims = load_claims()
-    print(render(claims))
-    missing = missing_claims(claims)
-    if args.check and missing:
-        print(f"claims with no recorded result: {missing}", file=sys.stderr)
-        return 1
-    return 0
-
-
 
 def __getattr__(name: str):
-    """``report.scorecard`` / ``report.verdicts`` without importing them first (they import this module)."""
-    if name in ("scorecard", "verdicts"):
+    """``report.scorecard`` / ``report.verdicts`` without importing them first, and ``report.cli`` (the
+    command line, :func:`infir_lib.report.scorecard.cli`): the scorecard imports this module, not the reverse."""
+    if name in ("scorecard", "verdicts", "cli"):
         import importlib
 
-        return importlib.import_module(f".{name}", __name__)
+        module = importlib.import_module(f".{'scorecard' if name == 'cli' else name}", __name__)
+        return module.cli if name == "cli" else module
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

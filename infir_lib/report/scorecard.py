@@ -217,3 +217,21 @@ def render(claims: dict[int, dict | None] | None = None) -> str:
 
 __all__ = ["NO_RESULT", "VERDICT_COLOURS", "format_measured", "part_summary", "scorecard_rows", "missing_claims",
            "verdict_counts", "markdown_table", "claim_markdown", "interval_rows", "summary_figure", "render"]
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """``python -m infir_lib report [--check]``: print the scorecard; ``--check`` fails on a missing claim."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m infir_lib report",
+                                     description="Print the reproduction scorecard from the recorded results.")
+    parser.add_argument("--check", action="store_true", help="exit 1 if any claim has no recorded result")
+    args = parser.parse_args(argv)
+    claims = load_claims()
+    print(render(claims))
+    missing = missing_claims(claims)
+    if args.check and missing:
+        print(f"claims with no recorded result: {missing}", file=sys.stderr)
+        return 1
+    return 0

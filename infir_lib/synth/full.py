@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 from .config import SynthConfig
+from .instructions import TextInstruction
 from .select import DIFFICULTY_LABELS, label_domain
 from .teacher import LLMTeacher, load_prompt
 
@@ -24,7 +25,6 @@ CODE_BLOCK = re.compile(r"```(?:python)?\n(.*?)```", re.S)
 def load_seeds(cfg: SynthConfig) -> list:
     """Seed instructions from a JSONL of ``{"instruction", "domain"?}`` or a hub dataset of conversations."""
     from ..data.sources import read_jsonl
-    from .pipeline import TextInstruction
     n = cfg.plan_seeds or (cfg.n_math_seeds + cfg.n_code_seeds)
     if Path(cfg.seed_source).suffix == ".jsonl":
         rows = list(read_jsonl(cfg.seed_source, text_field="instruction"))
@@ -85,7 +85,6 @@ def llm_parts(cfg: SynthConfig) -> tuple[LLMTeacher, LLMTeacher]:
 def evolve_text(evolver: LLMTeacher, seeds: list, cfg: SynthConfig) -> tuple[list, dict]:
     """``evolutions_per_seed`` levels, each evolving the previous one (one batch per level), operators
     drawn from ``evolution_ops``; counts in the same form as :func:`.evolve.evolve`."""
-    from .pipeline import TextInstruction
 
     rng = random.Random(cfg.seed)
     ops_used = list(cfg.evolution_ops)

@@ -143,3 +143,19 @@ def copy(ins, suffix: str):
     new = dataclasses.replace(ins, ops=list(ins.ops), constraints=list(ins.constraints), history=list(ins.history))
     new.uid = f"{ins.uid}{suffix}"
     return new
+
+
+@dataclass
+class TextInstruction:
+    """An instruction known only as text (a seed from a dataset, or an LLM's evolution of one)."""
+
+    text: str
+    uid: str
+    domain: str
+    given_domain: str | None = None  # the seed's own label, if it had one
+    history: list[str] = field(default_factory=list)
+    n_steps: int | None = None
+    fname: str | None = None  # any function name will do for the definition rule
+
+    def reference(self) -> None:
+        return None

@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from ..sft.data import arith_prompt
 from .config import SynthConfig
 from .evolve import evolve
-from .instructions import MathInstruction, seed_instructions
+from .instructions import MathInstruction, TextInstruction, seed_instructions  # noqa: F401  (TextInstruction re-exported)
 from .select import (defines_function, difficulty_label, difficulty_score, diversity_sample, label_domain, pick_best,
                      shows_steps, step_reward)
 from .teacher import TeacherArgs, toy_candidates
@@ -54,22 +54,6 @@ def _step(name: str, n_in: int, n_out: int, *, added: int = 0, removed: dict | N
 
 def user_prompt(ins) -> str:
     return arith_prompt(ins.text) if isinstance(ins, MathInstruction) else ins.text
-
-
-@dataclass
-class TextInstruction:
-    """An instruction known only as text (a seed from a dataset, or an LLM's evolution of one)."""
-
-    text: str
-    uid: str
-    domain: str
-    given_domain: str | None = None  # the seed's own label, if it had one
-    history: list[str] = field(default_factory=list)
-    n_steps: int | None = None
-    fname: str | None = None  # any function name will do for the definition rule
-
-    def reference(self) -> None:
-        return None
 
 
 @dataclass

@@ -27,12 +27,12 @@ data in two Table-9 formats, CPU, fp32); it has not been run on the real data or
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import torch
 
 from .config import VLMConfig
+from .plan import grad_accumulation, stage_steps  # noqa: F401  (the planner's arithmetic; also used here)
 
 RESUME_IGNORES = ("output_dir", "resume", "log_every")  # where and how a run reports, not what it trains
 
@@ -46,23 +46,6 @@ def resume_key(cfg: VLMConfig) -> dict:
 
 STAGES = (("stage1", "stage1_datasets", "stage1_lr"), ("stage2", "stage2_datasets", "stage2_lr"),
           ("stage3", "stage3_datasets", "stage3_lr"))
-
-
-def stage_steps(cfg: VLMConfig) -> list[int]:
-    """Optimizer steps per stage: the stage's samples over the global batch, capped by ``max_steps``."""
-    steps = [math.ceil(n / cfg.global_batch_size) if n else 0 for n in cfg.stage_samples]
-    if cfg.max_steps > 0:
-        steps = [min(s, cfg.max_steps) if s else cfg.max_steps for s in steps]
-    return steps
-
-
-def grad_accumulation(cfg: VLMConfig, world_size: int) -> int:
-    """Global batch = micro batch x processes x accumulation, so one GPU optimises like 64."""
-    per_step = cfg.micro_batch_size * world_size
-    if cfg.global_batch_size % per_step:
-        raise ValueError(f"global_batch_size={cfg.global_batch_size} is not a multiple of micro_batch_size="
-                         f"{cfg.micro_batch_size} x {world_size} processes")
-    return cfg.global_batch_size // per_step
 
 
 def make_accelerator(cfg: VLMConfig):
@@ -119,14 +102,13 @@ def stage_rows(cfg: VLMConfig, name: str, rank: int, world: int, cleaner_factory
 
 
 def run_full(cfg: VLMConfig):
-    """Train InfiR-VL through the curriculum; returns :class:`~infir_lib.vlm.pipeline.VLMResult`."""
+    """Train InfiR-VL through the curriculum; returns :class:`~infir_lib.vlm.model.VLMResult`."""
     from accelerate.utils import set_seed
 
     from .. import artifacts
     from .full_model import CleanedStream, PairScorer, assemble
     from .hub_data import ConversationCollator, batches
-    from .model import params_by_part
-    from .pipeline import VLMResult
+    from .model import VLMResult, params_by_part
     from .train import fit_stage
 
     if cfg.schedule != "curriculum":

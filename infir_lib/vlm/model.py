@@ -9,11 +9,15 @@ The freezing helpers implement the curriculum of §4.3: which of the three parts
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import (LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor,
                           SiglipImageProcessorPil, SiglipVisionConfig)
+
+from ..stages import StageResult
+from .config import VLMConfig
 
 PARTS = ("vision", "projector", "language")
 
@@ -166,3 +170,30 @@ def load_siglip(folder: str | Path):
 
     config = SiglipConfig(**json.loads((Path(folder) / "config.json").read_text()))
     return SiglipModel.from_pretrained(str(folder), config=config, dtype=torch.float32)
+
+
+@dataclass
+class VLMResult(StageResult):
+    """A trained VLM's folder (``model/``: weights + processor) and its summary: what ``vlm.run`` returns."""
+
+    output_dir: Path
+    summary: dict
+    config: VLMConfig | None = None
+
+    @property
+    def model_dir(self) -> Path:
+        return self.output_dir / "model"
+
+    @property
+    def metrics(self) -> dict:
+        return self.summary["metrics"]
+
+    @property
+    def history(self) -> list[dict]:
+        return self.summary["history"]
+
+    def load_model(self):
+        return load_vlm(self.model_dir)
+
+    def load_processor(self):
+        return load_processor(self.model_dir)

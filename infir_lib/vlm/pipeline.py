@@ -19,12 +19,12 @@ from transformers import SiglipModel
 
 from .. import artifacts, stages
 from ..runtime import seed_everything
-from ..stages import StageResult
 from . import contrastive as C
 from .config import VLMConfig
 from .data import DATA_VERSION, make_items, make_mix, mismatch_pairs
 from ..runtime import torch_threads
-from .model import build_llava, load_processor, load_siglip, load_vlm, make_processor, params_by_part, save_siglip
+from .model import (VLMResult, build_llava, load_processor, load_siglip, load_vlm, make_processor,  # noqa: F401
+                    params_by_part, save_siglip)
 from .train import IGNORE, Codec, answer_loss, evaluate, gui_task_success, generate, score, train_stage, warm_up_text
 
 EVAL_KINDS = ("grounding", "ocr", "vmath")
@@ -176,31 +176,6 @@ def stage1_items(cfg: VLMConfig, tw: TowerResult, clean: bool | None = None, swa
 
 
 # --------------------------------------------------------------------------- the VLM
-
-@dataclass
-class VLMResult(StageResult):
-    output_dir: Path
-    summary: dict
-    config: VLMConfig | None = None
-
-    @property
-    def model_dir(self) -> Path:
-        return self.output_dir / "model"
-
-    @property
-    def metrics(self) -> dict:
-        return self.summary["metrics"]
-
-    @property
-    def history(self) -> list[dict]:
-        return self.summary["history"]
-
-    def load_model(self):
-        return load_vlm(self.model_dir)
-
-    def load_processor(self):
-        return load_processor(self.model_dir)
-
 
 def eval_sets(cfg: VLMConfig, codec: Codec):
     return {k: codec.encode(make_items(k, cfg.eval_items, cfg.eval_seed, cfg.image_size)) for k in EVAL_KINDS}

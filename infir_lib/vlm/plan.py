@@ -7,6 +7,7 @@ downloaded: the LM's sizes come from its pretrain preset, the tower's from this 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..config import load_config
@@ -19,6 +20,23 @@ from .model import STAGE_TRAINABLE, build_llava, params_by_part, vision_config
 
 def _fmt(n: float) -> str:
     return f"{n / 1e9:.3f} B" if n >= 1e9 else f"{n / 1e6:,.1f} M" if n >= 1e6 else f"{n / 1e3:,.1f} k"
+
+
+def stage_steps(cfg: VLMConfig) -> list[int]:
+    """Optimizer steps per stage: the stage's samples over the global batch, capped by ``max_steps``."""
+    steps = [math.ceil(n / cfg.global_batch_size) if n else 0 for n in cfg.stage_samples]
+    if cfg.max_steps > 0:
+        steps = [min(s, cfg.max_steps) if s else cfg.max_steps for s in steps]
+    return steps
+
+
+def grad_accumulation(cfg: VLMConfig, world_size: int) -> int:
+    """Global batch = micro batch x processes x accumulation, so one GPU optimises like 64."""
+    per_step = cfg.micro_batch_size * world_size
+    if cfg.global_batch_size % per_step:
+        raise ValueError(f"global_batch_size={cfg.global_batch_size} is not a multiple of micro_batch_size="
+                         f"{cfg.micro_batch_size} x {world_size} processes")
+    return cfg.global_batch_size // per_step
 
 
 @dataclass
@@ -79,7 +97,6 @@ def plan_vlm(cfg: VLMConfig) -> VLMPlan:
     note = ("note: the LM is counted with the config's vocab_size; the toy tokenizer trained in chapter 2 is "
             "smaller, so the built toy model (result.summary['parameters']) is smaller too") if cfg.scale == "toy" else ""
     if cfg.scale == "full":
-        from .full import grad_accumulation, stage_steps
         from .hub_data import FORMATS
 
         try:
