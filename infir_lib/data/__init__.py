@@ -13,10 +13,10 @@ annotations (``toy:annotations``) the pipeline itself uses.
 
 from __future__ import annotations
 
-from .pipeline import STAGES, DataConfig, DataResult, build_pipeline, load_benchmarks, plan, run
+from .pipeline import STAGES, DataConfig, DataResult, build_pipeline, load, load_benchmarks, plan, run
 from .toy_sources import filtered_corpus, raw_corpus, register_all
 
 register_all()
 
-__all__ = ["DataConfig", "DataResult", "run", "plan", "build_pipeline", "load_benchmarks", "STAGES",
+__all__ = ["DataConfig", "DataResult", "run", "plan", "load", "build_pipeline", "load_benchmarks", "STAGES",
            "raw_corpus", "filtered_corpus"]

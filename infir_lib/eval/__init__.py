@@ -14,6 +14,11 @@ Modules: :mod:`.sandbox` (run untrusted code), :mod:`.extract` (answers, math-ve
 from __future__ import annotations
 
 
+def load(config="configs/toy/eval.yaml", overrides=None):
+    from .stage import load as _load
+    return _load(config, overrides)
+
+
 def run(config="configs/toy/eval.yaml", overrides=None):
     from .stage import run as _run
     return _run(config, overrides)
