@@ -14,7 +14,6 @@ import json
 import tempfile
 from pathlib import Path
 
-import torch
 
 from .. import artifacts
 from ..eval.generate import decode_reply, generate as generate_replies, generate_batch, stop_token_ids
@@ -57,18 +56,20 @@ def sft(model_path: str | Path, rows: list[dict], out: Path, *, steps: int, lr: 
     sampled from it, then the reference completion, so training and sampling share the context.
     """
     from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
+
+    from ..sft.trainer import BookSFTConfig
 
     seed_everything(seed)
     tokenizer = load_tokenizer(model_path)
     model = load_model(model_path)
     set_stop_tokens(model, tokenizer)
     with tempfile.TemporaryDirectory() as tmp:
-        args = SFTConfig(output_dir=tmp, max_steps=steps, per_device_train_batch_size=batch, learning_rate=lr,
-                         lr_scheduler_type="cosine", warmup_steps=max(1, steps // 10), logging_steps=5,
-                         save_strategy="no", report_to="none", seed=seed, use_cpu=not torch.cuda.is_available(),
-                         bf16=False, max_length=max_length, dataloader_num_workers=0, disable_tqdm=True,
-                         activation_checkpointing=False, completion_only_loss=True)
+        # the book's fixed trainer choices come from BookSFTConfig; only the cold start's own settings here
+        args = BookSFTConfig(output_dir=tmp, max_steps=steps, per_device_train_batch_size=batch, learning_rate=lr,
+                             lr_scheduler_type="cosine", warmup_steps=max(1, steps // 10), logging_steps=5, seed=seed,
+                             bf16=False, max_length=max_length, activation_checkpointing=False,
+                             completion_only_loss=True)
         with quiet_inner_progress():
             trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(sft_token_rows(tokenizer, rows)),
                                  processing_class=tokenizer)
