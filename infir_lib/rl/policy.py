@@ -14,7 +14,6 @@ import json
 import tempfile
 from pathlib import Path
 
-
 from .. import artifacts
 from ..eval.generate import decode_reply, generate as generate_replies, generate_batch, stop_token_ids
 from ..models import EOT, load_model, load_tokenizer
