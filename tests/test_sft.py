@@ -221,7 +221,7 @@ def test_per_item_outcomes_and_item_matrix(monkeypatch):
 
     problems = make_problems(4, seed=5, steps=(1,))
     replies = [f"Answer: {p.answer}" if i % 2 == 0 else "Answer: -999" for i, p in enumerate(problems)]
-    monkeypatch.setattr(ev, "generate", lambda model, tok, prompts, max_new_tokens, batch_size=32: replies[: len(prompts)])
+    monkeypatch.setattr(ev, "generate", lambda model, tok, prompts, max_new_tokens, batch_size=32, reply_start=None: replies[: len(prompts)])
     out = ev.arith_accuracy(None, None, problems, per_item=True)
     assert out["correct"] == [1, 0, 1, 0] and out["accuracy"] == 0.5
     assert "correct" not in ev.arith_accuracy(None, None, problems)  # the run's metrics stay scalars
@@ -297,3 +297,48 @@ def test_code_scores_count_tests_in_one_sandboxed_run():
     assert [v.status for v in verdicts][:2] == ["passed", "failed"]
     assert [X.tests_passed_share(v) for v in verdicts] == [1.0, 0.5, 0.0, 0.0]
     assert [X.compiles(c) for c in codes] == [True, True, False, True]
+
+
+def test_reply_context_is_the_training_tokenization_of_the_prompt():
+    """Before a reply that starts with a word the toy BPE cuts the header's blank line differently from a
+    prompt tokenized alone; reply_context gives the model the context it was trained on."""
+    from infir_lib.sft.evaluate import reply_context
+
+    # blank lines before numbers are frequent, so the BPE merges "\n\n" into one token (as the toy one does)
+    tok = train_tokenizer(TEXTS + ["Total:\n\n12 and\n\n7"] * 40, vocab_size=400, min_frequency=1)
+    for reply in ("def f(x):\n    return x + 1", "3+2=5. Answer: 5", "Hello there"):
+        msgs = _chat(user="Write f.", reply=reply)
+        trained, _ = assistant_token_mask(tok, msgs)
+        alone = tok.apply_chat_template(msgs[:1], tokenize=True, add_generation_prompt=True, return_dict=True)["input_ids"]
+        ctx = reply_context(tok, "Write f.", reply[:3])
+        assert trained[: len(ctx)] == ctx and tok.decode(ctx) == tok.decode(alone)
+        if reply[0].isalpha():  # the mismatch the function exists for: the prompt alone is no prefix
+            assert trained[: len(alone)] != list(alone)
+
+
+def test_loss_plateau_rule():
+    from infir_lib.sft.experiments import loss_plateau
+
+    falling = [{"loss": 4.0 - 0.1 * i} for i in range(20)]
+    flat = [{"loss": 1.0 + (0.01 if i % 2 else 0.0)} for i in range(20)]
+    assert not loss_plateau(falling, 5)["plateaued"]  # last epoch 2.3 vs 2.8 before: 18% lower
+    out = loss_plateau(flat, 5)
+    assert out["plateaued"] and abs(out["relative_drop"]) < 0.02
+    assert not loss_plateau(flat[:7], 5)["plateaued"]  # under two epochs: no plateau shown
+
+
+def test_run_arms_orders_longest_first_and_returns_call_order(monkeypatch):
+    from infir_lib.sft import experiments as X
+
+    seen = []
+
+    def fake_parallel(fn, calls, threads=1, workers=None):
+        seen.extend(c["name"] for c in calls)
+        return [{"arm": c["name"], "seed": c["seed"]} for c in calls]
+
+    monkeypatch.setattr("infir_lib.parallel.run_parallel", fake_parallel)
+    row = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a" * 40}]}
+    arms = {"short": ([row] * 16, {"max_steps": 2}), "long": ([row] * 16, {"max_steps": 20})}
+    out = X.run_arms(arms, [0, 1])
+    assert seen[:2] == ["long", "long"]
+    assert [(r["arm"], r["seed"]) for r in out] == [("short", 0), ("short", 1), ("long", 0), ("long", 1)]

@@ -111,7 +111,8 @@ def code_pass_rate(model, tokenizer, items, timeout: float = 1.5, workers: int =
     one mostly waits for its process to start, so more workers than cores pay off."""
     from ..eval.sandbox import run_programs
 
-    replies = generate(model, tokenizer, [it.text for it in items], max_new_tokens=48)
+    # every reference reply is a function definition ("def solve(x):"): prompt tokenized as training saw it
+    replies = generate(model, tokenizer, [it.text for it in items], max_new_tokens=48, reply_start="def")
     verdicts = run_programs(replies, workers=workers, progress=False, tests=[counting_tests(it) for it in items],
                             timeout=timeout)
     statuses = [v.status for v in verdicts]
@@ -170,7 +171,8 @@ def train_and_score(name: str, rows: list[dict], seed: int, overrides: dict | No
 
     res = run(config, {**(overrides or {}), "seed": seed, "data_seed": seed, "eval_n": 0}, rows=rows, name="exp")
     rec = {"arm": name, "seed": seed, "rows": len(rows), "steps": res.metrics["steps"],
-           "epochs": res.metrics.get("epochs"), "final_loss": res.metrics["final_loss"]}
+           "epochs": res.metrics.get("epochs"), "final_loss": res.metrics["final_loss"],
+           "losses": [h["loss"] for h in res.history if "loss" in h]}
     if evals:
         model, tok = res.load_model(), res.load_tokenizer()
         for key, fn in evals.items():
@@ -201,7 +203,23 @@ def run_arms(arms: dict[str, tuple[list[dict], dict]], seeds: Sequence[int] | di
     calls = [dict(name=name, rows=rows, seed=seed, overrides=overrides, config=config,
                   evals={**(evals or {}), **((arm_evals or {}).get(name) or {})})
              for name, (rows, overrides) in arms.items() for seed in arm_seeds(name)]
-    return run_parallel(train_and_score, calls, threads=1, workers=workers)
+    # longest runs first, so that no worker is left with a long run at the end while the other idles
+    order = sorted(range(len(calls)), key=lambda i: -_run_cost(calls[i]["rows"], calls[i]["overrides"] or {}))
+    done = run_parallel(train_and_score, [calls[i] for i in order], threads=1, workers=workers)
+    out = [None] * len(calls)
+    for i, rec in zip(order, done):
+        out[i] = rec
+    return out
+
+
+def _run_cost(rows: list[dict], overrides: dict, batch: int = 16) -> float:
+    """A rough cost of one run (optimizer steps x characters per row): only orders the calls."""
+    b = overrides.get("per_device_train_batch_size", batch)
+    steps = overrides.get("max_steps", -1)
+    if not steps or steps <= 0:
+        steps = overrides.get("num_train_epochs", 1) * -(-len(rows) // b)
+    chars = statistics.fmean(len(str(r.get("messages", r))) for r in rows) if rows else 0
+    return steps * b * chars
 
 
 def run_arm(name: str, rows: list[dict], seeds: list[int], evals: dict, overrides: dict | None = None,
@@ -210,33 +228,58 @@ def run_arm(name: str, rows: list[dict], seeds: list[int], evals: dict, override
     return [train_and_score(name, rows, seed, overrides, evals, config) for seed in seeds]
 
 
-def _accuracy(model, tok, problems, max_new_tokens: int = 48, batch_size: int = 100) -> float:
-    return arith_accuracy(model, tok, problems, max_new_tokens, batch_size=batch_size)["accuracy"]
+def _accuracy(model, tok, problems, max_new_tokens: int = 48, batch_size: int = 100,
+              reply_start: str | None = None) -> float:
+    return arith_accuracy(model, tok, problems, max_new_tokens, batch_size=batch_size,
+                          reply_start=reply_start)["accuracy"]
 
 
-def _correct(model, tok, problems, max_new_tokens: int = 48, batch_size: int = 100) -> list[int]:
-    return arith_accuracy(model, tok, problems, max_new_tokens, per_item=True, batch_size=batch_size)["correct"]
+def _correct(model, tok, problems, max_new_tokens: int = 48, batch_size: int = 100,
+             reply_start: str | None = None) -> list[int]:
+    return arith_accuracy(model, tok, problems, max_new_tokens, per_item=True, batch_size=batch_size,
+                          reply_start=reply_start)["correct"]
 
 
-def _curve(model, tok, sets, max_new_tokens: int = 48, batch_size: int = 100) -> dict:
-    return {level: _accuracy(model, tok, problems, max_new_tokens, batch_size) for level, problems in sets.items()}
+def _curve(model, tok, sets, max_new_tokens: int = 48, batch_size: int = 100, reply_start: str | None = None) -> dict:
+    return {level: _accuracy(model, tok, problems, max_new_tokens, batch_size, reply_start)
+            for level, problems in sets.items()}
 
 
-def accuracy_on(problems, max_new_tokens: int = 48) -> Callable:
-    """An ``evals`` entry: exact-answer accuracy on ``problems``."""
-    return functools.partial(_accuracy, problems=list(problems), max_new_tokens=max_new_tokens)
+def accuracy_on(problems, max_new_tokens: int = 48, reply_start: str | None = None) -> Callable:
+    """An ``evals`` entry: exact-answer accuracy on ``problems`` (``reply_start``: see
+    :func:`infir_lib.sft.evaluate.reply_context`; the long-CoT replies start with a word)."""
+    return functools.partial(_accuracy, problems=list(problems), max_new_tokens=max_new_tokens,
+                             reply_start=reply_start)
 
 
-def correct_on(problems, max_new_tokens: int = 48, batch_size: int = 100) -> Callable:
+def correct_on(problems, max_new_tokens: int = 48, batch_size: int = 100, reply_start: str | None = None) -> Callable:
     """An ``evals`` entry for :func:`run_arms`: the 0/1 outcome per problem, in item order (the scorecard
     compares arms item by item; the accuracy is the mean of the list). Batches of 100: a 1 M-parameter
     model's greedy decoding costs about the same per step for 32 or 100 rows, so a few hundred items stay cheap."""
-    return functools.partial(_correct, problems=list(problems), max_new_tokens=max_new_tokens, batch_size=batch_size)
+    return functools.partial(_correct, problems=list(problems), max_new_tokens=max_new_tokens, batch_size=batch_size,
+                             reply_start=reply_start)
 
 
-def curve_on(sets: dict[int, list[Problem]], max_new_tokens: int = 48) -> Callable:
+def curve_on(sets: dict[int, list[Problem]], max_new_tokens: int = 48, reply_start: str | None = None) -> Callable:
     """An ``evals`` entry: accuracy per level on :func:`level_sets` (what :func:`choose_level` reads)."""
-    return functools.partial(_curve, sets=dict(sets), max_new_tokens=max_new_tokens)
+    return functools.partial(_curve, sets=dict(sets), max_new_tokens=max_new_tokens, reply_start=reply_start)
+
+
+LONG_REPLY_START = "Ann"  # a long-CoT reply starts with the name in the question: a word, not a digit
+
+
+def loss_plateau(history: list[dict], steps_per_epoch: int, tol: float = 0.1) -> dict:
+    """Whether a run's training loss has flattened: the mean loss of its last epoch is less than ``tol``
+    (relative) below the mean of the epoch before. Needs a loss logged every step (``logging_steps=1``);
+    a run shorter than two epochs has not shown a plateau."""
+    losses = [h["loss"] for h in history if "loss" in h]
+    k = max(1, int(steps_per_epoch))
+    if len(losses) < 2 * k:
+        return {"last_epoch_loss": statistics.fmean(losses) if losses else None, "previous_epoch_loss": None,
+                "relative_drop": None, "plateaued": False}
+    last, prev = statistics.fmean(losses[-k:]), statistics.fmean(losses[-2 * k: -k])
+    drop = (prev - last) / prev if prev > 0 else 0.0
+    return {"last_epoch_loss": last, "previous_epoch_loss": prev, "relative_drop": drop, "plateaued": drop < tol}
 
 
 def item_matrix(runs, arm: str, column: str, seeds: list[int]) -> list[list[float]]:
