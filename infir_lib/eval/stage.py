@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from .. import stages
-from ..config import resolve_path
+from ..config import load_config, resolve_path  # noqa: F401  (load_config: chapter 5 calls stage.load_config)
 from ..stages import StageResult, TextPlan
 
 BENCHMARKS = ("gsm8k", "math", "mmlu", "humaneval", "mbpp", "mbpp_3shot", "mbpp_style", "toy_arith", "toy_facts")
