@@ -202,3 +202,32 @@ def test_per_item_outcomes_match_the_means():
     for item, p, hit, s in zip(items, m["p_norm_per_item"], m["correct"], choice_scores(model, Tok(), items)):
         assert p == pytest.approx(normalized_choice_probs(s)[item["answer"]])
         assert hit == int(np.argmax(s) == item["answer"])
+
+
+def test_tail_scoring_equals_the_full_scoring_sliced():
+    """``starts`` (what continuation scoring uses) applies the output layer only at the scored positions of a
+    transformers model; the numbers are those of the full pass, sliced, padding and order included."""
+    from infir_lib.eval.likelihood import continuation_logprobs
+    from infir_lib.models import ModelArgs, build_llama, train_tokenizer
+
+    tok = train_tokenizer(["Ann has 3 pens. Ann buys 2. Answer: 5"] * 20, vocab_size=300)
+    torch.manual_seed(0)
+    model = build_llama(ModelArgs(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                                  intermediate_size=32), tok)
+    seqs = [[1, 5, 9, 12, 40, 7], [1, 3, 4], [1, 8, 8, 8, 8, 8, 8, 2, 9]]
+    starts = [3, 0, 6]
+    full = sequence_logprobs(model, seqs, pad_id=0)
+    tails = sequence_logprobs(model, seqs, pad_id=0, starts=starts, batch_size=2)
+    assert [len(t) for t in tails] == [2, 2, 2]
+    for f, t, st in zip(full, tails, starts):
+        np.testing.assert_allclose(t, f[st:], rtol=1e-5, atol=1e-6)
+    ctx, cont = ["Ann has 3 pens.", "Ann buys"], [" Answer: 5", " 2"]
+    got = continuation_logprobs(model, tok, ctx, cont)
+    bigram_like = _bigram(vocab=6)
+    assert len(sequence_logprobs(bigram_like, [[0, 1, 2, 3]], starts=[2])[0]) == 1  # a model without a decoder: sliced
+    for c, a, lp in zip(ctx, cont, got):
+        ids_c, ids_a = tok(c, add_special_tokens=False)["input_ids"], tok(a, add_special_tokens=False)["input_ids"]
+        whole = sequence_logprobs(model, [[tok.bos_token_id] + ids_c + ids_a])[0]
+        np.testing.assert_allclose(lp, whole[len(ids_c):], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="one index per sequence"):
+        sequence_logprobs(model, seqs, starts=[0])

@@ -129,20 +129,47 @@ def _bos(tokenizer) -> list[int]:
 
 
 @torch.no_grad()
+def _tail_logprobs(model, chunk: list[list[int]], starts: Sequence[int], ids, mask, device) -> list[np.ndarray]:
+    """log P(t_i | t_<i) for i > start of each sequence, with the output layer applied only at those
+    positions (a multiple-choice item scores a short continuation after a long few-shot context, so most
+    of the vocabulary-sized logits would be thrown away)."""
+    hidden = model.get_decoder()(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
+    rows = [i for i, (s, st) in enumerate(zip(chunk, starts)) for _ in range(st, len(s) - 1)]
+    cols = [p for s, st in zip(chunk, starts) for p in range(st, len(s) - 1)]
+    rows_t, cols_t = torch.as_tensor(rows, device=device), torch.as_tensor(cols, device=device)
+    logits = model.get_output_embeddings()(hidden[rows_t, cols_t]).float()
+    picked = torch.log_softmax(logits, dim=-1).gather(-1, ids.to(device)[rows_t, cols_t + 1].unsqueeze(-1)).squeeze(-1)
+    picked = picked.cpu().numpy().astype(np.float64)
+    out, k = [], 0
+    for s, st in zip(chunk, starts):
+        n = max(0, len(s) - 1 - st)
+        out.append(picked[k: k + n])
+        k += n
+    return out
+
+
+@torch.no_grad()
 def sequence_logprobs(model, sequences: Sequence[Sequence[int]], *, batch_size: int = 16,
-                      pad_id: int = 0, return_ranks: bool = False):
+                      pad_id: int = 0, return_ranks: bool = False, starts: Sequence[int] | None = None):
     """log P(t_i | t_<i) for i = 1..n-1 of each token-id sequence (the first token is context only).
 
     With ``return_ranks`` also the rank of each actual token in the model's distribution (0 = argmax).
+    With ``starts`` (one index per sequence, not with ``return_ranks``) only the log-probabilities from
+    index ``start`` on are returned, i.e. ``full[start:]``, computed at those positions alone.
     """
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     out: list[np.ndarray] = []
     ranks: list[np.ndarray] = []
+    if starts is not None and (return_ranks or len(starts) != len(sequences)):
+        raise ValueError("starts: one index per sequence, and not with return_ranks")
     for b in range(0, len(sequences), batch_size):
         chunk = [list(s) for s in sequences[b: b + batch_size]]
         ids, mask = pad_batch(chunk, pad_id)
+        if starts is not None and hasattr(model, "get_decoder"):  # a transformers causal LM
+            out += _tail_logprobs(model, chunk, starts[b: b + batch_size], ids, mask, device)
+            continue
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
         logp = torch.log_softmax(logits[:, :-1], dim=-1)
         target = ids[:, 1:].to(device)
@@ -155,6 +182,8 @@ def sequence_logprobs(model, sequences: Sequence[Sequence[int]], *, batch_size: 
                 ranks.append(rank[i, : len(s) - 1])
     if was_training:
         model.train()
+    if starts is not None and not hasattr(model, "get_decoder"):  # scored in full above: keep the asked tails
+        out = [lp[st:] for lp, st in zip(out, starts)]
     return (out, ranks) if return_ranks else out
 
 
@@ -185,8 +214,7 @@ def continuation_logprobs(model, tokenizer, contexts: Sequence[str], continuatio
         prefix = _bos(tokenizer) + c
         seqs.append(prefix + a)
         starts.append(len(prefix) - 1)  # logprob index of the first continuation token
-    lps = sequence_logprobs(model, seqs, batch_size=batch_size, pad_id=tokenizer.pad_token_id or 0)
-    return [lp[s:] for lp, s in zip(lps, starts)]
+    return sequence_logprobs(model, seqs, batch_size=batch_size, pad_id=tokenizer.pad_token_id or 0, starts=starts)
 
 
 def filtered_nll(model, tokenizer, texts: Sequence[str], *, reference_model=None, reference_tokenizer=None,
