@@ -384,3 +384,98 @@ def test_perception_gate_passes_a_model_that_reads_the_image_and_fails_a_blind_o
     assert bad["pooled"]["true"] == bad["pooled"]["shuffled"] <= bad["pooled"]["blind"] and not bad["passed"]
     assert all(g.passed for g in Q.gates(good)) and not any(g.passed for g in Q.gates(bad))
     assert len(good["true"]) == len(good["shuffled"]) == 80
+
+
+# ------------------------------------------------------------------ the picture in words, the tower probe
+
+@pytest.mark.parametrize("kind", sorted(D.GENERATORS))
+def test_cell_words_describe_what_each_cell_shows(kind):
+    """16 one-character words per item; a cell with something drawn in it is not blank, a blank one is."""
+    for it in D.make_items(kind, 30, seed=4):
+        words = D.cell_words(it)
+        assert len(words) == 16 and all(len(w) == 1 and w.isascii() for w in it.meta["cells"])
+        colours = {}  # the background: the most common colour of the cells called blank
+        for k, w in enumerate(words):
+            if w == D.EMPTY:
+                box = tuple(int(v) for v in D.cell_box(k % D.GRID, k // D.GRID, 64, margin=3))
+                for n, c in it.image.crop(box).getcolors(1 << 16):
+                    colours[c] = colours.get(c, 0) + n
+        background = max(colours, key=colours.get)
+        for k, w in enumerate(words):
+            col, row = k % D.GRID, k // D.GRID
+            x0, y0, x1, y1 = (int(v) for v in D.cell_box(col, row, 64, margin=3))
+            pixels = np.asarray(it.image.crop((x0, y0, x1, y1)), dtype=int).reshape(-1, 3)
+            # drawn: a tenth of the cell differs from the background by more than faint chart gridlines do
+            drawn = (np.abs(pixels - np.array(background)).max(axis=1) > 40).mean() > 0.1
+            if w != D.FIELD_WORD:  # a text field is an outline only: white inside, like the screen
+                assert drawn == (w != D.EMPTY), (kind, k, words)
+
+
+def test_cell_words_carry_the_answers():
+    for it in D.make_items("ocr", 20, seed=1):
+        assert D.cell_words(it).replace(D.EMPTY, "") == it.answer
+    for it in D.make_items("caption", 20, seed=1):
+        inverse = {v: k for k, v in D.SHAPE_WORDS.items()}
+        words = [(k % D.GRID, inverse[w]) for k, w in enumerate(D.cell_words(it)) if w != D.EMPTY]
+        assert ", ".join(f"{c} {s}" for _, (c, s) in sorted(words)) + "." == it.answer
+    for it in D.make_items("grounding", 20, seed=1):
+        k = D.cell_words(it).index(D.BUTTON_WORDS[it.meta["target"]])
+        cx, cy = D.box_center(D.normalize_box(D.cell_box(k % D.GRID, k // D.GRID, 64, margin=1), 64, 64))
+        assert D.parse_click(it.answer) == (cx, cy)
+    for it in D.make_items("vmath", 60, seed=1):
+        words = D.cell_words(it)
+        if it.meta["kind"] == "area":
+            assert words.count(D.UNIT_WORD) == int(it.answer)
+        elif it.meta["kind"] == "chart_max":
+            heights = [sum({"=": 1, "#": 2}.get(words[r * D.GRID + c], 0) for r in range(D.GRID)) for c in range(D.GRID)]
+            assert max(heights) == int(it.answer)
+
+
+def test_described_prompt_puts_one_word_per_image_token():
+    from infir_lib.config import load_config
+    from infir_lib.pretrain.config import PretrainConfig
+    from infir_lib.pretrain.packing import get_tokenizer
+    from infir_lib.vlm.model import make_processor
+    from infir_lib.vlm.train import Codec, described_prompt_ids
+
+    tok = get_tokenizer(load_config(PretrainConfig, "configs/toy/pretrain.yaml"))
+    codec = Codec(make_processor(tok, 64, 16))
+    image = tok.convert_tokens_to_ids("<image>")
+    for kind in sorted(D.GENERATORS):
+        it = D.make_items(kind, 1, seed=2)[0]
+        with_image = codec.prompt_ids(it.prompt)
+        in_words = described_prompt_ids(tok, it.prompt, D.cell_words(it))
+        assert len(with_image) == len(in_words)
+        slots = [k for k, t in enumerate(with_image) if t == image]
+        assert len(slots) == 16
+        assert [in_words[k] for k in slots] == [tok.convert_tokens_to_ids(w) for w in D.cell_words(it)]
+        assert all(a == b for k, (a, b) in enumerate(zip(with_image, in_words)) if k not in slots)
+
+
+def test_tower_cell_probe_reads_cells_and_not_a_shuffled_labelling():
+    from infir_lib.vlm import perception as Q
+    from infir_lib.vlm.model import make_processor
+    from transformers import SiglipVisionModel
+
+    torch.manual_seed(0)
+    tower = SiglipVisionModel(vision_config(32, 1, 2, 64, 64, 16)).eval()
+    proc = make_processor(_toy_tokenizer(), 64, 16).image_processor
+    train, test = D.make_items("ocr", 200, seed=0), D.make_items("ocr", 100, seed=1)
+    real = Q.tower_cell_probe(tower, proc, train, test)
+    # the same images with another item's cell words: the words no longer follow the pixels
+    wrong = [D.VItem(it.image, it.prompt, it.answer, it.task, {**it.meta, "cells": train[(k + 1) % len(train)].meta["cells"]})
+             for k, it in enumerate(train)]
+    wrong_test = [D.VItem(it.image, it.prompt, it.answer, it.task, {**it.meta, "cells": test[(k + 1) % len(test)].meta["cells"]})
+                  for k, it in enumerate(test)]
+    shuffled = Q.tower_cell_probe(tower, proc, wrong, wrong_test)
+    print(real, shuffled)
+    assert real["accuracy_nonempty"] > 0.8 and real["accuracy"] > real["majority"] + 0.05
+    assert shuffled["accuracy_nonempty"] < 0.3
+
+
+def _toy_tokenizer():
+    from infir_lib.config import load_config
+    from infir_lib.pretrain.config import PretrainConfig
+    from infir_lib.pretrain.packing import get_tokenizer
+
+    return get_tokenizer(load_config(PretrainConfig, "configs/toy/pretrain.yaml"))

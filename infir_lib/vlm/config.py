@@ -28,6 +28,7 @@ class VLMConfig:
     lm_warmup_steps: int = 150
     lm_warmup_items: int = 2000  # text items of the warm-up
     lm_warmup_lr: float = 2e-3  # learning rate of the warm-up
+    lm_warmup_reads: bool = False  # warm-up prompts carry the picture in words (16 cell words at the image's place)
     # vision tower (SigLIP); full scale: the So400m sizes and hub id
     vision_name_or_path: str | None = None
     image_size: int = 64  # image side in pixels

@@ -16,6 +16,12 @@ kind of data in InfiR's Table 9:
   rectangles of unit cells, for visual math;
 * ``mismatch_pairs``: a share of deliberately wrong captions, for the cleaning step (App. E).
 
+Every item also records ``meta["cells"]``: the picture *in words*, one single-character word per grid
+cell in patch order (row by row), e.g. ``"____" "_257" ...`` for a number, a letter per shape or button,
+``#``/``=`` for a full/half bar cell (:data:`SHAPE_WORDS`, :data:`BUTTON_WORDS`, ...). The toy language model's
+warm-up reads these 16 words where the 16 image tokens will be (:func:`cell_words`), so it learns to
+answer *from the content at the image's place*; the projector then has to write that content from pixels.
+
 Difficulty is a dial: every generator takes ``level`` (objects in a scene, digits to read, buttons
 on a screen, the size of a chart or figure); ``None`` draws the level at random (the training mix).
 
@@ -31,6 +37,7 @@ from dataclasses import dataclass, field
 from PIL import Image, ImageDraw, ImageFont
 
 DATA_VERSION = 2  # 2: families on the patch grid (one object per 16-pixel cell), difficulty levels
+# (meta["cells"] was added later without a bump: the images, prompts and answers are unchanged)
 GRID = 4  # cells per image side: 64-pixel images, 16-pixel patches
 COLORS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (230, 200, 30)}
 SHAPES = ("circle", "square", "triangle")
@@ -45,9 +52,30 @@ GUI_COLORS = {"Save": (40, 170, 60), "Cancel": (220, 40, 40), "Send": (40, 80, 2
               "Camera": (140, 40, 180), "Settings": (20, 170, 190), "Wifi": (220, 40, 200), "Compose": (200, 190, 20),
               "Back": (130, 80, 30), "Photo": (20, 20, 20)}
 GUI_LABELS = tuple(GUI_COLORS)
+BUTTON_WORDS = {label: "mnopqrstuv"[i] for i, label in enumerate(GUI_LABELS)}
 # Toy AndroidWorld: a task is the sequence of buttons to click, one per screen.
 GUI_TASKS = {"send a mail": ["Mail", "Compose", "Send"], "turn on wifi": ["Settings", "Wifi", "Save"],
              "take a photo": ["Camera", "Photo", "Save"], "discard a mail": ["Mail", "Compose", "Cancel"]}
+
+
+# The picture in words: one single-character word per grid cell (see the module docstring).
+EMPTY = "_"
+SHAPE_WORDS = {(c, s): "ABCDEFGHIJKL"[i * len(SHAPES) + j] for i, c in enumerate(COLORS) for j, s in enumerate(SHAPES)}
+FIELD_WORD, TITLE_WORD = "w", "x"
+BAR_WORDS = {1: "=", 2: "#"}  # half-cell and full-cell parts of a bar
+UNIT_WORD = "*"  # a unit square of a rectangle
+
+
+def blank_cells() -> list[str]:
+    return [EMPTY] * (GRID * GRID)
+
+
+def cell_words(item) -> str:
+    """The 16 cell words of an item, in patch order (row by row): what its image shows, in words."""
+    cells = item.meta.get("cells")
+    if cells is None or len(cells) != GRID * GRID:
+        raise ValueError(f"item of task {item.task!r} has no 16 cell words (meta['cells'])")
+    return "".join(cells)
 
 
 def font(size: int = 14) -> ImageFont.FreeTypeFont:
@@ -153,7 +181,15 @@ def make_scene(rng: random.Random, size: int = 64, level: int | None = None) -> 
         _draw_shape(d, shape, cell_box(col, row, size, margin=2), COLORS[color])
         objs.append({"shape": shape, "color": color, "col": col, "row": row})
     caption = ", ".join(f"{o['color']} {o['shape']}" for o in objs) + "."
-    return VItem(img, "Describe the image.", caption, "caption", {"objects": objs, "count": n, "level": n})
+    return VItem(img, "Describe the image.", caption, "caption",
+                 {"objects": objs, "count": n, "level": n, "cells": _scene_cells(objs)})
+
+
+def _scene_cells(objs: list[dict]) -> list[str]:
+    cells = blank_cells()
+    for o in objs:
+        cells[o["row"] * GRID + o["col"]] = SHAPE_WORDS[(o["color"], o["shape"])]
+    return cells
 
 
 def make_scene_qa(rng: random.Random, size: int = 64, level: int | None = None) -> VItem:
@@ -169,7 +205,7 @@ def make_scene_qa(rng: random.Random, size: int = 64, level: int | None = None) 
             row, shape, color = rng.randrange(GRID), rng.choice(SHAPES), rng.choice(list(COLORS))
             _draw_shape(d, shape, cell_box(col, row, size, margin=2), COLORS[color])
             objs.append({"shape": shape, "color": color, "col": col, "row": row})
-        item = VItem(img, "", "", "caption", {"objects": objs, "count": n, "level": n})
+        item = VItem(img, "", "", "caption", {"objects": objs, "count": n, "level": n, "cells": _scene_cells(objs)})
     return VItem(item.image, "How many shapes are there?", str(n), "count", item.meta)
 
 
@@ -221,9 +257,12 @@ def make_text_image(rng: random.Random, size: int = 64, kind: str | None = None,
         raise KeyError(f"unknown text kind {kind!r}; kinds: number, math")
     chars = list(text)  # one character per cell
     row, col0 = rng.randrange(GRID), rng.randint(0, GRID - len(chars))
+    cells = blank_cells()
     for j, ch in enumerate(chars):
         _draw_char(d, ch, col0 + j, row, size)
-    return VItem(img, prompt, answer, task, {"text": text, "kind": kind, "level": n, "row": row, "col": col0})
+        cells[row * GRID + col0 + j] = ch
+    return VItem(img, prompt, answer, task,
+                 {"text": text, "kind": kind, "level": n, "row": row, "col": col0, "cells": cells})
 
 
 # --------------------------------------------------------------------------- GUI screens
@@ -235,6 +274,7 @@ class GuiScreen:
     image: Image.Image
     elements: list[dict]  # {"label", "kind": button|field, "box": (x0, y0, x1, y1) in [0, 1000]}
     title: str = ""
+    cells: list[str] | None = None  # the screen in words (title bar, field, one letter per button)
 
     def box_of(self, label: str) -> tuple[int, int, int, int]:
         for e in self.elements:
@@ -265,18 +305,21 @@ def make_gui_screen(rng: random.Random, size: int = 64, buttons: list[str] | Non
     d.text((2, 1), title[:10], fill=(255, 255, 255), font=font(max(6, int(bar / 2))))
     chosen = rng.sample(slots, len(labels) + 1)
     elements = []
+    cells = [TITLE_WORD] * GRID + [EMPTY] * (GRID * (GRID - 1))
     for i, (c, r) in enumerate(chosen):
         x0, y0, x1, y1 = cell_box(c, r, size, margin=1)
         if i == len(labels):  # one text field as a distractor
             d.rectangle([x0, y0, x1, y1], fill=(255, 255, 255), outline=(150, 150, 150))
             elements.append({"label": "field", "kind": "field", "box": normalize_box((x0, y0, x1, y1), size, size)})
+            cells[r * GRID + c] = FIELD_WORD
             continue
+        cells[r * GRID + c] = BUTTON_WORDS[labels[i]]
         label = labels[i]
         d.rectangle([x0, y0, x1, y1], fill=GUI_COLORS[label])
         d.text((x0 + 1, y0 + 1), label[:2], fill=(255, 255, 255), font=font(max(6, int(bar / 2.5))))
         elements.append({"label": label, "kind": "button", "box": normalize_box((x0, y0, x1, y1), size, size),
                          "cell": (c, r)})
-    return GuiScreen(img, elements, title)
+    return GuiScreen(img, elements, title, cells)
 
 
 def make_grounding(rng: random.Random, size: int = 64, level: int | None = None) -> VItem:
@@ -287,7 +330,7 @@ def make_grounding(rng: random.Random, size: int = 64, level: int | None = None)
     target = rng.choice(screen.buttons())
     box = screen.box_of(target)
     return VItem(screen.image, f"Click the {target} button.", format_click(*box_center(box)), "grounding",
-                 {"box": box, "target": target, "elements": screen.elements, "level": n})
+                 {"box": box, "target": target, "elements": screen.elements, "level": n, "cells": screen.cells})
 
 
 class GuiTaskEnv:
@@ -349,7 +392,8 @@ def make_gui_task_step(rng: random.Random, size: int = 64, level: int | None = N
         env.step(box_center(env.target_box()))
     box = env.target_box()
     return VItem(env.screen.image, env.instruction(), format_click(*box_center(box)), "gui_task",
-                 {"box": box, "task": task, "stage": env.stage, "target": env.path[env.stage], "level": n})
+                 {"box": box, "task": task, "stage": env.stage, "target": env.path[env.stage], "level": n,
+                  "cells": env.screen.cells})
 
 
 # --------------------------------------------------------------------------- charts and geometry
@@ -365,14 +409,19 @@ def make_chart(rng: random.Random, size: int = 64, level: int | None = None) -> 
     unit = size / 8
     for i in range(1, 8):  # faint gridlines every half cell make heights readable
         d.line([(0, size - i * unit), (size, size - i * unit)], fill=(225, 225, 225))
+    cells = blank_cells()
     for i, v in enumerate(values):
         x0, _, x1, _ = cell_box(i, 0, size, margin=2)
         d.rectangle([x0, size - v * unit, x1, size - 1], fill=(60, 110, 200))
+        for b in range(GRID):  # b-th cell from the bottom: how many of its two halves the bar covers
+            halves = min(2, max(0, v - 2 * b))
+            if halves:
+                cells[(GRID - 1 - b) * GRID + i] = BAR_WORDS[halves]
     if rng.random() < 0.5:
         return VItem(img, "What is the value of the tallest bar?", str(max(values)), "vmath",
-                     {"values": values, "kind": "chart_max", "level": k})
+                     {"values": values, "kind": "chart_max", "level": k, "cells": cells})
     return VItem(img, "How many bars are in the chart?", str(n), "vmath",
-                 {"values": values, "kind": "chart_count", "level": k})
+                 {"values": values, "kind": "chart_count", "level": k, "cells": cells})
 
 
 def make_geometry(rng: random.Random, size: int = 64, level: int | None = None) -> VItem:
@@ -382,12 +431,14 @@ def make_geometry(rng: random.Random, size: int = 64, level: int | None = None) 
     img = Image.new("RGB", (size, size), (255, 255, 255))
     d = ImageDraw.Draw(img)
     c0, r0 = rng.randint(0, GRID - a), rng.randint(0, GRID - b)
+    cells = blank_cells()
     for i in range(a):
         for j in range(b):
             x0, y0, x1, y1 = cell_box(c0 + i, r0 + j, size, margin=0)
             d.rectangle([x0, y0, x1 - 1, y1 - 1], fill=(250, 220, 120), outline=(0, 0, 0))
+            cells[(r0 + j) * GRID + c0 + i] = UNIT_WORD
     return VItem(img, "What is the area of the rectangle in unit squares?", str(a * b), "vmath",
-                 {"a": a, "b": b, "kind": "area", "level": k})
+                 {"a": a, "b": b, "kind": "area", "level": k, "cells": cells})
 
 
 def make_visual_math(rng: random.Random, size: int = 64, level: int | None = None) -> VItem:

@@ -123,3 +123,47 @@ def arm_gate(probes: dict, margin: float = MARGIN) -> tuple[str, dict]:
                 / sum(1 for b, _ in probes if b == a) for m in ("true", "shuffled", "blind")} for a in arms}
     best = max(arms, key=lambda a: mean[a]["true"])
     return best, {"pooled": mean[best], "margin": margin}
+
+
+def tower_cell_probe(vision_model, image_processor, train: list[VItem], test: list[VItem], steps: int = 100) -> dict:
+    """Is the tower's output informative? A linear probe (softmax regression) from each patch's feature
+    vector, as the projector receives it (the last layer, every patch), to the word of its grid cell
+    (``meta["cells"]``), fitted on ``train`` and scored on ``test``.
+
+    Returns the probe's accuracy over all cells and over the non-empty ones, and the majority baseline
+    (every cell called empty). A probe near 1 means the image tokens carry what the tasks ask for: a model
+    that fails the gate then fails in the projector and the language model, not in the tower."""
+    import torch
+
+    from .data import EMPTY
+
+    def feats(items):
+        pix = image_processor([it.image for it in items], return_tensors="pt")["pixel_values"]
+        with torch.no_grad():
+            h = vision_model(pixel_values=pix, output_hidden_states=True).hidden_states[-1]
+        words = [w for it in items for w in it.meta["cells"]]
+        return h.reshape(-1, h.shape[-1]).float(), words
+
+    x_train, w_train = feats(train)
+    x_test, w_test = feats(test)
+    vocab = sorted(set(w_train) | set(w_test))
+    y_train = torch.tensor([vocab.index(w) for w in w_train])
+    y_test = torch.tensor([vocab.index(w) for w in w_test])
+    mu, sd = x_train.mean(0), x_train.std(0) + 1e-6
+    head = torch.nn.Linear(x_train.shape[1], len(vocab))
+    opt = torch.optim.LBFGS(head.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
+    z_train, z_test = (x_train - mu) / sd, (x_test - mu) / sd
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(head(z_train), y_train) + 1e-4 * head.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    with torch.no_grad():
+        right = head(z_test).argmax(1) == y_test
+    empty = y_test == vocab.index(EMPTY) if EMPTY in vocab else torch.zeros_like(right)
+    return {"accuracy": float(right.float().mean()), "accuracy_nonempty": float(right[~empty].float().mean()),
+            "majority": float(empty.float().mean()), "cells": int(len(y_test))}

@@ -48,6 +48,8 @@ def base_language_model(cfg: VLMConfig):
 
 WARMUP_FIELDS = ("data_seed", "lm_warmup_steps", "lm_warmup_items", "lm_warmup_lr", "stage1_mix", "stage2_mix",
                  "stage3_mix", "image_size")
+# added later: in the warm-up's key only when set, so existing warm-ups keep their key
+WARMUP_OPTIONAL = {"lm_warmup_reads": False}
 
 
 def language_model(cfg: VLMConfig):
@@ -60,14 +62,16 @@ def language_model(cfg: VLMConfig):
     lm, tok, spec = base_language_model(cfg)
     if cfg.lm_warmup_steps <= 0:
         return lm, tok, spec
-    wspec = {"lm": spec, "data_version": DATA_VERSION, **{k: getattr(cfg, k) for k in WARMUP_FIELDS}}
+    wspec = {"lm": spec, "data_version": DATA_VERSION, **{k: getattr(cfg, k) for k in WARMUP_FIELDS},
+             **{k: getattr(cfg, k) for k, off in WARMUP_OPTIONAL.items() if getattr(cfg, k) != off}}
 
     def build(folder: Path) -> None:
         with torch_threads(cfg.num_threads):
             kinds = ["caption", "count", *cfg.stage2_mix, *cfg.stage3_mix]
             per = max(1, cfg.lm_warmup_items // len(kinds))
             items = make_mix({k: per for k in dict.fromkeys(kinds)}, cfg.data_seed + 7, cfg.image_size)
-            history = warm_up_text(lm, tok, items, cfg.lm_warmup_steps, 32, cfg.lm_warmup_lr, cfg.data_seed)
+            history = warm_up_text(lm, tok, items, cfg.lm_warmup_steps, 32, cfg.lm_warmup_lr, cfg.data_seed,
+                                   reads=cfg.lm_warmup_reads)
             lm.save_pretrained(folder / "model")
             tok.save_pretrained(folder / "model")
             artifacts.save_json(history, folder / "history.json")

@@ -192,15 +192,42 @@ def train_stage(model, codec: Codec, enc: Encoded, parts, steps: int, batch_size
                      log_every=log_every, eval_fn=eval_fn)
 
 
-def warm_up_text(lm, tok, items: list[VItem], steps: int, batch_size: int, lr: float, seed: int) -> list[dict]:
-    """Text-only training of the LM on the chat turns of ``items`` without their images (loss on answers)."""
+def described_prompt_ids(tok, prompt: str, words: str) -> list[int]:
+    """The chat turn of a VLM prompt with the picture *in words*: the cell words (one token each, see
+    :func:`infir_lib.vlm.data.cell_words`) stand where the image's placeholders will stand."""
+    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+    text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    if text.count("<image>") != 1:
+        raise ValueError("the chat template must render one <image> for an image part")
+    before, after = text.split("<image>")
+    ids = [tok.convert_tokens_to_ids(w) for w in words]
+    if tok.unk_token_id is not None and tok.unk_token_id in ids:
+        raise ValueError(f"a cell word of {words!r} is not a single token of this vocabulary")
+    return (tok(before, add_special_tokens=False)["input_ids"] + ids
+            + tok(after, add_special_tokens=False)["input_ids"])
+
+
+def warm_up_text(lm, tok, items: list[VItem], steps: int, batch_size: int, lr: float, seed: int,
+                 reads: bool = False) -> list[dict]:
+    """Text-only training of the LM on the chat turns of ``items`` (loss on the answers).
+
+    ``reads=False``: the prompts alone, images left out. The LM learns the answer formats and each
+    question's most common answers, and nothing makes it read what stands where the image will go.
+    ``reads=True``: each picture *described in words* (its 16 cell words where the 16 image tokens
+    will stand, :func:`described_prompt_ids`), so the LM learns to answer from that place; which words
+    an image shows is still for the projector to learn."""
+    from .data import cell_words
+
     seed_everything(seed)
     eot = tok.convert_tokens_to_ids("<|eot_id|>")
     rows = []
     for it in items:
-        msgs = [{"role": "user", "content": it.prompt}]
-        p = tok(tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True),
-                add_special_tokens=False)["input_ids"]
+        if reads:
+            p = described_prompt_ids(tok, it.prompt, cell_words(it))
+        else:
+            msgs = [{"role": "user", "content": it.prompt}]
+            p = tok(tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True),
+                    add_special_tokens=False)["input_ids"]
         a = tok(it.answer, add_special_tokens=False)["input_ids"] + [eot]
         rows.append((p, a))
     opt = torch.optim.AdamW(lm.parameters(), lr=lr, weight_decay=0.0)
