@@ -132,7 +132,15 @@ def tower_cell_probe(vision_model, image_processor, train: list[VItem], test: li
 
     Returns the probe's accuracy over all cells and over the non-empty ones, and the majority baseline
     (every cell called empty). A probe near 1 means the image tokens carry what the tasks ask for: a model
-    that fails the gate then fails in the projector and the language model, not in the tower."""
+    that fails the gate then fails in the projector and the language model, not in the tower.
+    Runs on one torch thread (tensors this small are slower on two, and much slower on a busy machine)."""
+    from ..runtime import torch_threads
+
+    with torch_threads(1):
+        return _tower_cell_probe(vision_model, image_processor, train, test, steps)
+
+
+def _tower_cell_probe(vision_model, image_processor, train, test, steps):
     import torch
 
     from .data import EMPTY
