@@ -171,12 +171,15 @@ def full_scale_problems(cfg: RLConfig) -> list[str]:
 
 
 def plan_rl(cfg: RLConfig) -> RLPlan:
+    from .curriculum import stage_args, stage_steps
+    from .grpo import batch_layout
+
     n, policy = count_policy_parameters(cfg)
     stages, rollouts, gen_tokens, flops = [], 0, 0.0, 0.0
     for i, name in enumerate(cfg.stages):
         examples = cfg.train_examples_per_stage[i] if i < len(cfg.train_examples_per_stage) else cfg.rows_per_stage
         epochs = cfg.stage_epochs[i] if i < len(cfg.stage_epochs) else 1.0
-        steps = int(examples * epochs // cfg.prompts_per_step) if cfg.train_examples_per_stage else cfg.stage_steps[i]
+        steps = stage_steps(cfg, i, examples) if cfg.train_examples_per_stage else cfg.stage_steps[i]  # the run's rule
         g = cfg.stage_generations[i]
         r = steps * cfg.prompts_per_step * g
         toks = r * cfg.max_completion_length
@@ -195,9 +198,6 @@ def plan_rl(cfg: RLConfig) -> RLPlan:
                 "max_completion": cfg.max_completion_length, "prompts/step": cfg.prompts_per_step,
                 "rewards": "+".join(f"{w:g}*{r}" for r, w in zip(cfg.rewards, cfg.reward_weights)),
                 "deepspeed": cfg.deepspeed}
-    from .curriculum import stage_args
-    from .grpo import batch_layout
-
     try:
         batch = batch_layout(stage_args(cfg, 0), k)
     except ValueError:
