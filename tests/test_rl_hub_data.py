@@ -1,6 +1,6 @@
 """The full-scale RL data adapters (infir_lib/rl/hub_data.py) on hand-written stand-ins of each released
-format, and one full-scale ``_run_full`` run on local Curr-ReFT-layout files with a tiny text policy.
-Nothing is downloaded."""
+format, and full-scale runs (``rl.run`` -> ``curriculum.run_schedule``, the toy runs' function) on local
+Curr-ReFT-layout files with a tiny text policy. Nothing is downloaded."""
 
 import json
 
