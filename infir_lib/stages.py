@@ -315,7 +315,7 @@ for _s in (
           code=("infir_lib.rl", "infir_lib.rl.config", "infir_lib.rl.curriculum", "infir_lib.rl.phases", "infir_lib.rl.grpo",
                 "infir_lib.rl.policy", "infir_lib.rl.rewards", "infir_lib.rl.tasks", "infir_lib.rl.vision", *_MODEL,
                 "infir_lib.eval.generate", "infir_lib.eval.extract"),
-          builds=("infir_lib.rl.curriculum:run_text_method", "infir_lib.rl.phases:run_phased"), kind="rl"),
+          builds=("infir_lib.rl.curriculum:run_schedule", "infir_lib.rl.phases:run_phased"), kind="rl"),
     Stage("report", "ch 8: print the scorecard of the paper's claims (--check fails on a missing claim)",
           "infir_lib.report.scorecard"),
 ):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..stages import stage
 from .config import METHODS, STAGES, RLConfig, parse_dataset_id  # noqa: F401  (re-exported)
-from .curriculum import RLResult, rejection_sampling_sft, run_schedule, run_text_method, start_eval  # noqa: F401
+from .curriculum import RLResult, rejection_sampling_sft, run_schedule, start_eval  # noqa: F401
 from .rewards import REWARDS, get_reward_funcs, register_reward, total_reward
 
 

@@ -293,13 +293,6 @@ def run_schedule(cfg: RLConfig) -> RLResult:
                     json.loads((folder / "history.json").read_text()), cfg)
 
 
-def run_text_method(cfg: RLConfig) -> RLResult:
-    """Curr-ReFT's curriculum (``curr_reft``) or its control (``mixed``), at either scale: :func:`run_schedule`."""
-    if cfg.method not in ("curr_reft", "mixed"):
-        raise ValueError(f"run_text_method runs curr_reft or mixed, not {cfg.method!r}")
-    return run_schedule(cfg)
-
-
 def start_eval(cfg: RLConfig) -> dict:
     """The cold-started policy's scores before any RL (the row every table starts from)."""
     start, _ = starting_policy(cfg)
