@@ -18,7 +18,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from infir_lib.figures import FIGURE_MAX_WIDTH_IN
+from infir_lib.book.figures import FIGURE_MAX_WIDTH_IN
 from infir_lib.runtime import FIGURE_STYLE
 
 REPO = Path(__file__).resolve().parent.parent
@@ -78,7 +78,7 @@ def problems(nb) -> list[str]:
             for mime in ("image/png", RECORD + "image/png"):
                 if mime in data and png_width(data[mime]) > MAX_FIGURE_PX:
                     found.append(f"{where}: a figure {png_width(data[mime])} px wide (at most {MAX_FIGURE_PX}: "
-                                 f"draw it {FIGURE_MAX_WIDTH_IN} in wide, e.g. infir_lib.figures.panels)")
+                                 f"draw it {FIGURE_MAX_WIDTH_IN} in wide, e.g. infir_lib.book.figures.panels)")
             shown_as_text = out.get("output_type") == "stream" or (
                 "text/plain" in data and not any(m in data for m in ("text/html", "text/markdown", "image/png", "image/svg+xml")))
             for text in _texts(out):
@@ -176,7 +176,7 @@ def test_a_drawn_figure_has_the_width_it_was_drawn_at():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from infir_lib.figures import panels
+    from infir_lib.book.figures import panels
     with matplotlib.rc_context(FIGURE_STYLE):
         fig, axes = panels(4, panel=(3.5, 2.8))  # four panels wrap into two rows at the book's width
         for ax in axes:

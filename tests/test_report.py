@@ -10,7 +10,8 @@ import nbformat
 import pytest
 
 from infir_lib import report
-from infir_lib.report import scorecard, student_edition, timings
+from infir_lib.book import student_edition, timings
+from infir_lib.report import scorecard
 
 
 @pytest.fixture

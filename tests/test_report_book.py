@@ -13,7 +13,7 @@ import nbformat
 import pytest
 import yaml
 
-from infir_lib.report.student_edition import strip_solutions_text
+from infir_lib.book.student_edition import strip_solutions_text
 
 REPO = Path(__file__).resolve().parents[1]
 

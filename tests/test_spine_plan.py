@@ -2,7 +2,7 @@
 
 import pytest
 
-from infir_lib.orientation import paper_check
+from infir_lib.book.orientation import paper_check
 from infir_lib.plan import grad_accum_steps, implied_throughput, plan_training, training_flops
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..figures import FIGURE_MAX_WIDTH_IN
+from ..book.figures import FIGURE_MAX_WIDTH_IN
 from . import CLAIMS, claim_parts, load_claims
 from .verdicts import VERDICTS, Comparison
 

@@ -7,7 +7,7 @@ import hashlib
 import statistics
 from collections import Counter, defaultdict
 
-from ..figures import panels
+from ..book.figures import panels
 from ..report.verdicts import level_in_band
 
 CURVES = (("reward", "reward (accuracy + format)"), ("completions/mean_length", "completion length (tokens)"),

@@ -16,7 +16,7 @@ file and line, not a silently truncated page.
 
 Command line::
 
-    python -m infir_lib.report.student_edition SRC DST [--force]
+    python -m infir_lib.book.student_edition SRC DST [--force]
 
 ``SRC`` is the repository (or ``book/`` / ``notebooks/`` or one file); ``DST`` a new folder (or
 file). Build the HTML of the student edition with ``jupyter-book build DST``.
@@ -153,7 +153,7 @@ def build_student_edition(src: str | Path, dst: str | Path, force: bool = False)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infir_lib.report.student_edition",
+    parser = argparse.ArgumentParser(prog="python -m infir_lib.book.student_edition",
                                      description="Copy the book with every exercise solution removed.")
     parser.add_argument("src", help="the repository, a folder of pages, or one .md/.ipynb file")
     parser.add_argument("dst", help="a new folder (or file) for the student edition")
