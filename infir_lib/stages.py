@@ -312,10 +312,10 @@ for _s in (
           "infir_lib.rl", "infir_lib.rl.config:RLConfig", "configs/toy/rl_curr_reft.yaml",
           inputs=(Input("pretrain", "base_config", when=lambda cfg: not cfg.model_name_or_path),
                   Input("vlm", "vlm_config", when=lambda cfg: cfg.method in ("infi_mmr", "direct"))),
-          code=("infir_lib.rl", "infir_lib.rl.config", "infir_lib.rl.curriculum", "infir_lib.rl.phases", "infir_lib.rl.grpo",
+          code=("infir_lib.rl", "infir_lib.rl.config", "infir_lib.rl.curr_reft", "infir_lib.rl.infi_mmr", "infir_lib.rl.grpo",
                 "infir_lib.rl.policy", "infir_lib.rl.rewards", "infir_lib.rl.tasks", "infir_lib.rl.vision", *_MODEL,
                 "infir_lib.eval.generate", "infir_lib.eval.extract"),
-          builds=("infir_lib.rl.curriculum:run_schedule", "infir_lib.rl.phases:run_phased"), kind="rl"),
+          builds=("infir_lib.rl.curr_reft:run_schedule", "infir_lib.rl.infi_mmr:run_phased"), kind="rl"),
     Stage("report", "ch 8: print the scorecard of the paper's claims (--check fails on a missing claim)",
           "infir_lib.report.scorecard"),
 ):

@@ -1,4 +1,4 @@
-"""The RL stage schedule is one code path for the toy and the full scale (``curriculum.run_schedule``):
+"""The RL stage schedule is one code path for the toy and the full scale (``curr_reft.run_schedule``):
 the config's values choose its parts (where the rows come from, evaluation, output), and the same
 functions train the stages, shuffle the control arm's rows, and resume a stage that finished.
 
@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from infir_lib.rl import curriculum as C
+from infir_lib.rl import curr_reft as C
 from infir_lib.rl.tasks import mixed_chunks
 
 

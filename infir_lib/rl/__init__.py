@@ -8,10 +8,10 @@
     #     --config configs/full/rl_curr_reft_qwen.yaml
 
 Rewards are pure functions chosen by name and weight in the YAML (:mod:`.rewards`); each stage is
-one TRL ``GRPOTrainer`` run (:mod:`.grpo`); :mod:`.curriculum` holds Curr-ReFT (judge -> choice ->
+one TRL ``GRPOTrainer`` run (:mod:`.grpo`); :mod:`.curr_reft` holds Curr-ReFT (judge -> choice ->
 open, and rejection-sampling self-improvement) and the one stage schedule of both scales
 (``run_schedule``: toy task rows or released datasets, cold start or a hub policy, chosen by the
-config), :mod:`.phases` Infi-MMR's toy phases (text -> caption -> image).
+config), :mod:`.infi_mmr` Infi-MMR's toy phases (text -> caption -> image).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..stages import stage
 from .config import METHODS, STAGES, RLConfig, parse_dataset_id  # noqa: F401  (re-exported)
-from .curriculum import RLResult, rejection_sampling_sft, run_schedule, start_eval  # noqa: F401
+from .curr_reft import RLResult, rejection_sampling_sft, run_schedule, start_eval  # noqa: F401
 from .rewards import REWARDS, get_reward_funcs, register_reward, total_reward
 
 
@@ -40,10 +40,10 @@ def run(config: str | Path | RLConfig, overrides: dict | list | None = None) -> 
 
 def _run(cfg: RLConfig) -> RLResult:
     """Curr-ReFT (both arms) at toy scale and every method at full scale: one stage schedule
-    (:func:`.curriculum.run_schedule`, its parts chosen by the config). Infi-MMR's toy phases assemble the
-    chapter-6 VLM between stages (:func:`.phases.run_phased`)."""
+    (:func:`.curr_reft.run_schedule`, its parts chosen by the config). Infi-MMR's toy phases assemble the
+    chapter-6 VLM between stages (:func:`.infi_mmr.run_phased`)."""
     if cfg.scale == "toy" and cfg.method in ("infi_mmr", "direct"):
-        from .phases import run_phased
+        from .infi_mmr import run_phased
 
         return run_phased(cfg)
     return run_schedule(cfg)

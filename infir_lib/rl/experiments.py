@@ -130,7 +130,7 @@ def eval_rows(cfg, name: str) -> list[dict]:
         from .vision import visual_rows
 
         return visual_rows(name.split("_", 1)[1], cfg.eval_n, cfg.eval_seed)
-    from .curriculum import eval_sets
+    from .curr_reft import eval_sets
 
     sets = eval_sets(cfg)
     if name not in sets:
@@ -231,7 +231,7 @@ def level_curve(config, levels=OOD_LEVELS, n: int = 80, overrides: dict | None =
     from .. import artifacts
     from ..models import load_model, load_tokenizer
     from . import as_config
-    from .curriculum import starting_policy
+    from .curr_reft import starting_policy
     from .policy import evaluate_sets, set_stop_tokens
     from .tasks import format_rows
 

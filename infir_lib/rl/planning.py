@@ -130,7 +130,7 @@ def full_scale_problems(cfg: RLConfig) -> list[str]:
     """What a full-scale preset gets wrong, found offline, so the dry-run can refuse instead of
     printing a healthy plan: missing captions, placeholder folders, batch layouts that do not split,
     missing rejection-sampling settings, a missing launch config."""
-    from .curriculum import stage_args
+    from .curr_reft import stage_args
     from .grpo import batch_layout
 
     if cfg.scale != "full":
@@ -171,7 +171,7 @@ def full_scale_problems(cfg: RLConfig) -> list[str]:
 
 
 def plan_rl(cfg: RLConfig) -> RLPlan:
-    from .curriculum import stage_args, stage_steps
+    from .curr_reft import stage_args, stage_steps
     from .grpo import batch_layout
 
     n, policy = count_policy_parameters(cfg)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .. import artifacts
 from .config import RLConfig
-from .curriculum import RLResult, cache_spec, stage_args, starting_policy
+from .curr_reft import RLResult, cache_spec, stage_args, starting_policy
 from .grpo import run_stage
 from .policy import evaluate
 from .vision import assemble_vlm, visual_rows
