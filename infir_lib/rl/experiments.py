@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import statistics
-from collections import Counter, defaultdict
 
 from ..book.figures import panels
+from ..eval.blind import fixed_answer_accuracy
 from ..report.verdicts import level_in_band
 
 CURVES = (("reward", "reward (accuracy + format)"), ("completions/mean_length", "completion length (tokens)"),
@@ -215,12 +215,12 @@ def fixed_answer_baseline(rows: list[dict]) -> float:
     most common among the items asking it (an upper bound for an answerer that cannot see)."""
     if not rows:
         raise ValueError("fixed_answer_baseline: no rows")
-    by_question: dict[str, Counter] = defaultdict(Counter)
-    for r in rows:
+
+    def question(r):
         content = r["prompt"][0]["content"]
-        text = content if isinstance(content, str) else " ".join(c.get("text", "") for c in content)
-        by_question[text][str(r["solution"]).strip()] += 1
-    return sum(c.most_common(1)[0][1] for c in by_question.values()) / len(rows)
+        return content if isinstance(content, str) else " ".join(c.get("text", "") for c in content)
+
+    return fixed_answer_accuracy((question(r), str(r["solution"]).strip()) for r in rows)
 
 
 # --- choosing the out-of-domain level, and the zero-variance mechanism -----------------------------

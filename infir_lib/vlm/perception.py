@@ -15,8 +15,8 @@ fails they are recorded as untestable at toy scale, with these numbers.
 from __future__ import annotations
 
 import random
-from collections import Counter
 
+from ..eval.blind import fixed_answer_accuracy
 from .data import VItem, inside, make_items, parse_click
 
 # The gate's declared margin, fixed before any model was scored: the true image must add this much
@@ -70,10 +70,7 @@ def blind_accuracy(items: list[VItem]) -> float:
     if items[0].task in ("grounding", "gui_task"):
         cands = {parse_click(it.answer) for it in items}
         return max(sum(inside(c, it.meta["box"]) for it in items) for c in cands) / len(items)
-    by_q: dict[str, Counter] = {}
-    for it in items:
-        by_q.setdefault(it.prompt, Counter())[it.answer] += 1
-    return sum(c.most_common(1)[0][1] for c in by_q.values()) / len(items)
+    return fixed_answer_accuracy((it.prompt, it.answer) for it in items)
 
 
 def probe(model, codec, items_by_kind: dict[str, list[VItem]], seed: int = 0) -> dict:

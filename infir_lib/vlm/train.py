@@ -319,24 +319,3 @@ def gui_task_success(model, codec: Codec, n_episodes: int, seed: int, size: int 
         for e, p in zip(live, preds):
             e.step(parse_click(p))
     return sum(e.success for e in envs) / max(1, len(envs))
-
-
-def blind_baseline(items_by_kind: dict[str, list[VItem]]) -> dict[str, float]:
-    """The best a model that ignores the image can do: one fixed answer for every item of a kind.
-
-    Grounding: the best single click among the set's own answers (click-in-box); otherwise the most common
-    answer. Accuracies near these numbers mean the model has not learnt to look.
-    """
-    from collections import Counter
-
-    out = {}
-    for kind, items in items_by_kind.items():
-        if not items:
-            continue
-        if kind in ("grounding", "gui_task"):
-            candidates = {parse_click(it.answer) for it in items}
-            best = max(sum(inside(c, it.meta["box"]) for it in items) for c in candidates)
-        else:
-            best = Counter(it.answer for it in items).most_common(1)[0][1]
-        out[f"acc_{kind}"] = best / len(items)
-    return out
