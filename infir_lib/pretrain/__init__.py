@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Callable
 
 from .. import artifacts, stages
-from ..config import fields_marked
 from ..models import PRE_TOKENIZER, SavedModelMixin, build_llama, count_parameters
 from ..plan import plan_training
 from ..stages import StageResult
@@ -24,9 +23,6 @@ from . import toy_mixes  # noqa: F401  (registers the toy:ch2-* sources)
 from .config import PretrainConfig
 from .loop import train
 
-# The fields left out of the cache key (marked ``key=False`` on the fields of PretrainConfig): where or how
-# a run reports or is planned, not what it computes.
-NON_SEMANTIC = fields_marked(PretrainConfig, False)
 STAGE = stages.stage("pretrain")
 
 
