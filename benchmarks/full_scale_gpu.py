@@ -23,7 +23,7 @@ import torch
 
 from infir_lib import pretrain, sft
 from infir_lib.pretrain import shards
-from infir_lib.plan import implied_mfu
+from infir_lib.planning import implied_mfu
 
 
 def gpu_key() -> str:

@@ -24,7 +24,7 @@ from loop_overhead import bare_loop, library_loop  # noqa: E402
 
 from infir_lib.config import load_config  # noqa: E402
 from infir_lib.models import build_llama, count_parameters  # noqa: E402
-from infir_lib.plan import PAPER_GPU_HOURS, PAPER_TOKENS, implied_mfu, implied_throughput  # noqa: E402
+from infir_lib.planning import PAPER_GPU_HOURS, PAPER_TOKENS, implied_mfu, implied_throughput  # noqa: E402
 from infir_lib.pretrain.config import PretrainConfig  # noqa: E402
 
 

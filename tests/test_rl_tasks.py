@@ -140,7 +140,7 @@ def test_cli_dry_run_toy_and_full(capsys):
                                   "configs/toy/rl_direct.yaml", "configs/toy/rl_mixed.yaml"])
 def test_every_preset_dry_runs_with_the_shared_planner(path):
     """The RL dry-run's GPU-hours and training state are the spine planner's (one formula for the book)."""
-    from infir_lib.plan import gpu_hours, state_memory_gib
+    from infir_lib.planning import gpu_hours, state_memory_gib
 
     cfg = as_config(path)
     p = plan(cfg)

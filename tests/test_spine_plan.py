@@ -3,7 +3,7 @@
 import pytest
 
 from infir_lib.book.orientation import paper_check
-from infir_lib.plan import grad_accum_steps, implied_throughput, plan_training, training_flops
+from infir_lib.planning import grad_accum_steps, implied_throughput, plan_training, training_flops
 
 
 def test_grad_accum_keeps_global_batch():

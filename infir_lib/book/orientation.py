@@ -8,7 +8,7 @@ import yaml
 
 from ..config import resolve_path
 from .figures import FIGURE_MAX_WIDTH_IN
-from ..plan import (GPU_PEAK_TFLOPS, PAPER_GPU_HOURS, PAPER_GPUS, PAPER_TOKENS, implied_mfu, implied_throughput,
+from ..planning import (GPU_PEAK_TFLOPS, PAPER_GPU_HOURS, PAPER_GPUS, PAPER_TOKENS, implied_mfu, implied_throughput,
                    plan_training)
 
 # (stage, paper section, library module, chapter)

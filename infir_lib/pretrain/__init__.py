@@ -17,7 +17,7 @@ from typing import Callable
 
 from .. import artifacts, stages
 from ..models import PRE_TOKENIZER, SavedModelMixin, build_llama, count_parameters
-from ..plan import plan_training
+from ..planning import plan_training
 from ..stages import StageResult
 from . import toy_mixes  # noqa: F401  (registers the toy:ch2-* sources)
 from .config import PretrainConfig

@@ -23,7 +23,7 @@ import torch
 
 from ..config import fields_marked
 from ..models import build_llama, count_parameters, load_model
-from ..plan import grad_accum_steps
+from ..planning import grad_accum_steps
 from ..runtime import make_accelerator, save_state_without_tied_copies, seed_everything
 from ..runtime import progress_bar as tqdm  # a bar in a terminal, one summary line in a notebook
 from . import speed

@@ -6,7 +6,7 @@ FLOPs ≈ 2·N·(tokens generated) + 2·N·(tokens scored by the reference) + 6�
 Generation runs far below peak (memory-bound, one token at a time), so the estimate charges it at a
 tenth of the assumed MFU. Memory under ZeRO-3: bf16 weights + grads + fp32 Adam state, sharded over
 the GPUs, plus the frozen reference model's bf16 weights, also sharded. GPU-hours and the training
-state come from the spine's planner (:mod:`infir_lib.plan`), so every chapter's dry-run counts alike.
+state come from the spine's planner (:mod:`infir_lib.planning`), so every chapter's dry-run counts alike.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..dataset_ids import parse_dataset_id
-from ..plan import GPU_MEMORY_GIB, gpu_hours as gpu_hours_for, state_memory_gib
+from ..planning import GPU_MEMORY_GIB, gpu_hours as gpu_hours_for, state_memory_gib
 from ..stages import Plan, stage
 from .config import RLConfig
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .. import artifacts, stages
 from ..models import SavedModelMixin, build_llama, count_parameters
-from ..plan import plan_training
+from ..planning import plan_training
 from ..stages import StageResult, TextPlan
 from .config import SFTRunConfig
 from .data import assistant_token_mask, load_rows, problem_to_row, rows_digest, to_messages, toy_arith_rows

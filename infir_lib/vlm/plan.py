@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..config import load_config
 from ..models import count_parameters, llama_config
-from ..plan import TrainingPlan, plan_training
+from ..planning import TrainingPlan, plan_training
 from ..stages import Plan
 from .config import VLMConfig
 from .model import STAGE_TRAINABLE, build_llava, params_by_part, vision_config
