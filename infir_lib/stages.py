@@ -10,11 +10,12 @@ A stage is one :class:`Stage` in :data:`STAGES`. It declares
   keys into this stage's key, so no stage imports another stage's internals;
 - ``entry``: the module whose ``run(config, overrides)`` builds the output (through
   :meth:`Stage.output`) and whose ``plan(config, overrides)`` says what a run would cost (``--dry-run``);
-- ``code``: the modules whose source decides what the stage computes; their digest is part of the
-  cache key, so editing them rebuilds the stage's cached outputs (and everything built on them).
-  Infrastructure that decides how a run executes, not what it computes (``runtime``, ``artifacts``,
-  ``config``, ``parallel``) is left out; a change there that changes outputs bumps
-  :data:`infir_lib.artifacts.CACHE_FORMAT`.
+- its code: every library module its entry, config and build functions import, directly or not (read
+  from the source, :func:`infir_lib.import_graph.reachable`), plus ``code``, the modules it loads only
+  by name (a ``toy:`` dataset's registry, say). Their digest is part of the cache key, so editing any
+  of them rebuilds the stage's cached outputs (and everything built on them). Infrastructure that
+  decides how a run executes or is reported, not what it computes (:data:`INFRASTRUCTURE`), is left
+  out; a change there that changes outputs bumps :data:`infir_lib.artifacts.CACHE_FORMAT`.
 
 The runner (:meth:`Stage.load`, :meth:`Stage.key`, :meth:`Stage.output`, :meth:`Stage.input`) parses a
 preset + overrides with the config module's ``HfArgumentParser``, resolves inputs, computes the key and
@@ -36,6 +37,7 @@ from typing import Any, Callable
 
 from . import artifacts
 from .config import ConfigError, key_fields, load_config, parse_overrides
+from .import_graph import reachable
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -85,6 +87,22 @@ class TextPlan(str, Plan):
 # --------------------------------------------------------------------------- code digests
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}
+
+# How a run executes or is reported, not what it computes: never part of a stage's code digest, and the
+# walk over imports stops there (a module or a package prefix).
+INFRASTRUCTURE = ("infir_lib.runtime", "infir_lib.artifacts", "infir_lib.config", "infir_lib.parallel",
+                  "infir_lib.stages", "infir_lib.import_graph", "infir_lib.planning", "infir_lib.cli",
+                  "infir_lib.report", "infir_lib.book")
+
+
+def _infrastructure(module: str) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in INFRASTRUCTURE)
+
+
+def stage_code(roots: tuple[str, ...]) -> tuple[str, ...]:
+    """The modules whose source decides what ``roots`` compute: the roots and what they import, directly
+    or through other library modules, except :data:`INFRASTRUCTURE`."""
+    return tuple(m for m in reachable(tuple(roots), stop=_infrastructure) if not _infrastructure(m))
 
 
 def module_file(module: str) -> Path:
@@ -143,7 +161,7 @@ class Stage:
     config: str | None = None  # "module:Class" of the config dataclass; None: the stage parses its own arguments
     preset: str | None = None  # a preset that exists (the --help example)
     inputs: tuple[Input, ...] = ()
-    code: tuple[str, ...] = ()  # modules whose source enters the cache key
+    code: tuple[str, ...] = ()  # modules loaded only by name, whose source enters the key too (the rest is found)
     builds: tuple[str, ...] = ()  # "module:function" of the functions that compute the output (tested to be in code)
     kind: str | None = None  # artifact kind in the cache (None: not cached)
     key_extra: str | None = None  # "module:function": cfg -> more key parts (e.g. the toy BPE's splitting)
@@ -190,8 +208,14 @@ class Stage:
                 return inp
         raise KeyError(f"stage {self.name!r} declares no input in field {field!r}")
 
+    def code_modules(self) -> tuple[str, ...]:
+        """Every module whose source enters this stage's key (see the module docstring)."""
+        named = [self.entry, *self.code, *(t.partition(":")[0] for t in (*self.builds, self.config or "",
+                                                                        self.key_extra or "") if t)]
+        return stage_code(tuple(m for m in named if m.split(".")[0] == "infir_lib"))
+
     def code_digest(self) -> str:
-        return code_digest(self.code)
+        return code_digest(self.code_modules())
 
     def key(self, cfg: Any, extra: dict | None = None) -> dict:
         """The cache key of ``cfg`` (plain data): its key fields (marked on the fields), each used input's
@@ -243,12 +267,8 @@ def _sft_base_used(cfg) -> bool:
     return cfg.model_name_or_path is None
 
 
-_MODEL = ("infir_lib.models",)
-_TOY_DATA = ("infir_lib.data.sources", "infir_lib.data.toy_web", "infir_lib.data.toy_sources", "infir_lib.data.corpus",
-             "infir_lib.data.arith")
-_PRETRAIN_CODE = ("infir_lib.pretrain", "infir_lib.pretrain.config", "infir_lib.pretrain.loop", "infir_lib.pretrain.packing",
-                  "infir_lib.pretrain.shards", "infir_lib.pretrain.speed", "infir_lib.pretrain.toy_mixes",
-                  *_MODEL, *_TOY_DATA)
+_TOY_DATASETS = ("infir_lib.data",)  # the "toy:" datasets, registered when the package is imported
+
 
 STAGES: dict[str, Stage] = {}
 
@@ -270,51 +290,41 @@ def stage(name: str) -> Stage:
 for _s in (
     Stage("data", "ch 1: build the pre-training corpus (extract, filter, deduplicate, decontaminate)",
           "infir_lib.data.pipeline", "infir_lib.data.pipeline:DataConfig", "configs/toy/data.yaml",
-          code=("infir_lib.data", "infir_lib.data.pipeline", "infir_lib.data.steps", "infir_lib.data.benchmarks", *_TOY_DATA),
+          code=_TOY_DATASETS,
           builds=("infir_lib.data.pipeline:execute",), kind="data"),
     Stage("tokenize", "ch 2: write datatrove token files for full-scale pre-training (tokenized_path)",
           "infir_lib.pretrain.shards", "infir_lib.pretrain.config:PretrainConfig", "configs/full/pretrain.yaml",
-          code=("infir_lib.pretrain.shards", "infir_lib.pretrain.packing"),
           builds=("infir_lib.pretrain.shards:tokenize_sources",), dry_run_example=True),
     Stage("pretrain", "ch 2: pre-train a Llama-style model (toy on CPU, full on GPUs)",
           "infir_lib.pretrain", "infir_lib.pretrain.config:PretrainConfig", "configs/toy/pretrain.yaml",
-          inputs=(Input("pretrain", "init_from"),), code=_PRETRAIN_CODE,
+          inputs=(Input("pretrain", "init_from"),), code=_TOY_DATASETS,
           builds=("infir_lib.pretrain.loop:train",), kind="pretrain", key_extra="infir_lib.pretrain:key_extra"),
     Stage("anneal", "ch 2: anneal a pre-trained model on a high-quality mix",
           "infir_lib.pretrain", "infir_lib.pretrain.config:PretrainConfig", "configs/toy/anneal.yaml",
-          inputs=(Input("pretrain", "init_from"),), code=_PRETRAIN_CODE,
+          inputs=(Input("pretrain", "init_from"),), code=_TOY_DATASETS,
           builds=("infir_lib.pretrain.loop:train",), kind="pretrain", key_extra="infir_lib.pretrain:key_extra"),
     Stage("synth", "ch 3: synthesize and select instruction data",
           "infir_lib.synth", "infir_lib.synth.config:SynthConfig", "configs/toy/synth.yaml",
-          code=("infir_lib.synth", "infir_lib.synth.config", "infir_lib.synth.pipeline", "infir_lib.synth.full",
-                "infir_lib.synth.evolve", "infir_lib.synth.select", "infir_lib.synth.instructions", "infir_lib.synth.teacher",
-                "infir_lib.data.arith", "infir_lib.eval.extract", "infir_lib.eval.code", "infir_lib.eval.sandbox"),
+          code=("infir_lib.eval.code",),  # the code verifier, picked by name
           builds=("infir_lib.synth.pipeline:run_pipeline",), kind="synth"),
     Stage("sft", "ch 4: supervised fine-tuning with TRL",
           "infir_lib.sft", "infir_lib.sft.config:SFTRunConfig", "configs/toy/sft.yaml",
           inputs=(Input("pretrain", "base_config", "base_overrides", when=_sft_base_used),
                   Input("synth", "synth_config", when=lambda cfg: cfg.dataset == "toy:synth")),
-          code=("infir_lib.sft", "infir_lib.sft.config", "infir_lib.sft.data", "infir_lib.sft.trainer", *_MODEL,
-                "infir_lib.data.arith", "infir_lib.eval.generate", "infir_lib.eval.extract"),
           builds=("infir_lib.sft.trainer:train",), kind="sft"),
     Stage("eval", "ch 5: evaluate models on GSM8K, MATH, MMLU, HumanEval, MBPP and toy benchmarks",
           "infir_lib.eval.stage", "infir_lib.eval.stage:EvalConfig", "configs/toy/eval.yaml",
-          code=("infir_lib.eval.stage", "infir_lib.eval.harness"), builds=("infir_lib.eval.stage:evaluate_model",)),
+          builds=("infir_lib.eval.stage:evaluate_model",)),
     Stage("sandbox", "ch 5: run one Python program in the code sandbox (its own arguments: PROGRAM.py --tests ...)",
           "infir_lib.eval.sandbox"),
     Stage("vlm", "ch 6: train the vision-language model (SigLIP-style encoder, three stages)",
-          "infir_lib.vlm.pipeline", "infir_lib.vlm.config:VLMConfig", "configs/toy/vlm.yaml",
+          "infir_lib.vlm.build", "infir_lib.vlm.config:VLMConfig", "configs/toy/vlm.yaml",
           inputs=(Input("pretrain", "lm_config"),),
-          code=("infir_lib.vlm.pipeline", "infir_lib.vlm.config", "infir_lib.vlm.train", "infir_lib.vlm.model",
-                "infir_lib.vlm.data", "infir_lib.vlm.contrastive", *_MODEL),
-          builds=("infir_lib.vlm.pipeline:build_vlm",), kind="vlm"),
+          builds=("infir_lib.vlm.build:build_vlm", "infir_lib.vlm.curriculum:train_curriculum"), kind="vlm"),
     Stage("rl", "ch 7: reinforcement learning with GRPO (Curr-ReFT, Infi-MMR)",
           "infir_lib.rl", "infir_lib.rl.config:RLConfig", "configs/toy/rl_curr_reft.yaml",
           inputs=(Input("pretrain", "base_config", when=lambda cfg: not cfg.model_name_or_path),
                   Input("vlm", "vlm_config", when=lambda cfg: cfg.method in ("infi_mmr", "direct"))),
-          code=("infir_lib.rl", "infir_lib.rl.config", "infir_lib.rl.curr_reft", "infir_lib.rl.infi_mmr", "infir_lib.rl.grpo",
-                "infir_lib.rl.policy", "infir_lib.rl.rewards", "infir_lib.rl.tasks", "infir_lib.rl.vision", *_MODEL,
-                "infir_lib.eval.generate", "infir_lib.eval.extract"),
           builds=("infir_lib.rl.curr_reft:run_schedule", "infir_lib.rl.infi_mmr:run_phased"), kind="rl"),
     Stage("report", "ch 8: print the scorecard of the paper's claims (--check fails on a missing claim)",
           "infir_lib.report.scorecard"),

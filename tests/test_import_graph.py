@@ -16,59 +16,11 @@ import ast
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-PACKAGE = REPO / "infir_lib"
+from infir_lib.import_graph import import_graph, targets
 
 # (importer, imported) -> why the import is lazy (the heavy optional dependency it defers). Empty: no cycle
 # needs one today; an entry here must name the dependency, not just "avoids a cycle".
 LAZY_FOR_HEAVY_DEPENDENCY: dict[tuple[str, str], str] = {}
-
-
-def module_files() -> dict[str, Path]:
-    out = {}
-    for f in sorted(PACKAGE.rglob("*.py")):
-        name = ".".join(f.relative_to(REPO).with_suffix("").parts)
-        out[name.removesuffix(".__init__")] = f
-    return out
-
-
-def _targets(modules: dict[str, Path], importer: str, node: ast.AST) -> list[str]:
-    if isinstance(node, ast.Import):
-        return [a.name for a in node.names if a.name in modules]
-    package = importer if modules[importer].name == "__init__.py" else importer.rpartition(".")[0]
-    if node.level:
-        base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
-        mod = ".".join(base + ([node.module] if node.module else []))
-    else:
-        mod = node.module or ""
-    subs = [f"{mod}.{a.name}" for a in node.names if f"{mod}.{a.name}" in modules]
-    whole = [mod] if mod in modules and len(subs) < len(node.names) else []
-    return whole + subs
-
-
-def _type_checking_blocks(tree: ast.AST) -> set[int]:
-    skip = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            skip |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
-    return skip
-
-
-def import_graph() -> tuple[dict[str, set[str]], dict[tuple[str, str], str]]:
-    """(module -> modules it imports, (a, b) -> 'file:line' of the first such import)."""
-    modules = module_files()
-    edges: dict[str, set[str]] = {m: set() for m in modules}
-    where: dict[tuple[str, str], str] = {}
-    for m, f in modules.items():
-        tree = ast.parse(f.read_text(), str(f))
-        skip = _type_checking_blocks(tree)
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in skip:
-                for t in _targets(modules, m, node):
-                    if t != m:
-                        edges[m].add(t)
-                        where.setdefault((m, t), f"{f.relative_to(REPO)}:{node.lineno}")
-    return edges, where
 
 
 def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
@@ -130,7 +82,7 @@ def test_the_graph_sees_function_level_imports_and_cycles(tmp_path):
     node = next(n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom))
     modules = {"infir_lib.pkg": Path("infir_lib/pkg/__init__.py"), "infir_lib.pkg.a": Path("infir_lib/pkg/a.py"),
                "infir_lib.pkg.b": Path("infir_lib/pkg/b.py")}
-    assert _targets(modules, "infir_lib.pkg.a", node) == ["infir_lib.pkg.b"]
+    assert targets(modules, "infir_lib.pkg.a", node) == ["infir_lib.pkg.b"]
     assert cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
     edges, _ = import_graph()

@@ -46,12 +46,30 @@ def test_a_stage_s_code_holds_its_entry_and_build_modules(name):
     s = stages.stage(name)
     for module in s.code:
         assert stages.module_file(module).is_file()
+    code = s.code_modules()
     if s.kind:
-        assert s.entry in s.code, f"{name}: its entry module {s.entry} is not in its code"
+        assert s.entry in code, f"{name}: its entry module {s.entry} is not in its code"
     for target in s.builds:
         module, _, fn = target.partition(":")
         obj = getattr(importlib.import_module(module), fn)
-        assert obj.__module__ in s.code, f"{name}: {target} is not in its declared code"
+        assert obj.__module__ in code, f"{name}: {target} is not in its code"
+    assert not any(stages._infrastructure(m) for m in code), code
+
+
+def test_a_stage_s_code_is_found_through_its_imports_and_stops_at_infrastructure():
+    """No hand-kept module list: what the entry imports, directly or not, is in the key; what only decides
+    how a run executes (runtime, the cache, the config parser) is not."""
+    sft = stages.stage("sft").code_modules()
+    assert {"infir_lib.sft.trainer", "infir_lib.sft.data", "infir_lib.eval.generate", "infir_lib.models"} <= set(sft)
+    assert "infir_lib.runtime" not in sft and "infir_lib.config" not in sft
+    assert "infir_lib.data.toy_sources" in stages.stage("pretrain").code_modules()  # "toy:" datasets, by name
+    from infir_lib.import_graph import reachable
+    assert reachable(("infir_lib.stages",)) == tuple(sorted({"infir_lib.stages", *reachable(("infir_lib.artifacts",)),
+                                                               *reachable(("infir_lib.config",)),
+                                                               *reachable(("infir_lib.import_graph",))}))
+    assert reachable(("infir_lib.stages",), stop=lambda m: m == "infir_lib.stages") == ("infir_lib.stages",)
+    with pytest.raises(ValueError, match="no such module"):
+        reachable(("infir_lib.nope",))
 
 
 def test_code_digest_follows_the_source(tmp_path, monkeypatch):
@@ -118,7 +136,7 @@ def test_an_input_is_keyed_by_what_it_names(tmp_path):
 
 def test_output_goes_to_output_dir_or_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("INFIR_CACHE", str(tmp_path / "cache"))
-    s = Stage("demo", "a demo", "infir_lib.stages", f"{__name__}:Demo", kind="demo", code=("infir_lib.stages",))
+    s = Stage("demo", "a demo", "infir_lib.stages", f"{__name__}:Demo", kind="demo", code=("infir_lib.data.arith",))
     built = []
 
     def build(folder: Path) -> None:
@@ -132,7 +150,7 @@ def test_output_goes_to_output_dir_or_the_cache(tmp_path, monkeypatch):
     explicit = s.output(Demo(output_dir=str(tmp_path / "mine")), build)
     assert explicit == tmp_path / "mine" and (explicit / "out.txt").is_file() and len(built) == 3
     manifest = json.loads((first / "MANIFEST.json").read_text())
-    assert manifest["spec"]["code"] == stages.code_digest(("infir_lib.stages",))
+    assert manifest["spec"]["code"] == stages.code_digest(("infir_lib.data.arith",))
     uncached = Stage("demo2", "not cached", "infir_lib.stages", f"{__name__}:Demo")
     with pytest.raises(ValueError, match="set output_dir"):
         uncached.output(Demo(), build)
