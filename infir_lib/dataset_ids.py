@@ -19,6 +19,7 @@ images that rows name by a path relative to a root given in the same syntax.
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,8 +96,6 @@ def to_image(value: Any, root: Path | None = None):
     Nothing to read (``None``, a dict with neither bytes nor path) is a :class:`Skip` ("no image"); a
     file that cannot be opened raises what PIL raises (callers count it under their own reason).
     """
-    import io
-
     from PIL import Image
 
     if isinstance(value, Image.Image):

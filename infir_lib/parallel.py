@@ -19,9 +19,13 @@ import io
 import multiprocessing
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
+
+from . import runtime
+from .runtime import in_notebook, torch_threads
 
 
 class RunError(RuntimeError):
@@ -53,8 +57,6 @@ def _split(call: tuple | dict) -> tuple[tuple, dict]:
 def _init_worker(threads: int, notebook: bool) -> None:
     import torch
 
-    from . import runtime
-
     torch.set_num_threads(threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if notebook:  # behave as the kernel does: one-line progress, no per-file bars, the book's warning filters
@@ -64,8 +66,6 @@ def _init_worker(threads: int, notebook: bool) -> None:
 
 def _run_captured(fn: Callable, args: tuple, kwargs: dict) -> tuple[bool, Any, str, str]:
     """In a worker: the call's result (or its formatted traceback) and what it printed to stdout and stderr."""
-    import traceback
-
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
@@ -96,11 +96,8 @@ def run_parallel(fn: Callable, calls: Sequence[tuple | dict], *, threads: int = 
         return []
     n = default_workers(threads, len(split)) if workers is None else max(1, min(int(workers), len(split)))
     if n == 1:
-        from .runtime import torch_threads
-
         with torch_threads(threads):
             return [fn(*a, **k) for a, k in split]
-    from .runtime import in_notebook
 
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_init_worker,

@@ -6,10 +6,18 @@ import importlib.metadata
 import os
 import platform
 import random
+import sys
+import tempfile
+import time
+import warnings
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import torch
+
+from .artifacts import cache_root
+from .config import REPO_ROOT
 
 KEY_PACKAGES = ("torch", "transformers", "tokenizers", "datasets", "trl", "peft", "accelerate",
                 "datasketch", "fasttext-numpy2", "datatrove", "math-verify", "numpy")
@@ -93,8 +101,6 @@ def in_notebook() -> bool:
     """True inside a Jupyter kernel, where ``tqdm.auto`` would draw widgets whose state the saved notebook keeps,
     and in the worker processes a kernel starts (:func:`infir_lib.parallel.run_parallel`), whose output the
     kernel shows."""
-    import sys
-
     if os.environ.get(NOTEBOOK_WORKER) == "1":
         return True
     if "ipykernel" not in sys.modules:
@@ -114,8 +120,6 @@ class LineSummary:
     """
 
     def __init__(self, iterable=None, total=None, initial=0, desc=None, unit="it", disable=False, **_):
-        import time
-
         self.iterable, self.total, self.n, self.desc, self.unit = iterable, total, initial, desc or "", unit
         self.disable, self.postfix, self._t0, self._closed = disable, {}, time.perf_counter(), False
 
@@ -147,8 +151,6 @@ class LineSummary:
         print(s)
 
     def close(self):
-        import time
-
         if self._closed or self.disable:
             self._closed = True
             return
@@ -263,12 +265,6 @@ def notebook_defaults() -> None:
 def display_path(path) -> str:
     """A path as the book prints it: relative to the artifact cache (``<cache>/pretrain/...``), the checkout or
     the temp folder, so an executed notebook shows no absolute path of the machine that ran it."""
-    import tempfile
-    from pathlib import Path
-
-    from .artifacts import cache_root
-    from .config import REPO_ROOT
-
     p = Path(path).resolve()
     for base, label in ((cache_root(), "<cache>"), (REPO_ROOT, "."), (Path(tempfile.gettempdir()), "<tmp>"),
                         (Path.home(), "~")):
@@ -389,7 +385,5 @@ UPSTREAM_DEPRECATIONS = (r"`is_gradient_checkpointing` is deprecated",)
 
 def ignore_upstream_deprecations() -> None:
     """Hide only the deprecation warnings listed above, which the pinned libraries raise among themselves."""
-    import warnings
-
     for message in UPSTREAM_DEPRECATIONS:
         warnings.filterwarnings("ignore", message=message, category=FutureWarning)

@@ -9,6 +9,8 @@ reported as not measured.
 
 from __future__ import annotations
 
+import resource
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -55,22 +57,15 @@ class ChapterClock:
     """
 
     def __init__(self) -> None:
-        import time
-
         self._wall0, self._cpu0 = time.perf_counter(), self._cpu()
 
     @staticmethod
     def _cpu() -> float:
-        import resource
-        import time
-
         kids = resource.getrusage(resource.RUSAGE_CHILDREN)
         return time.process_time() + kids.ru_utime + kids.ru_stime
 
     def seconds(self) -> tuple[float, float]:
         """(wall-clock, CPU) seconds since the clock started."""
-        import time
-
         return time.perf_counter() - self._wall0, self._cpu() - self._cpu0
 
     def summary(self) -> str:

@@ -33,6 +33,7 @@ from datatrove.pipeline.base import PipelineStep
 
 from .. import artifacts, stages
 from ..config import as_dict, setting
+from ..runtime import display_path
 from ..stages import StageResult, TextPlan
 from .benchmarks import BENCHMARK_SOURCES, KNOWN_BENCHMARKS, load_benchmarks  # noqa: F401  (re-exported)
 from .sources import iter_documents
@@ -543,7 +544,6 @@ def plan(config="configs/full/data.yaml", overrides=None) -> TextPlan:
         lines += [f"  {name:<18} tasks={tasks:<5} {what}" for name, tasks, what in stage_table(cfg)]
     if any(s.startswith("toy:") for s in cfg.sources):
         lines.append(f"toy corpus: {cfg.n_docs} documents, seed {cfg.seed}")
-    from ..runtime import display_path
     if cfg.executor == "slurm":
         out = cfg.output_dir or "outputs/data"  # relative: to the folder the jobs are submitted from
         where = display_path(out) if Path(out).is_absolute() else out

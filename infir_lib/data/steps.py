@@ -35,7 +35,7 @@ import os
 import random
 import re
 import tempfile
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -44,6 +44,9 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.filters.base_filter import BaseFilter, get_filter_result
 from datatrove.pipeline.writers.disk_base import DiskWriter
+
+from .benchmarks import load_benchmarks
+from .sources import iter_documents, read_jsonl_numbered
 
 TOKEN_RE = re.compile(r"\w+")
 
@@ -758,7 +761,6 @@ class JsonReader(PipelineStep):
         return get_datafolder(self.data_folder).get_shard(rank, world_size, glob_pattern=self.glob_pattern)
 
     def run(self, data=None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        from .sources import read_jsonl_numbered
         if data:
             yield from data
         for rel in self.files(rank, world_size):
@@ -842,7 +844,6 @@ class ReadCounter(Stage):
 
 
 def _load_texts(source: str, n: int, seed: int) -> list[str]:
-    from .sources import iter_documents
     return [r["text"] for r in iter_documents(source, n_docs=n, seed=seed, limit=n)]
 
 
@@ -982,8 +983,6 @@ class DedupFilter(Stage):
         self.num_buckets, self.hashes_per_bucket, self.n = num_buckets, hashes_per_bucket, shingle_size
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        from collections import deque
-
         from datatrove.pipeline.dedup.minhash import MinhashDedupFilter
         self._begin(rank)
         has_remove = (Path(self.remove_folder) / f"{rank:06d}.remove").exists()
@@ -1049,7 +1048,6 @@ class DecontamIndex(PipelineStep):
         self.gsm8k_source, self.benchmark_sources = gsm8k_source, dict(benchmark_sources or {})
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
-        from .benchmarks import load_benchmarks
         items = load_benchmarks(self.benchmarks, self.gsm8k_source, self.benchmark_sources)
         index = build_ngram_index(items, self.n)
         Path(self.index_path).parent.mkdir(parents=True, exist_ok=True)

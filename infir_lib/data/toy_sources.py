@@ -9,6 +9,8 @@ import random
 import warnings
 
 from . import toy_web
+from .benchmarks import load_benchmarks
+from .pipeline import run
 from .sources import register_toy_source
 
 TOY_CONFIG = "configs/toy/data.yaml"
@@ -16,7 +18,6 @@ TOY_CONFIG = "configs/toy/data.yaml"
 
 def planted_benchmarks() -> dict[str, list[str]]:
     """Benchmark items planted in the raw corpus: toy items and HumanEval always, GSM8K when its copy is found."""
-    from .benchmarks import load_benchmarks
     out = load_benchmarks(["humaneval", "toy_arith"])
     try:
         out.update(load_benchmarks(["gsm8k"]))
@@ -32,7 +33,6 @@ def raw_corpus(n_docs: int = 20000, seed: int = 0) -> list[dict]:
 
 def filtered_corpus(n_docs: int = 4000, seed: int = 0) -> list[dict]:
     """The first ``n_docs`` documents of the toy pipeline's output (runs the cached pipeline)."""
-    from .pipeline import run
     res = run(TOY_CONFIG, {"seed": seed} if seed else None)
     ds = res.load_dataset()
     if n_docs > len(ds):

@@ -15,15 +15,15 @@ from __future__ import annotations
 
 
 def load(config="configs/toy/eval.yaml", overrides=None):
-    from .stage import load as _load
+    from .stage import load as _load  # lazy: `python -m infir_lib sandbox` starts without torch
     return _load(config, overrides)
 
 
 def run(config="configs/toy/eval.yaml", overrides=None):
-    from .stage import run as _run
+    from .stage import run as _run  # lazy: `python -m infir_lib sandbox` starts without torch
     return _run(config, overrides)
 
 
 def plan(config="configs/toy/eval.yaml", overrides=None):
-    from .stage import plan as _plan
+    from .stage import plan as _plan  # lazy: `python -m infir_lib sandbox` starts without torch
     return _plan(config, overrides)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.benchmarks import load_humaneval as _load
 from .sandbox import Verdict, run_programs
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -52,7 +53,6 @@ def mean_pass_at_k(counts: list[tuple[int, int]], ks=(1, 10)) -> dict[str, float
 
 # ---------------------------------------------------------------- problems
 def load_humaneval() -> list[dict]:
-    from ..data.benchmarks import load_humaneval as _load
     return _load()
 
 

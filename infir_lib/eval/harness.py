@@ -23,6 +23,7 @@ import numpy as np
 from . import code as code_eval
 from .extract import extract_answer, is_equivalent
 from .generate import cut_at_stops, generate as generate_replies  # noqa: F401  (cut_at_stops: harness API)
+from .likelihood import choice_scores, normalized_choice_probs
 
 LETTERS = "ABCDEFGHIJ"
 MATH_STOPS = ("\n\nQuestion:", "\nQuestion:", "\n\n\n", "<|eot_id|>", "<|im_end|>")
@@ -112,8 +113,6 @@ def eval_multiple_choice(model, tokenizer, items: Sequence[dict], *, shots: Sequ
     ``p_norm_correct`` the mean normalized probability of the right letter. *Generation*: the first
     option letter in the greedy reply (no letter = wrong).
     """
-    from .likelihood import choice_scores, normalized_choice_probs
-
     prompts = [mc_prompt(it["question"], it["choices"], shots, it.get("subject")) for it in items]
     lik_items = [{"context": p, "choices": [f" {LETTERS[i]}" for i in range(len(it["choices"]))], "answer": it["answer"]}
                  for p, it in zip(prompts, items)]

@@ -41,6 +41,7 @@ the verdict as JSON and exits 0 only when the status is ``passed``.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import dataclasses
 import json
 import os
@@ -49,6 +50,7 @@ import resource
 import selectors
 import shutil
 import signal
+import site
 import subprocess
 import sys
 import tempfile
@@ -144,7 +146,6 @@ _SYS_KEYCTL_X86_64, _KEYCTL_JOIN_SESSION_KEYRING = 250, 1
 
 
 def _libc():
-    import ctypes
     return ctypes, ctypes.CDLL(None, use_errno=True)
 
 
@@ -454,7 +455,6 @@ def _site_packages() -> list[str]:
     The judge starts with ``-S``: processing the ``.pth`` files (an editable install's import hook, say)
     costs more than the rest of a short program, and none of them is needed inside the sandbox.
     """
-    import site
     return [p for p in site.getsitepackages() if os.path.isdir(p)]
 
 

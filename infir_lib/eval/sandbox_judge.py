@@ -128,7 +128,7 @@ def _drop_to(uid):
 def _undumpable():
     """PR_SET_DUMPABLE 0: /proc/<pid>/mem, /fd and ptrace of the judge need privileges a candidate lacks."""
     try:
-        import ctypes
+        import ctypes  # lazy: a judge starts per program; load what this path needs
         ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)
     except Exception:
         pass
@@ -155,7 +155,7 @@ def candidate_main(box, req_fd, rep_fd, has_tests):
     path = os.path.join(box, "program.py")
     with open(path) as f:
         src = f.read()
-    import linecache
+    import linecache  # lazy: a judge starts per program; load what this path needs
     linecache.cache["program.py"] = (len(src), None, src.splitlines(True), "program.py")
     try:
         exec(compile(src, "program.py", "exec"), glb)
@@ -318,7 +318,7 @@ class Remote:
 
 def _candidate_end(pid):
     """How the candidate ended: (exit code or None, signal number or None), waiting briefly."""
-    import time
+    import time  # lazy: a judge starts per program; load what this path needs
     for _ in range(50):
         try:
             done, status = os.waitpid(pid, os.WNOHANG)
@@ -452,11 +452,11 @@ def _judge(chan, tests):
                 # path``): the program may not alias a name the tests use to some other module
                 top, last = spec["module"].split(".")[0], spec["module"].split(".")[-1]
                 if top in sys.stdlib_module_names and last == name and top != "unittest":
-                    import importlib
+                    import importlib  # lazy: a judge starts per program; load what this path needs
                     ns[name] = importlib.import_module(spec["module"])
         except Exception:
             continue
-    import linecache
+    import linecache  # lazy: a judge starts per program; load what this path needs
     linecache.cache["tests.py"] = (len(tests), None, tests.splitlines(True), "tests.py")
     try:
         exec(compile(tests, "tests.py", "exec"), ns)

@@ -21,7 +21,13 @@ from typing import Literal
 
 from .. import stages
 from ..config import load_config, resolve_path  # noqa: F401  (load_config: chapter 5 calls stage.load_config)
+from ..data.arith import make_problems
+from ..data.benchmarks import gsm8k_items_and_shots
+from ..runtime import pick_device, seed_everything
 from ..stages import StageResult, TextPlan
+from . import code as C
+from . import harness as H
+from .toy_benchmarks import fact_items
 
 BENCHMARKS = ("gsm8k", "math", "mmlu", "humaneval", "mbpp", "mbpp_3shot", "mbpp_style", "toy_arith", "toy_facts")
 # Test-set sizes (for the plan; nothing is downloaded to count them).
@@ -116,7 +122,6 @@ def load_model(name: str, cfg: EvalConfig):
     """A toy preset (``configs/toy/pretrain.yaml``, ``configs/toy/sft.yaml``), a folder, or a hub id."""
     import torch
 
-    from ..runtime import pick_device
     if name.endswith((".yaml", ".yml")):  # a toy preset: the stage that makes it, through the runner (cached)
         path = str(resolve_path(name))
         res = stages.stage("sft" if "sft" in Path(path).name else "pretrain").run(path)
@@ -145,8 +150,6 @@ def _hub(source, *args, **kw):
 
 def benchmark_items(bench: str, cfg: EvalConfig) -> tuple[list, list]:
     """(test items, few-shot pool) for one benchmark."""
-    from ..data.benchmarks import gsm8k_items_and_shots
-    from . import code as C
     if bench == "gsm8k":  # the shots never come from the scored items (a single file gives both)
         return gsm8k_items_and_shots(cfg.gsm8k_source, cfg.gsm8k_shots, cfg.limit or None)
     if bench == "math":
@@ -168,14 +171,12 @@ def benchmark_items(bench: str, cfg: EvalConfig) -> tuple[list, list]:
         rows = C.load_mbpp_style()
         return _limit(rows[3:], cfg.limit), rows[:3]
     if bench == "toy_arith":
-        from ..data.arith import make_problems
         n = cfg.limit or SIZES["toy_arith"]
         items = [{"question": p.question, "final": str(p.answer), "n_steps": p.n_steps}
                  for p in make_problems(n, seed=10_000 + cfg.seed)]
         shots = [(p.question, p.solution) for p in make_problems(cfg.toy_shots, seed=20_000 + cfg.seed)]
         return items, shots
     if bench == "toy_facts":
-        from .toy_benchmarks import fact_items
         items = [{"question": "Which sentence is true?", "choices": it["choices"], "answer": it["answer"]}
                  for it in fact_items(seed=cfg.seed)]
         return _limit(items[cfg.toy_shots:], cfg.limit), items[:cfg.toy_shots]
@@ -184,7 +185,6 @@ def benchmark_items(bench: str, cfg: EvalConfig) -> tuple[list, list]:
 
 def evaluate_model(model, tok, name: str, cfg: EvalConfig, benchmarks=None, progress: bool = False) -> tuple[dict, dict]:
     """Scores (percent) and raw outputs of one loaded model on ``benchmarks`` (default: the config's)."""
-    from . import harness as H
     instruct = is_instruct(name, cfg.chat)
     scores, details = {}, {}
     common = dict(batch_size=cfg.batch_size)
@@ -215,7 +215,6 @@ def evaluate_model(model, tok, name: str, cfg: EvalConfig, benchmarks=None, prog
 
 def run(config="configs/toy/eval.yaml", overrides=None) -> EvalResult:
     """Evaluate every model of the config on every benchmark; returns the score table (percent)."""
-    from ..runtime import seed_everything
     cfg = load(config, overrides)
     seed_everything(cfg.seed)
     start = time.time()

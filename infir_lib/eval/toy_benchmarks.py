@@ -25,6 +25,9 @@ import torch
 from ..data.arith import make_problem
 from ..runtime import pad_batch
 from ..data.corpus import CODE_TEMPLATES, TOPICS
+from ..sft.data import arith_prompt
+from ..sft.evaluate import final_answer
+from ..sft.evaluate import generate as chat_generate
 from .extract import toy_answer
 from .generate import generate as generate_replies
 from .likelihood import answer_nll, multiple_choice_metrics
@@ -155,8 +158,6 @@ def chat_answer_nll(model, tokenizer, items: Sequence[dict]) -> float:
     The post-SFT counterpart of :func:`arith_answer_nll`: same problems, asked the way chapter 4's
     SFT data asks them (``infir_lib.sft.data.arith_prompt``), the reply ending with ``<|eot_id|>``.
     """
-    from ..sft.data import arith_prompt
-
     bos = tokenizer.bos_token or ""
     prompts = []
     for it in items:
@@ -246,10 +247,6 @@ def chat_accuracy(model, tokenizer, items: Sequence[dict], *, max_new_tokens: in
     """Exact-answer accuracy of a chat (SFT) model on the word problems, asked the way chapter 4's SFT
     data asks them; ``correct`` is the 0/1 outcome per item, so base and tuned models can be compared
     on the same items."""
-    from ..sft.data import arith_prompt
-    from ..sft.evaluate import final_answer
-    from ..sft.evaluate import generate as chat_generate
-
     replies = chat_generate(model, tokenizer, [arith_prompt(it["question"]) for it in items], max_new_tokens,
                             batch_size=batch_size)
     hits = [int(final_answer(r) == it["answer"]) for r, it in zip(replies, items)]

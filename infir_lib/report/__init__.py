@@ -10,6 +10,7 @@ from the notebook. :func:`record_experiment` combines the parts into the claim's
 
 from __future__ import annotations
 
+import importlib
 import json
 import time
 from pathlib import Path
@@ -236,8 +237,6 @@ def __getattr__(name: str):
     """``report.scorecard`` / ``report.verdicts`` without importing them first, and ``report.cli`` (the
     command line, :func:`infir_lib.report.scorecard.cli`): the scorecard imports this module, not the reverse."""
     if name in ("scorecard", "verdicts", "cli"):
-        import importlib
-
         module = importlib.import_module(f".{'scorecard' if name == 'cli' else name}", __name__)
         return module.cli if name == "cli" else module
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

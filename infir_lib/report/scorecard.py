@@ -8,7 +8,9 @@ the seeds and items behind it, the smallest effect the design could detect, and 
 
 from __future__ import annotations
 
+import argparse
 import math
+import sys
 from typing import Any
 
 from ..book.figures import FIGURE_MAX_WIDTH_IN
@@ -221,9 +223,6 @@ __all__ = ["NO_RESULT", "VERDICT_COLOURS", "format_measured", "part_summary", "s
 
 def cli(argv: list[str] | None = None) -> int:
     """``python -m infir_lib report [--check]``: print the scorecard; ``--check`` fails on a missing claim."""
-    import argparse
-    import sys
-
     parser = argparse.ArgumentParser(prog="python -m infir_lib report",
                                      description="Print the reproduction scorecard from the recorded results.")
     parser.add_argument("--check", action="store_true", help="exit 1 if any claim has no recorded result")

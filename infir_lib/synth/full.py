@@ -14,6 +14,7 @@ import random
 import re
 from pathlib import Path
 
+from ..data.sources import read_jsonl
 from .config import SynthConfig
 from .instructions import TextInstruction
 from .select import DIFFICULTY_LABELS, label_domain
@@ -24,7 +25,6 @@ CODE_BLOCK = re.compile(r"```(?:python)?\n(.*?)```", re.S)
 
 def load_seeds(cfg: SynthConfig) -> list:
     """Seed instructions from a JSONL of ``{"instruction", "domain"?}`` or a hub dataset of conversations."""
-    from ..data.sources import read_jsonl
     n = cfg.plan_seeds or (cfg.n_math_seeds + cfg.n_code_seeds)
     if Path(cfg.seed_source).suffix == ".jsonl":
         rows = list(read_jsonl(cfg.seed_source, text_field="instruction"))

@@ -32,7 +32,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
+from ..eval.sandbox import run_programs
 from ..sft.data import arith_prompt
+from . import full
 from .config import SynthConfig
 from .evolve import evolve
 from .instructions import MathInstruction, TextInstruction, seed_instructions  # noqa: F401  (TextInstruction re-exported)
@@ -98,12 +100,8 @@ def parts_for(cfg: SynthConfig) -> Parts:
         raise ValueError(f"seed_source {cfg.seed_source!r} (text instructions) needs teacher_model (an LLM by id)")
     teacher_errors_known = True
     if not toy_seeds:
-        from . import full
-
         parts["seeds"] = lambda: full.load_seeds(cfg)
     if llm:
-        from . import full
-
         evolver, teacher = full.llm_parts(cfg)
         parts["evolve"] = lambda seeds: full.evolve_text(evolver, seeds, cfg)
         parts["respond"] = lambda instructions: teacher.candidates_many(
@@ -112,8 +110,6 @@ def parts_for(cfg: SynthConfig) -> Parts:
         parts["difficulty"] = lambda instructions: full.judge_difficulty(teacher, [i.text for i in instructions])
         teacher_errors_known = False
     if cfg.reward_model != "verifier":
-        from . import full
-
         rm = full.LazyRewardModel(cfg.reward_model)
         parts["math_score"] = lambda ins, prompt, reply: rm.score(prompt, reply)
     return Parts(**parts, teacher_errors_known=teacher_errors_known)
@@ -121,8 +117,6 @@ def parts_for(cfg: SynthConfig) -> Parts:
 
 def run_pipeline(cfg: SynthConfig, parts: Parts | None = None) -> tuple[list[dict], list[dict], list[dict]]:
     """(sft_rows, candidate_records, funnel) of one run, with the parts ``cfg`` chooses (or ``parts``)."""
-    from ..eval.sandbox import run_programs
-
     parts = parts or parts_for(cfg)
     funnel = []
     seeds = parts.seeds()
