@@ -118,7 +118,7 @@ def is_instruct(model: str, chat: str = "auto") -> bool:
 
 
 # ---------------------------------------------------------------- models
-def load_model(name: str, cfg: EvalConfig):
+def load_model_and_tokenizer(name: str, cfg: EvalConfig):
     """A toy preset (``configs/toy/pretrain.yaml``, ``configs/toy/sft.yaml``), a folder, or a hub id."""
     import torch
 
@@ -220,7 +220,7 @@ def run(config="configs/toy/eval.yaml", overrides=None) -> EvalResult:
     start = time.time()
     scores, details = {}, {}
     for name in cfg.models:
-        model, tok = load_model(name, cfg)
+        model, tok = load_model_and_tokenizer(name, cfg)
         scores[name], details[name] = evaluate_model(model, tok, name, cfg)
         del model
     result = EvalResult(cfg, scores, details, time.time() - start)
