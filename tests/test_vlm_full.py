@@ -1,6 +1,8 @@
-"""The full-scale VLM path (infir_lib.vlm.full) on local stand-ins: a tiny SigLIP and a tiny Llama saved to
-folders (loaded by path exactly as hub ids would be), parquet datasets in Table-9 formats, CPU, fp32,
-two optimizer steps per stage. Nothing is downloaded."""
+"""The full-scale VLM parts (hub model builder, hub data + collator, SigLIP cleaner, accelerate runtime) on
+local stand-ins: a tiny SigLIP and a tiny Llama saved to folders (loaded by path exactly as hub ids would
+be), parquet datasets in Table-9 formats, CPU, fp32, two optimizer steps per stage. Nothing is downloaded.
+They run through the same stage loop as the toy parts (infir_lib.vlm.curriculum) and pass the same
+curriculum checks (:func:`assert_curriculum`, also applied to the toy run in tests/test_vlm_build.py)."""
 
 from __future__ import annotations
 
@@ -61,6 +63,21 @@ def _tensors(folder):
     return load_file(str(folder / "model.safetensors"))
 
 
+def assert_curriculum(r) -> None:
+    """What every curriculum run shows, at either scale: the three stages in order, stage 1 trained only the
+    projector, stage 2 the tower + projector, stage 3 everything; the summary's keys; the saved model and
+    processor load and agree on the image token."""
+    assert list(r.summary["per_stage"]) == ["stage1", "stage2", "stage3"]
+    parts = r.summary["parameters"]
+    trained = {h["stage"]: h["trainable"] for h in r.history}
+    assert trained == {"stage1": parts["projector"], "stage2": parts["projector"] + parts["vision"],
+                       "stage3": sum(parts.values())}
+    assert {"metrics", "per_stage", "cleaning", "history", "parameters", "schedule", "seed"} <= set(r.summary)
+    assert r.summary["schedule"] == "curriculum" and r.metrics
+    model, processor = r.load_model(), r.load_processor()
+    assert model.config.image_token_index == processor.tokenizer.convert_tokens_to_ids("<image>")
+
+
 def test_full_path_trains_the_curriculum_on_local_stand_ins(stand_ins):
     from infir_lib import vlm
 
@@ -97,6 +114,7 @@ def test_full_path_trains_the_curriculum_on_local_stand_ins(stand_ins):
     # the exported model and processor load, and the stage records count what was read per dataset
     model, processor = r.load_model(), r.load_processor()
     assert model.config.image_token_index == processor.tokenizer.convert_tokens_to_ids("<image>")
+    assert_curriculum(r)
     rec = json.loads((r.output_dir / "checkpoints" / "stage2" / "stage.json").read_text())
     assert any(v["used"] > 0 for v in rec["sources"].values())
     # a rerun resumes after the last complete stage: here stage 3's checkpoint is made incomplete
@@ -110,7 +128,7 @@ def test_full_path_trains_the_curriculum_on_local_stand_ins(stand_ins):
 
 
 def test_random_init_builds_the_towers_from_config_sizes(stand_ins):
-    from infir_lib.vlm.full_model import assemble
+    from infir_lib.vlm.hub_model import assemble
 
     cfg = _config(stand_ins, init="random", lm_name_or_path=None, vision_name_or_path=None,
                   lm_config="configs/toy/pretrain.yaml", vision_hidden_size=32, vision_layers=1, vision_heads=2,
@@ -157,7 +175,7 @@ def test_adapters_normalise_table9_formats():
 
 
 def test_collator_puts_the_loss_on_assistant_turns_only(stand_ins):
-    from infir_lib.vlm.full_model import assemble
+    from infir_lib.vlm.hub_model import assemble
 
     model, processor = assemble(_config(stand_ins))
     col = ConversationCollator(processor, 128)
@@ -167,3 +185,20 @@ def test_collator_puts_the_loss_on_assistant_turns_only(stand_ins):
     answer_text = tok.decode([t for t in labels if t != -100])
     assert answer_text == "cat<|eot_id|>dog<|eot_id|>"
     assert ids.count(tok.convert_tokens_to_ids("<image>")) == (SIZE // PATCH) ** 2
+
+
+def test_one_collator_interface_the_toy_codec_and_the_conversation_collator_agree(stand_ins):
+    """The two collators of the one loop make the same batch (ids, mask, labels on the answer only,
+    pixels) from the same row: a generated item through the toy Codec, or the same item as a conversation
+    through the ConversationCollator the hub data uses."""
+    from infir_lib.vlm.hub_model import assemble
+    from infir_lib.vlm.train import Codec
+
+    _, processor = assemble(_config(stand_ins))
+    items = make_items("ocr", 2, 7, SIZE) + make_items("vmath", 1, 8, SIZE)
+    codec = Codec(processor)
+    toy = codec.train_batch(codec.encode(items), list(range(len(items))))
+    hub = ConversationCollator(processor, 512)([Conversation(it.image, [(it.prompt, it.answer)]) for it in items])
+    assert set(toy) == set(hub)
+    for k in toy:
+        assert torch.equal(toy[k], hub[k]), k

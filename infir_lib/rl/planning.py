@@ -52,8 +52,7 @@ def count_policy_parameters(cfg: RLConfig) -> tuple[int, str]:
         return count_parameters(build_llama(stage("pretrain").load(cfg.base_config), device="meta")), \
             f"toy Llama of {cfg.base_config} (meta device)"
     if cfg.vlm_config:
-        # not ``vlm.plan``: once ``infir_lib.vlm.plan`` (the module) is imported it shadows that function
-        from ..vlm.pipeline import plan as plan_vlm
+        from ..vlm import plan as plan_vlm  # lazy: rl's dry-run loads the vlm stage only for a vlm_config
 
         p = plan_vlm(cfg.vlm_config)
         n = getattr(p, "parameters", None) or getattr(p, "total_parameters", None)

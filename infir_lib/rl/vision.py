@@ -138,7 +138,7 @@ def vision_gate(vlm_config: str) -> tuple[dict, list]:
     from ..config import load_config
     from ..vlm import VLMConfig
     from ..vlm import perception as Q
-    from ..vlm.pipeline import perception_run
+    from ..vlm.toy import perception_run  # lazy: the vision gate is chapter 7's only use of chapter 6's toy parts
 
     source = chapter6_vision(vlm_config)
     if source is None:

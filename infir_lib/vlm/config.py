@@ -8,6 +8,17 @@ from typing import Literal
 from ..config import setting
 
 
+@dataclass(frozen=True)
+class CurriculumStage:
+    """One stage of a run, as a data part lists it: its name, which parts train (a key of
+    :data:`infir_lib.vlm.model.STAGE_TRAINABLE`), its optimizer steps and its peak learning rate."""
+
+    name: str
+    parts: str
+    steps: int
+    lr: float
+
+
 @dataclass
 class VLMConfig:
     """Everything one VLM build depends on.
@@ -99,7 +110,7 @@ class VLMConfig:
             raise ValueError(f"mismatch_share={self.mismatch_share} must be in [0, 1)")
         if not 0.0 <= self.stage2_replay <= 1.0:
             raise ValueError(f"stage2_replay={self.stage2_replay} must be in [0, 1]")
-        from .data import GENERATORS
+        from .data import GENERATORS  # lazy: the config (the CLI's --help, dry-runs) loads without PIL
 
         for key, mix in (("stage1_mix", self.stage1_mix), ("stage2_mix", self.stage2_mix),
                          ("stage3_mix", self.stage3_mix)):

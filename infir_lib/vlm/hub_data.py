@@ -26,6 +26,7 @@ the adapter cannot use (several images, an empty answer, an unreadable image) ar
 
 from __future__ import annotations
 
+import argparse
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,7 +36,8 @@ from typing import Iterator
 from PIL import Image
 
 from ..dataset_ids import DatasetId, Skip, parse_dataset_id, to_image  # noqa: F401  (re-exported)
-from .data import SCALE, format_click
+from .config import CurriculumStage
+from .data import SCALE, format_click, make_items, mismatch_pairs
 
 IMAGE_COLUMNS = ("image", "images", "decoded_image", "img")
 QUESTION_COLUMNS = ("question", "query", "prompt")
@@ -65,11 +67,11 @@ parse_spec = parse_dataset_id  # the same parser under the name this module used
 
 # --------------------------------------------------------------------------- loading
 
-def load_rows(spec: DatasetSpec, seed: int = 0, rank: int = 0, world_size: int = 1, shuffle_buffer: int = 1000):
+def read_dataset(spec: DatasetSpec, seed: int = 0, rank: int = 0, world_size: int = 1, shuffle_buffer: int = 1000):
     """The dataset as an iterable of row dicts: a local folder is read (memory-mapped), a hub id is
     streamed; both are shuffled (seeded) and split between the ``world_size`` processes."""
-    from datasets import DatasetDict, load_dataset, load_from_disk
-    from datasets.distributed import split_dataset_by_node
+    from datasets import DatasetDict, load_dataset, load_from_disk  # heavy: datasets
+    from datasets.distributed import split_dataset_by_node  # heavy: datasets
 
     if spec.local:
         folder = Path(spec.path)
@@ -220,7 +222,7 @@ class DatasetStream:
         self._pending = [first]
 
     def _open(self) -> Iterator[dict]:
-        return iter(load_rows(self.spec, self.seed + self._epoch, self.rank, self.world_size, self.shuffle_buffer))
+        return iter(read_dataset(self.spec, self.seed + self._epoch, self.rank, self.world_size, self.shuffle_buffer))
 
     def __iter__(self):
         return self
@@ -297,7 +299,7 @@ class ConversationCollator:
         return ids[: self.max_len], labels[: self.max_len]
 
     def __call__(self, convs: list[Conversation]) -> dict:
-        import torch
+        import torch  # heavy: torch (the data CLI, main(), needs none)
 
         enc = [self.encode(c) for c in convs]
         width = max(len(i) for i, _ in enc)
@@ -320,12 +322,83 @@ def batches(rows: Iterator[Conversation], collate: ConversationCollator, micro_b
         yield {k: v.to(device) for k, v in batch.items()} if device is not None else batch
 
 
+# --------------------------------------------------------------------------- the data part of a full run
+
+def stage_stream(cfg, name: str, rank: int, world: int, cleaner, counts: dict) -> Iterator[Conversation]:
+    """The conversation stream of one stage: its datasets mixed uniformly; stage 1 cleaned by ``cleaner``
+    (when given); stage 2 with a ``stage2_replay`` share of (cleaned) stage-1 rows. ``counts`` receives each
+    source's :class:`SourceStats` and the cleaning counts."""
+
+    def streams(key: str, seed: int):
+        entries = getattr(cfg, key)
+        if not entries:
+            raise ValueError(f"{key} is empty: list the stage's datasets (hub ids or local folders)")
+        return [DatasetStream(e, seed, rank, world, cfg.shuffle_buffer) for e in entries]
+
+    def stage1(seed: int):
+        src = streams("stage1_datasets", seed)
+        counts["sources"].update({str(s.spec): s.stats for s in src})
+        rows = mix(src, seed)
+        if cfg.clean and cleaner is not None:
+            rows = cleaner(rows)
+            counts["cleaning"] = rows.counts
+        return rows
+
+    if name == "stage1":
+        return stage1(cfg.seed)
+    own = streams(f"{name}_datasets", cfg.seed + int(name[-1]))
+    counts["sources"].update({str(s.spec): s.stats for s in own})
+    rows = mix(own, cfg.seed + 10 + int(name[-1]))
+    if name == "stage2" and cfg.stage2_replay > 0:
+        replay = stage1(cfg.seed + 100)
+        return mix([rows, replay], cfg.seed + 20, [1 - cfg.stage2_replay, cfg.stage2_replay])
+    return rows
+
+
+class HubData:
+    """The full data part: the three stages of ``stage{1,2,3}_datasets`` (:func:`stage_stream`), each
+    ``steps[i]`` optimizer steps at ``stage{i}_lr``, in micro-batches of the :class:`ConversationCollator`
+    (``seq_len`` tokens at most). ``cleaner`` (rows -> a stream with ``.counts``, e.g.
+    :class:`infir_lib.vlm.hub_model.CleanedStream`) cleans stage 1; ``cleaning_note`` says why there is none."""
+
+    def __init__(self, cfg, processor, steps: list[int], rank: int = 0, world: int = 1, cleaner=None,
+                 cleaning_note: str | None = None):
+        if cfg.schedule != "curriculum":
+            raise ValueError("the full path runs the curriculum (schedule=curriculum); end_to_end is a toy comparison")
+        self.cfg, self.steps, self.rank, self.world = cfg, steps, rank, world
+        self.cleaner, self.cleaning_note = cleaner, cleaning_note
+        self.collate = ConversationCollator(processor, cfg.seq_len)
+        self._counts: dict[str, dict] = {}
+
+    def stages(self) -> list[CurriculumStage]:
+        return [CurriculumStage(name, name, n, getattr(self.cfg, f"{name}_lr"))
+                for name, n in zip(("stage1", "stage2", "stage3"), self.steps)]
+
+    def batches(self, stage: CurriculumStage, device=None):
+        counts = self._counts[stage.name] = {"sources": {}}
+        rows = stage_stream(self.cfg, stage.name, self.rank, self.world, self.cleaner, counts)
+        return batches(rows, self.collate, self.cfg.micro_batch_size, device)
+
+    def record(self, stage: CurriculumStage, history: list[dict]) -> dict:
+        counts = self._counts.get(stage.name, {"sources": {}})
+        record = {"steps": stage.steps, "lr": stage.lr, "samples": stage.steps * self.cfg.global_batch_size,
+                  "history": history, "sources": {k: v.to_dict() for k, v in counts["sources"].items()}}
+        if "cleaning" in counts:
+            record["cleaning"] = dict(counts["cleaning"])
+        elif stage.name == "stage1" and self.cfg.clean:
+            record["cleaning"] = {"note": self.cleaning_note}
+        return record
+
+    def cleaning(self, per_stage: dict) -> dict | None:
+        return per_stage.get("stage1", {}).get("cleaning")
+
+
 # --------------------------------------------------------------------------- local stand-ins
 
 def write_local_dataset(folder: str | Path, items, fmt: str = "llava") -> Path:
     """Write generated :class:`~infir_lib.vlm.data.VItem` rows as a parquet dataset in one of the Table-9
     formats above (tests and GPU smoke runs point a full config at it instead of the hub)."""
-    from datasets import Dataset, Image as ImageFeature
+    from datasets import Dataset, Image as ImageFeature  # heavy: datasets
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -354,10 +427,6 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m infir_lib.vlm.hub_data OUT [--rows N] [--size PX]``: three local stage datasets from the
     toy generators (OUT/captions in the llava format, OUT/ocr in the qa format, OUT/vmath in the cauldron
     format), for smoke-testing the full path with no download."""
-    import argparse
-
-    from .data import make_items, mismatch_pairs
-
     ap = argparse.ArgumentParser(prog="python -m infir_lib.vlm.hub_data", description=main.__doc__)
     ap.add_argument("out")
     ap.add_argument("--rows", type=int, default=256)

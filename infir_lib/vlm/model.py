@@ -9,6 +9,7 @@ The freezing helpers implement the curriculum of §4.3: which of the three parts
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,8 +135,6 @@ def params_by_part(model: LlavaForConditionalGeneration) -> dict[str, int]:
     return out
 
 
-
-
 def load_vlm(path: str | Path) -> LlavaForConditionalGeneration:
     return LlavaForConditionalGeneration.from_pretrained(str(path), dtype=torch.float32)
 
@@ -164,8 +163,6 @@ def save_siglip(model, folder: str | Path) -> Path:
 def load_siglip(folder: str | Path):
     """Load what :func:`save_siglip` wrote. The config is built from its JSON directly: ``from_pretrained``
     would log ``f"Model config {config}"``, whose repr builds that inconsistent default config again."""
-    import json
-
     from transformers import SiglipConfig, SiglipModel
 
     config = SiglipConfig(**json.loads((Path(folder) / "config.json").read_text()))

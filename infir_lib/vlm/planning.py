@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..config import load_config
+from .. import stages
 from ..models import count_parameters, llama_config
 from ..planning import TrainingPlan, plan_training
 from ..stages import Plan
 from .config import VLMConfig
+from .hub_data import FORMATS
 from .model import STAGE_TRAINABLE, build_llava, params_by_part, vision_config
 
 
@@ -68,10 +69,7 @@ class VLMPlan(Plan):
 
 
 def meta_model(cfg: VLMConfig):
-    from ..pretrain.config import PretrainConfig
-
-    lm_cfg = load_config(PretrainConfig, cfg.lm_config)
-    text = llama_config(lm_cfg)
+    text = llama_config(stages.stage("pretrain").load(cfg.lm_config))
     vis = vision_config(cfg.vision_hidden_size, cfg.vision_layers, cfg.vision_heads, cfg.vision_intermediate_size,
                         cfg.image_size, cfg.patch_size)
     return build_llava(vis, text, image_token_id=text.vocab_size - 1, device="meta")
@@ -97,13 +95,11 @@ def plan_vlm(cfg: VLMConfig) -> VLMPlan:
     note = ("note: the LM is counted with the config's vocab_size; the toy tokenizer trained in chapter 2 is "
             "smaller, so the built toy model (result.summary['parameters']) is smaller too") if cfg.scale == "toy" else ""
     if cfg.scale == "full":
-        from .hub_data import FORMATS
-
         try:
             accum = f"{cfg.micro_batch_size} x {grad_accumulation(cfg, cfg.n_gpus)} accumulation x {cfg.n_gpus} GPUs"
         except ValueError as e:
             accum = f"invalid: {e}"
-        note = (f"training (infir_lib/vlm/full.py, init={cfg.init}): optimizer steps per stage {stage_steps(cfg)}, "
+        note = (f"training (infir_lib/vlm/build.py, scale full, init={cfg.init}): optimizer steps per stage {stage_steps(cfg)}, "
                 f"global batch {cfg.global_batch_size} = micro-batch {accum}; lr {cfg.stage1_lr:g} / "
                 f"{cfg.stage2_lr:g} / {cfg.stage3_lr:g}; cleaning {'on' if cfg.clean else 'off'} "
                 f"({cfg.threshold_method}); dataset formats read: {', '.join(FORMATS)}")

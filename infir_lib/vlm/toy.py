@@ -1,15 +1,30 @@
-"""The chapter-6 pipeline: tower pre-training + cleaning (cached), then the curriculum (cached).
+"""The toy scale's parts of chapter 6: the LM, the tower, the data and the evaluation the curriculum runs on.
 
     from infir_lib import vlm
-    result = vlm.run("configs/toy/vlm.yaml")                   # toy VLM through the curriculum
-    model, processor = result.load_model(), result.load_processor()
-    print(vlm.plan("configs/full/vlm.yaml"))                   # full scale: the plan (--dry-run)
-    # full scale: vlm.run("configs/full/vlm.yaml") -> infir_lib.vlm.full.run_full (accelerate, hub data)
+    from infir_lib.vlm import toy
+    result = vlm.run("configs/toy/vlm.yaml")          # the curriculum (vlm.build) with the parts below, cached
+    tw = toy.tower(result.config)                     # the tiny SigLIP pre-trained on the noisy caption pool
+
+The stage loop is one (:func:`infir_lib.vlm.curriculum.train_curriculum`); ``scale: toy`` picks these parts
+(:func:`infir_lib.vlm.build.parts_for`):
+
+* model builder :func:`build_toy_model`: chapter 2's LM after a short text warm-up (:func:`warmed_up_lm`,
+  cached) + the tiny SigLIP tower pre-trained here (:func:`tower`, cached), copied into a LLaVA with a
+  fresh projector;
+* data :class:`ToyData`: generated items per stage; stage 1's caption pairs cleaned offline by the tower's
+  similarities (App. E); the items go through the toy collator, :class:`infir_lib.vlm.train.Codec`;
+* evaluation :class:`ToyEvaluation`: held-out grounding / OCR / visual-math accuracy, caption loss and the
+  image-use gap after every stage, GUI episodes at the end.
+
+The claims' measurements on toy models live here too: the stage-1-only alignment runs of claim 11
+(:func:`alignment_run`), the per-item outcomes of claim 12 (:func:`item_outcomes`) and the perception
+probe (:func:`perception_run`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,24 +33,20 @@ import torch
 from transformers import SiglipModel
 
 from .. import artifacts, stages
-from ..runtime import seed_everything
+from ..models import load_model, load_tokenizer
+from ..runtime import seed_everything, torch_threads
 from . import contrastive as C
-from .config import VLMConfig
+from . import perception as Q
+from .config import CurriculumStage, VLMConfig
 from .data import DATA_VERSION, make_items, make_mix, mismatch_pairs
-from ..runtime import torch_threads
-from .model import (VLMResult, build_llava, load_processor, load_siglip, load_vlm, make_processor,  # noqa: F401
-                    params_by_part, save_siglip)
-from .train import IGNORE, Codec, answer_loss, evaluate, gui_task_success, generate, score, train_stage, warm_up_text
+from .model import VLMResult, build_llava, load_siglip, make_processor, save_siglip
+from .train import (IGNORE, Codec, Encoded, answer_loss, evaluate, generate, gui_task_success, score, toy_batches,
+                    train_stage, warm_up_text)
 
 EVAL_KINDS = ("grounding", "ocr", "vmath")
 
 
 STAGE = stages.stage("vlm")
-
-
-def as_config(config, overrides=None) -> VLMConfig:
-    """The config of a run: a preset path + overrides, or a VLMConfig (+ a dict of replacements)."""
-    return STAGE.load(config, overrides)
 
 
 # --------------------------------------------------------------------------- language model
@@ -52,8 +63,8 @@ WARMUP_FIELDS = ("data_seed", "lm_warmup_steps", "lm_warmup_items", "lm_warmup_l
 WARMUP_OPTIONAL = {"lm_warmup_reads": False}
 
 
-def language_model(cfg: VLMConfig):
-    """The LM the VLM is built on: chapter 2's toy LM after a short text-only warm-up (cached).
+def warmed_up_lm(cfg: VLMConfig):
+    """The LM the toy VLM is built on: chapter 2's toy LM after a short text-only warm-up (cached).
 
     The warm-up trains on the prompts and answers of every data family with the images left out, so the
     LM knows the words and formats ("red circle, blue square.", "(625, 375)") but not which one an image calls
@@ -77,8 +88,6 @@ def language_model(cfg: VLMConfig):
             artifacts.save_json(history, folder / "history.json")
 
     folder = artifacts.cached("vlm-lm", wspec, build, name="warm")
-    from ..models import load_model, load_tokenizer
-
     return load_model(folder / "model"), load_tokenizer(folder / "model"), wspec
 
 
@@ -192,8 +201,6 @@ def caption_eval_set(cfg: VLMConfig, codec: Codec):
 
 def stage_plan(cfg: VLMConfig, s1: list) -> list[tuple[str, str, list, int, float]]:
     """(stage name, parts key, rows, steps, lr) in order; the end-to-end arm sees the union."""
-    import random
-
     rng = random.Random(cfg.data_seed + 2)
     replay = rng.sample(s1, int(round(cfg.stage2_replay * len(s1))))
     s2 = make_mix(cfg.stage2_mix, cfg.data_seed + 2, cfg.image_size) + replay
@@ -207,61 +214,62 @@ def stage_plan(cfg: VLMConfig, s1: list) -> list[tuple[str, str, list, int, floa
     return [("end_to_end", "end_to_end", union, steps, cfg.stage2_lr)]
 
 
-def build_vlm(cfg: VLMConfig, folder: Path) -> dict:
-    with torch_threads(cfg.num_threads):
-        return _build_vlm(cfg, folder)
-
-
-def _build_vlm(cfg: VLMConfig, folder: Path) -> dict:
-    lm, tok, _ = language_model(cfg)
+def build_toy_model(cfg: VLMConfig, device="cpu"):
+    """The toy model builder: (LLaVA, processor) from the warmed-up LM and the pre-trained tower, with a
+    fresh projector initialised from ``cfg.seed`` (the cached parts may just have been built, which draws
+    random numbers, so the seed is set after them). ``device`` is the builder interface's; the toy is on the CPU."""
+    lm, tok, _ = warmed_up_lm(cfg)
     tw = tower(cfg)
     seed_everything(cfg.seed)
     vision_state = tw.load_siglip().vision_model.state_dict()
     model = build_llava(C.vision_config(cfg.vision_hidden_size, cfg.vision_layers, cfg.vision_heads,
                                         cfg.vision_intermediate_size, cfg.image_size, cfg.patch_size),
                         lm.config, tok.convert_tokens_to_ids("<image>"), language_model=lm,
-                        vision_state=vision_state)
-    processor = make_processor(tok, cfg.image_size, cfg.patch_size)
-    codec = Codec(processor)
-    evals = eval_sets(cfg, codec)
-    captions = caption_eval_set(cfg, codec)
-    s1, cleaning = stage1_items(cfg, tw)
-    history, per_stage = [], {}
-    for name, parts, rows, steps, lr in stage_plan(cfg, s1):
-        enc = codec.encode(rows)
-        history += train_stage(model, codec, enc, parts, steps, cfg.batch_size, lr, cfg.seed, name,
-                               cfg.log_every)
-        per_stage[name] = {"rows": len(rows), "steps": steps, **evaluate(model, codec, evals),
-                           "caption_loss": answer_loss(model, codec, captions),
-                           "caption_gap": float(np.mean(image_use_gaps(model, codec, captions)))}
-    metrics = dict(per_stage[list(per_stage)[-1]])
-    metrics.pop("rows"), metrics.pop("steps")
-    metrics["gui_task_success"] = gui_task_success(model, codec, cfg.gui_episodes, cfg.eval_seed, cfg.image_size)
-    model.save_pretrained(folder / "model")
-    processor.save_pretrained(folder / "model")
-    summary = {"metrics": metrics, "per_stage": per_stage, "cleaning": cleaning, "history": history,
-               "parameters": params_by_part(model), "schedule": cfg.schedule, "seed": cfg.seed}
-    artifacts.save_json(summary, folder / "result.json")
-    return summary
+                        vision_state=vision_state, device=str(device))
+    return model, make_processor(tok, cfg.image_size, cfg.patch_size)
 
 
-def cache_spec(cfg: VLMConfig) -> dict:
-    """The cache key (:meth:`infir_lib.stages.Stage.key`: the key fields, the LM's key in place of
-    ``lm_config``, the digest of the stage's code; the full path's fields are marked ``key="full"``)."""
-    return STAGE.key(cfg)
+class ToyData:
+    """The toy data part: each stage's generated items (:func:`stage_plan`; stage 1 cleaned offline by the
+    tower, :func:`stage1_items`), encoded once per stage and drawn in shuffled passes by the toy collator."""
+
+    def __init__(self, cfg: VLMConfig, processor):
+        self.cfg, self.codec = cfg, Codec(processor)
+        s1, self._cleaning = stage1_items(cfg, tower(cfg))
+        self._rows = {name: (parts, rows, steps, lr) for name, parts, rows, steps, lr in stage_plan(cfg, s1)}
+
+    def stages(self) -> list[CurriculumStage]:
+        return [CurriculumStage(name, parts, steps, lr) for name, (parts, _, steps, lr) in self._rows.items()]
+
+    def batches(self, stage: CurriculumStage, device=None):
+        return toy_batches(self.codec, self.codec.encode(self._rows[stage.name][1]), self.cfg.batch_size, self.cfg.seed)
+
+    def record(self, stage: CurriculumStage, history: list[dict]) -> dict:
+        return {"rows": len(self._rows[stage.name][1]), "steps": stage.steps}
+
+    def cleaning(self, per_stage: dict) -> dict:
+        return self._cleaning
 
 
-def run(config="configs/toy/vlm.yaml", overrides: dict | list | None = None) -> VLMResult:
-    """Build the VLM through the configured schedule: ``scale: toy`` on generated data, cached by config unless
-    ``output_dir`` is set; ``scale: full`` through :func:`infir_lib.vlm.full.run_full` (same stage function)."""
-    cfg = as_config(config, overrides)
-    if cfg.scale == "full":  # SigLIP-So400m + the 1B LM on Table 9 data, through accelerate
-        from .full import run_full
+class ToyEvaluation:
+    """The toy evaluation part: after each stage the held-out accuracies (:func:`eval_sets`), the clean
+    captions' loss and image-use gap; at the end the last stage's numbers + GUI-agent episodes."""
 
-        return run_full(cfg)
-    returned = []
-    out = STAGE.output(cfg, lambda f: returned.append(build_vlm(cfg, f)), name=cfg.schedule)
-    return VLMResult(out, returned[-1] if cfg.output_dir else artifacts.load_json(out / "result.json"), cfg)
+    def __init__(self, cfg: VLMConfig, processor):
+        self.cfg, self.codec = cfg, Codec(processor)
+        self.evals = eval_sets(cfg, self.codec)
+        self.captions = caption_eval_set(cfg, self.codec)
+
+    def after_stage(self, model) -> dict:
+        return {**evaluate(model, self.codec, self.evals), "caption_loss": answer_loss(model, self.codec, self.captions),
+                "caption_gap": float(np.mean(image_use_gaps(model, self.codec, self.captions)))}
+
+    def final(self, model, per_stage: dict) -> dict:
+        metrics = dict(per_stage[list(per_stage)[-1]])
+        metrics.pop("rows"), metrics.pop("steps")
+        metrics["gui_task_success"] = gui_task_success(model, self.codec, self.cfg.gui_episodes, self.cfg.eval_seed,
+                                                       self.cfg.image_size)
+        return metrics
 
 
 # --------------------------------------------------------------------------- claim 11: cleaned vs noisy alignment
@@ -293,11 +301,8 @@ def image_use_gaps(model, codec: Codec, enc, seed: int = 0) -> list[float]:
 
     Positive = the model's words depend on the right image; 0 = it ignores the image. The other image
     is a seeded derangement (:func:`infir_lib.vlm.perception.donors`), the same for every model."""
-    from .perception import donors
-    from .train import Encoded
-
     true = caption_losses(model, codec, enc)
-    d = donors(len(enc.items), seed)
+    d = Q.donors(len(enc.items), seed)
     swapped = Encoded(enc.prompt_ids, enc.answer_ids, enc.pixel_values[d], [enc.items[j] for j in d])
     return [s - t for s, t in zip(caption_losses(model, codec, swapped), true)]
 
@@ -317,7 +322,7 @@ def alignment_run(cfg: VLMConfig, clean: bool, seed: int, heldout_pairs: int = H
     (:func:`swap_seed_for`). Measured on ``heldout_pairs`` clean held-out captions, the same in every arm:
     ``heldout_pair_losses`` (loss per pair with its own image) and ``heldout_pair_gaps`` (loss with a
     shuffled image minus loss with the true one: how much the caption depends on the image, claim 11)."""
-    spec = {"vlm": cache_spec(dataclasses.replace(cfg, seed=0)), "clean": clean, "seed": seed,
+    spec = {"vlm": STAGE.key(dataclasses.replace(cfg, seed=0)), "clean": clean, "seed": seed,
             "heldout_pairs": heldout_pairs, "align_version": ALIGN_VERSION}
 
     def build(folder: Path) -> None:
@@ -325,14 +330,9 @@ def alignment_run(cfg: VLMConfig, clean: bool, seed: int, heldout_pairs: int = H
             _build(folder)
 
     def _build(folder: Path) -> None:
-        lm, tok, _ = language_model(cfg)
+        model, processor = build_toy_model(dataclasses.replace(cfg, seed=seed))
+        codec = Codec(processor)
         tw = tower(cfg)
-        seed_everything(seed)
-        model = build_llava(C.vision_config(cfg.vision_hidden_size, cfg.vision_layers, cfg.vision_heads,
-                                            cfg.vision_intermediate_size, cfg.image_size, cfg.patch_size),
-                            lm.config, tok.convert_tokens_to_ids("<image>"), language_model=lm,
-                            vision_state=tw.load_siglip().vision_model.state_dict())
-        codec = Codec(make_processor(tok, cfg.image_size, cfg.patch_size))
         rows, cleaning = stage1_items(dataclasses.replace(cfg, stage1_mix={}), tw, clean=clean,
                                       swap_seed=swap_seed_for(cfg, seed))
         hist = train_stage(model, codec, codec.encode(rows), "stage1", cfg.stage1_steps, cfg.batch_size,
@@ -370,19 +370,11 @@ def item_outcomes(result: VLMResult, cfg: VLMConfig, n: int, kinds: tuple[str, .
                                / "items.json")
 
 
-def plan(config, overrides=None):
-    from .plan import plan_vlm
-
-    return plan_vlm(as_config(config, overrides))
-
-
 # --------------------------------------------------------------------------- the perception gate
 
 def perception_run(result: VLMResult, cfg: VLMConfig, n: int, kinds: tuple[str, ...] = EVAL_KINDS) -> dict:
     """The perception probe (:func:`infir_lib.vlm.perception.probe`) of a saved toy VLM on ``n`` probe
     items per family: true image vs shuffled image vs the blind baseline. Cached."""
-    from . import perception as Q
-
     spec = {"run": result.output_dir.name, "n": n, "kinds": list(kinds), "eval_seed": cfg.eval_seed,
             "image_size": cfg.image_size, "data_version": DATA_VERSION, "margin": Q.MARGIN}
 

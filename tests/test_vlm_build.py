@@ -1,9 +1,12 @@
-"""Chapter 6 pipeline contract (what chapter 7 relies on): vlm.run -> cached model + processor, on a
-miniature config in an isolated cache (a 5-step LM, a few steps per stage)."""
+"""The vlm stage's contract at toy scale (what chapter 7 relies on): vlm.run -> cached model + processor, on
+a miniature config in an isolated cache (a 5-step LM, a few steps per stage), through the one stage loop
+(infir_lib.vlm.curriculum) with the toy parts; the full parts go through the same checks in
+tests/test_vlm_full.py."""
 
 from __future__ import annotations
 
 import yaml
+from test_vlm_full import assert_curriculum  # the curriculum checks both scales' runs pass
 
 from infir_lib.models import count_parameters
 
@@ -34,6 +37,7 @@ def test_run_builds_a_cached_llava_that_loads_and_answers(tmp_path, isolated_cac
     assert trained["stage1"] == parts["projector"]
     assert trained["stage2"] == parts["projector"] + parts["vision"]
     assert trained["stage3"] == count_parameters(r.load_model())
+    assert_curriculum(r)
     model, processor = r.load_model(), r.load_processor()
     codec = Codec(processor)
     items = vlm.make_items("grounding", 2, seed=5)
@@ -52,11 +56,11 @@ def test_per_item_outcomes_and_per_pair_caption_losses(tmp_path, isolated_cache)
     import pytest
 
     from infir_lib import vlm
-    from infir_lib.vlm import pipeline as P
+    from infir_lib.vlm import toy as P
     from infir_lib.vlm.train import Codec, answer_loss, generate, score
 
     ov = _mini(tmp_path)
-    cfg = P.as_config("configs/toy/vlm.yaml", ov)
+    cfg = vlm.as_config("configs/toy/vlm.yaml", ov)
     r = vlm.run(cfg)
     model, codec = r.load_model(), Codec(r.load_processor())
     enc = codec.encode(vlm.make_items("caption", 5, seed=3))
@@ -91,3 +95,24 @@ def test_per_item_outcomes_and_per_pair_caption_losses(tmp_path, isolated_cache)
     probe = P.perception_run(r, cfg, 4, ("ocr", "grounding"))
     assert set(probe["kinds"]) == {"ocr", "grounding"} and len(probe["true"]) == len(probe["shuffled"]) == 8
     assert probe["passed"] == (probe["pooled"]["true"] > max(probe["pooled"]["shuffled"], probe["pooled"]["blind"]) + probe["margin"])
+
+
+def test_parts_are_chosen_by_the_config(tmp_path):
+    """scale picks the model builder, data, evaluation and runtime; the loop is the same function."""
+    import pytest
+
+    from infir_lib import vlm
+    from infir_lib.vlm import build, curriculum, hub_model, toy
+
+    toy_cfg = vlm.as_config("configs/toy/vlm.yaml")
+    parts = build.parts_for(toy_cfg, tmp_path)
+    assert parts.build_model is toy.build_toy_model
+    assert isinstance(parts.runtime(), curriculum.LocalRuntime)
+    full_cfg = vlm.as_config("configs/full/vlm.yaml", {"output_dir": str(tmp_path)})
+    parts = build.parts_for(full_cfg, tmp_path)
+    assert parts.build_model is hub_model.assemble
+    assert isinstance(parts.evaluation(None), curriculum.LossOnly)
+    with pytest.raises(ValueError, match="schedule=curriculum"):
+        build.parts_for(vlm.as_config("configs/full/vlm.yaml", {"schedule": "end_to_end"}), tmp_path)
+    with pytest.raises(ValueError, match="needs output_dir"):
+        vlm.run("configs/full/vlm.yaml", {"output_dir": None})  # checked before anything is built or read

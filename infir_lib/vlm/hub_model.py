@@ -1,6 +1,11 @@
-"""The full-scale InfiR-VL model (Figure 3): a pretrained SigLIP tower + a fresh MLP projector + the LM.
+"""The full scale's model builder and cleaner (InfiR Figure 3, App. E): a pretrained SigLIP tower + a fresh MLP
+projector + the LM, and the SigLIP pair scorer that cleans stage-1 pairs as they stream.
 
     model, processor = assemble(cfg)          # cfg.vision_name_or_path / lm_name_or_path: hub ids or folders
+
+:func:`assemble` is the model builder that ``scale: full`` picks (:func:`infir_lib.vlm.build.parts_for`); the
+toy's is :func:`infir_lib.vlm.toy.build_toy_model`. Both return ``(LlavaForConditionalGeneration,
+LlavaProcessor)`` for the one stage loop (:mod:`infir_lib.vlm.curriculum`).
 
 ``init="pretrained"`` loads the tower (``SiglipVisionModel`` from a SigLIP or SigLIP-vision checkpoint,
 the pooling head left out: LLaVA reads the patch features) and the LM by hub id or local path -- the
@@ -22,8 +27,11 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM,
                           SiglipImageProcessorPil, SiglipModel, SiglipVisionModel)
 from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 
-from ..models import BOS, CHAT_TEMPLATE, EOT, HEADER_END, HEADER_START, IMAGE, PAD, train_tokenizer
+from .. import stages
+from ..models import BOS, CHAT_TEMPLATE, EOT, HEADER_END, HEADER_START, IMAGE, PAD, llama_config, train_tokenizer
 from .config import VLMConfig
+from .contrastive import choose_threshold
+from .data import make_mix
 from .model import llava_config, make_processor, vision_config
 
 
@@ -36,8 +44,6 @@ def tokenizer_for(cfg: VLMConfig):
     if path:
         tok = AutoTokenizer.from_pretrained(str(path))
     else:
-        from .data import make_mix
-
         items = make_mix({"caption": 200, "count": 200, "ocr": 200, "grounding": 200, "vmath": 200}, 0, 64)
         tok = train_tokenizer([f"{it.prompt} {it.answer}" for it in items], vocab_size=2048)
     missing = [t for t in (IMAGE, EOT, HEADER_START, HEADER_END) if t not in tok.get_vocab()]
@@ -66,17 +72,14 @@ def vision_tower(cfg: VLMConfig):
     return SiglipVisionModel(vis), SiglipImageProcessorPil(size={"height": cfg.image_size, "width": cfg.image_size})
 
 
-def language_model(cfg: VLMConfig, device: str | torch.device = "cpu"):
+def causal_lm(cfg: VLMConfig, device: str | torch.device = "cpu"):
+    """The LM: ``lm_name_or_path`` loaded (init=pretrained), or a Llama of ``lm_config``'s sizes (init=random)."""
     if cfg.init == "pretrained":
         if not cfg.lm_name_or_path:
             raise ValueError("init=pretrained needs lm_name_or_path (InfiR-1B-Base: a hub id or folder)")
         return AutoModelForCausalLM.from_pretrained(str(cfg.lm_name_or_path), dtype=torch.float32)
-    from ..config import load_config
-    from ..models import llama_config
-    from ..pretrain.config import PretrainConfig
-
     with torch.device(device):
-        return LlamaForCausalLM(llama_config(load_config(PretrainConfig, cfg.lm_config)))
+        return LlamaForCausalLM(llama_config(stages.stage("pretrain").load(cfg.lm_config)))
 
 
 def assemble_llava(tower: SiglipVisionModel, lm, image_token_id: int) -> LlavaForConditionalGeneration:
@@ -100,7 +103,7 @@ def assemble(cfg: VLMConfig, device: str | torch.device = "cpu"):
     """(LlavaForConditionalGeneration, LlavaProcessor) for the full path; see the module docstring."""
     tok = tokenizer_for(cfg)
     tower, image_processor = vision_tower(cfg)
-    lm = language_model(cfg, device)
+    lm = causal_lm(cfg, device)
     if len(tok) > lm.config.vocab_size:
         lm.resize_token_embeddings(len(tok), pad_to_multiple_of=64)
     model = assemble_llava(tower, lm, tok.convert_tokens_to_ids(IMAGE))
@@ -148,8 +151,6 @@ class CleanedStream:
 
     def __init__(self, rows, scorer, method: str = "fixed", value: float = 0.5, quantile: float = 0.05,
                  calibration: int = 2000, chunk: int = 64):
-        from .contrastive import choose_threshold
-
         self.rows, self.scorer, self.chunk = rows, scorer, chunk
         self.counts = {"scored": 0, "dropped": 0, "kept": 0}
         self._ready: list = []
