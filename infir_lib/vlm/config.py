@@ -91,7 +91,7 @@ class VLMConfig:
     assumed_mfu: float = setting(0.3, key=False)
     sharding: Literal["ddp", "fsdp", "zero2", "zero3"] = setting("ddp", key=False)
     output_dir: str | None = setting(None, key=False)
-    # full-scale training path (infir_lib.vlm.full); none of these are part of the toy cache key
+    # the full-scale parts (scale: full, infir_lib.vlm.build.parts_for); none of these are part of the toy cache key
     init: Literal["pretrained", "random"] = setting("pretrained", key="full")  # random: towers from config sizes, no weights (smoke tests)
     tokenizer_name_or_path: str | None = setting(None, key="full")  # default: lm_name_or_path; init=random without one: a small BPE
     clean_model_name_or_path: str | None = setting(None, key="full")  # App. E scorer (a SiglipModel); default: vision_name_or_path
