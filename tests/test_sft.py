@@ -10,7 +10,8 @@ import torch
 from infir_lib import sft
 from infir_lib.config import ConfigError, load_config
 from infir_lib.models import EOT, ModelArgs, build_llama, load_model, train_tokenizer
-from infir_lib.sft import SFTRunConfig, assistant_token_mask, to_messages
+from infir_lib.eval.generate import encode_prompt
+from infir_lib.sft import SFTRunConfig, chat_examples, to_messages, token_rows
 from infir_lib.sft.data import load_rows, toy_arith_rows
 from infir_lib.sft.evaluate import final_answer
 from infir_lib.sft.trainer import trl_args
@@ -36,43 +37,59 @@ def _chat(user="Ann has 3 pens. Ann buys 2. How many pens?", reply="3+2=5. Answe
     return [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
 
 
+def _learned(tok, ex):
+    ids, mask = ex["input_ids"], ex["completion_mask"]
+    assert len(ids) == len(mask)
+    return (tok.decode([i for i, m in zip(ids, mask) if m]), tok.decode([i for i, m in zip(ids, mask) if not m]))
+
+
 def test_assistant_mask_covers_exactly_the_assistant_tokens(tiny):
     _, tok = tiny
     msgs = _chat()
-    ids, mask = assistant_token_mask(tok, msgs)
-    assert len(ids) == len(mask)
-    learned = tok.decode([i for i, m in zip(ids, mask) if m])
-    ignored = tok.decode([i for i, m in zip(ids, mask) if not m])
+    [ex] = chat_examples(tok, msgs)
+    learned, ignored = _learned(tok, ex)
     assert learned == msgs[1]["content"] + EOT
     assert msgs[0]["content"] in ignored and "assistant" in ignored and "3+2=5" not in ignored
     # the mask is one contiguous block at the end (the reply and its end-of-turn token)
+    mask = ex["completion_mask"]
     first = mask.index(1)
     assert all(mask[first:]) and not any(mask[:first])
+    # the example decodes to the conversation as the chat template renders it
+    assert tok.decode(ex["input_ids"]) == tok.apply_chat_template(msgs, tokenize=False)
 
 
 def test_assistant_mask_multi_turn(tiny):
+    """Every assistant turn is trained, each in its own example after its context as it is sampled."""
     _, tok = tiny
     msgs = _chat() + [{"role": "user", "content": "And then?"}, {"role": "assistant", "content": "Answer: 6"}]
-    ids, mask = assistant_token_mask(tok, msgs)
-    learned = tok.decode([i for i, m in zip(ids, mask) if m])
-    assert learned == "3+2=5. Answer: 5" + EOT + "Answer: 6" + EOT
-    assert "And then?" not in learned
+    first, second = chat_examples(tok, msgs)
+    assert _learned(tok, first)[0] == "3+2=5. Answer: 5" + EOT
+    learned, ignored = _learned(tok, second)
+    assert learned == "Answer: 6" + EOT
+    assert "And then?" not in learned and "And then?" in ignored and "3+2=5. Answer: 5" in ignored
+    assert second["input_ids"][: second["completion_mask"].index(1)] == encode_prompt(tok, msgs[:3])
+    assert len(token_rows(tok, [{"messages": msgs}, {"messages": _chat()}])) == 3
 
 
 def test_trl_labels_match_the_mask(tiny, tmp_path):
-    """The trainer, as configured by the stage, trains on exactly the masked tokens."""
+    """The trainer, as configured by the stage, trains on exactly the masked tokens of the stage's rows."""
     from datasets import Dataset
     from trl import SFTTrainer
 
     folder, tok = tiny
     cfg = load_config(SFTRunConfig, "configs/toy/sft.yaml", {"model_name_or_path": str(folder), "max_steps": 1})
     rows = [{"messages": _chat()}, {"messages": _chat("Ben has 9 cups. Ben loses 4.", "9-4=5. Answer: 5")}]
-    trainer = SFTTrainer(model=load_model(folder), args=trl_args(cfg, tmp_path), train_dataset=Dataset.from_list(rows),
+    examples = token_rows(tok, rows)
+    trainer = SFTTrainer(model=load_model(folder), args=trl_args(cfg, tmp_path), train_dataset=Dataset.from_list(examples),
                          processing_class=tok)
-    for ex, row in zip(trainer.train_dataset, rows):
-        ids, mask = assistant_token_mask(tok, row["messages"])
-        assert ex["input_ids"] == ids
-        assert [int(lab != -100) for lab in ex["labels"]] == mask
+    for ex, want in zip(trainer.train_dataset, examples):
+        assert ex["input_ids"] == want["input_ids"]
+        assert [int(lab != -100) for lab in ex["labels"]] == want["completion_mask"]
+    unmasked = load_config(SFTRunConfig, "configs/toy/sft.yaml", {"model_name_or_path": str(folder),
+                                                                  "assistant_only_loss": False})
+    trainer = SFTTrainer(model=load_model(folder), args=trl_args(unmasked, tmp_path),
+                         train_dataset=Dataset.from_list(examples), processing_class=tok)
+    assert all(-100 not in ex["labels"] for ex in trainer.train_dataset)  # no mask: every token is learned
 
 
 def test_run_schedule_lora_and_result(tiny, tmp_path):
@@ -221,7 +238,7 @@ def test_per_item_outcomes_and_item_matrix(monkeypatch):
 
     problems = make_problems(4, seed=5, steps=(1,))
     replies = [f"Answer: {p.answer}" if i % 2 == 0 else "Answer: -999" for i, p in enumerate(problems)]
-    monkeypatch.setattr(ev, "generate", lambda model, tok, prompts, max_new_tokens, batch_size=32, reply_start=None: replies[: len(prompts)])
+    monkeypatch.setattr(ev, "generate", lambda model, tok, prompts, max_new_tokens, batch_size=32: replies[: len(prompts)])
     out = ev.arith_accuracy(None, None, problems, per_item=True)
     assert out["correct"] == [1, 0, 1, 0] and out["accuracy"] == 0.5
     assert "correct" not in ev.arith_accuracy(None, None, problems)  # the run's metrics stay scalars
@@ -299,21 +316,28 @@ def test_code_scores_count_tests_in_one_sandboxed_run():
     assert [X.compiles(c) for c in codes] == [True, True, False, True]
 
 
-def test_reply_context_is_the_training_tokenization_of_the_prompt():
-    """Before a reply that starts with a word the toy BPE cuts the header's blank line differently from a
-    prompt tokenized alone; reply_context gives the model the context it was trained on."""
-    from infir_lib.sft.evaluate import reply_context
+def test_training_context_is_the_sampling_prompt_for_any_reply():
+    """SFT trains each reply after the very ids the generator samples it from, whether the reply starts with a
+    digit or a word: the BPE cuts the header's blank line into one token before a digit and into two before
+    a word when the conversation is tokenized as one string (the joined form is not what is trained on)."""
+    from infir_lib.sft.data import reply_example
 
     # blank lines before numbers are frequent, so the BPE merges "\n\n" into one token (as the toy one does)
     tok = train_tokenizer(TEXTS + ["Total:\n\n12 and\n\n7"] * 40, vocab_size=400, min_frequency=1)
-    for reply in ("def f(x):\n    return x + 1", "3+2=5. Answer: 5", "Hello there"):
-        msgs = _chat(user="Write f.", reply=reply)
-        trained, _ = assistant_token_mask(tok, msgs)
-        alone = tok.apply_chat_template(msgs[:1], tokenize=True, add_generation_prompt=True, return_dict=True)["input_ids"]
-        ctx = reply_context(tok, "Write f.", reply[:3])
-        assert trained[: len(ctx)] == ctx and tok.decode(ctx) == tok.decode(alone)
-        if reply[0].isalpha():  # the mismatch the function exists for: the prompt alone is no prefix
-            assert trained[: len(alone)] != list(alone)
+    context = [{"role": "user", "content": "Write f."}]
+    sampled = encode_prompt(tok, "Write f.", chat=True)  # what the generator feeds the model
+    for reply in ("3+2=5. Answer: 5", "def f(x):\n    return x + 1", "Hello there"):
+        ex = reply_example(tok, context, reply)
+        n = len(sampled)
+        assert ex["input_ids"][:n] == sampled  # the trained context is the sampling prompt, id for id
+        assert ex["completion_mask"] == [0] * n + [1] * (len(ex["input_ids"]) - n)  # loss on the reply only
+        assert tok.decode(ex["input_ids"][n:]) == reply + EOT  # the reply and its end of turn, nothing else
+        joined = tok.apply_chat_template([*context, {"role": "assistant", "content": reply}], tokenize=True,
+                                         return_dict=True)["input_ids"]
+        if reply[0].isalpha():  # the defect this avoids: tokenized as one string, the prompt is no prefix
+            assert list(joined[:n]) != sampled
+        else:
+            assert list(joined[:n]) == sampled
 
 
 def test_loss_plateau_rule():
@@ -336,7 +360,7 @@ def test_run_arms_orders_longest_first_and_returns_call_order(monkeypatch):
         seen.extend(c["name"] for c in calls)
         return [{"arm": c["name"], "seed": c["seed"]} for c in calls]
 
-    monkeypatch.setattr("infir_lib.parallel.run_parallel", fake_parallel)
+    monkeypatch.setattr(X, "run_parallel", fake_parallel)
     row = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a" * 40}]}
     arms = {"short": ([row] * 16, {"max_steps": 2}), "long": ([row] * 16, {"max_steps": 20})}
     out = X.run_arms(arms, [0, 1])

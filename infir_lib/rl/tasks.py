@@ -25,6 +25,7 @@ import random
 from typing import Iterable
 
 from ..data.arith import ITEMS, NAMES, Problem, make_problem
+from ..sft.data import token_rows
 
 FORMATS = ("judge", "choice", "open")
 ANSWER_TYPE = {"judge": "yes_no", "choice": "choice", "open": "math"}
@@ -167,23 +168,10 @@ def generation_prompt_ids(tokenizer, prompt: list[dict]) -> list[int]:
 
 
 def sft_token_rows(tokenizer, rows: list[dict]) -> list[dict]:
-    """Cold-start / self-improvement SFT rows, tokenized so that training sees the sampling context.
-
-    Rendering prompt + completion as one string and tokenizing it (TRL's default for
-    prompt-completion rows) merges tokens across the boundary: the assistant header ends in
-    ``"\\n\\n"``, one token when the prompt is tokenized alone (as it is for sampling), but ``"\\n"``,
-    ``"\\n"`` when ``"<think>"`` follows, since the byte-level split keeps the last whitespace apart
-    from the next word. The policy would be trained after a context it is never sampled in. Here the
-    prompt is tokenized exactly as for sampling (:func:`generation_prompt_ids`), the completion (the
-    assistant turn as the chat template renders it: trimmed text + end of turn) on its own, and the
-    two id lists are joined; the loss covers the completion only (``completion_mask``).
-    """
-    from ..models import EOT
-
-    out = []
-    for r in rows:
-        prompt_ids = generation_prompt_ids(tokenizer, r["prompt"])
-        completion_ids = tokenizer(r["reference"].strip() + EOT, add_special_tokens=False).input_ids
-        out.append({"input_ids": prompt_ids + completion_ids,
-                    "completion_mask": [0] * len(prompt_ids) + [1] * len(completion_ids)})
-    return out
+    """Cold-start / self-improvement SFT rows, tokenized so that training sees the sampling context: the
+    library's one SFT tokenization (:func:`infir_lib.sft.data.token_rows`) of each row's prompt followed by
+    its reference as the assistant turn. The prompt ids are exactly :func:`generation_prompt_ids` (the
+    assistant header's final ``"\\n\\n"`` stays one token even when ``"<think>"`` follows, which the joined
+    text would cut into two); the loss covers the completion only (``completion_mask``)."""
+    return token_rows(tokenizer, [{"messages": [*r["prompt"], {"role": "assistant", "content": r["reference"]}]}
+                                  for r in rows])

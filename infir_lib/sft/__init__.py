@@ -19,7 +19,7 @@ from ..models import SavedModelMixin, build_llama, count_parameters
 from ..planning import plan_training
 from ..stages import StageResult, TextPlan
 from .config import SFTRunConfig
-from .data import assistant_token_mask, load_rows, problem_to_row, rows_digest, to_messages, toy_arith_rows
+from .data import chat_examples, load_rows, problem_to_row, rows_digest, to_messages, token_rows, toy_arith_rows
 from .trainer import estimated_steps, train
 
 STAGE = stages.stage("sft")
@@ -103,4 +103,4 @@ def plan(config: str | Path | SFTRunConfig, overrides=None):
 
 
 __all__ = ["SFTRunConfig", "SFTResult", "run", "plan", "load", "train", "load_rows", "toy_arith_rows", "problem_to_row",
-           "assistant_token_mask", "to_messages"]
+           "chat_examples", "token_rows", "to_messages"]

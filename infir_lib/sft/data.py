@@ -1,9 +1,17 @@
 """SFT rows: chat ``messages`` lists, from toy generators, JSONL files or hub datasets.
 
-Every row is ``{"messages": [{"role": "user", ...}, {"role": "assistant", ...}], ...}`` so TRL's
-``SFTTrainer`` applies the Llama-3 chat template and (with ``assistant_only_loss``) puts the loss on
-the assistant tokens only. ShareGPT rows (``conversations`` with ``from``/``value``, as in
-Infinity-Instruct) are converted; anything else is an error naming the file and line.
+Every row is ``{"messages": [{"role": "user", ...}, {"role": "assistant", ...}], ...}``. ShareGPT rows
+(``conversations`` with ``from``/``value``, as in Infinity-Instruct) are converted; anything else is an
+error naming the file and line.
+
+What a model trains on (:func:`token_rows`, used by the SFT stage and by chapter 7's cold start): each
+assistant turn after its context *exactly as the model is later sampled from it*. Rendering the whole
+conversation as one string and tokenizing it (TRL's default) lets a byte-level BPE cut the boundary
+differently: the toy tokenizer turns the assistant header's final ``"\n\n"`` into one token before a
+digit (digits are split off first) but into ``"\n"``, ``"\n"`` before a word, so a reply that starts
+with a word (``"def solve(x):"``, ``"Ann starts with..."``) would be trained after a context the generator
+never gives. Here the context goes through the generator's own prompt path
+(:func:`infir_lib.eval.generate.encode_prompt`) and the reply is tokenized on its own.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from pathlib import Path
 from .. import stages
 from ..data.arith import Problem, make_problems
 from ..data.sources import read_jsonl
+from ..eval.generate import encode_prompt
 
 ROLE_MAP = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system",
             "bot": "assistant", "model": "assistant"}
@@ -77,7 +86,7 @@ def load_rows(cfg) -> list[dict]:
             if cap and len(rows) >= cap:
                 break
         return rows
-    from datasets import load_dataset  # full scale: a hub dataset by id
+    from datasets import load_dataset  # heavy: datasets (full scale: a hub dataset by id)
 
     name, _, subset = cfg.dataset.partition(":")
     ds = load_dataset(name, subset or None, split=cfg.dataset_split, streaming=True)
@@ -97,12 +106,41 @@ def rows_digest(rows: list[dict]) -> str:
     return h.hexdigest()[:16]
 
 
-def assistant_token_mask(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
-    """(input_ids, mask) where mask is 1 exactly on the tokens the assistant wrote.
+def reply_example(tokenizer, context: list[dict], reply: str) -> dict:
+    """One training example: ``context`` (the messages before an assistant turn) tokenized exactly as the
+    generator tokenizes a prompt to sample from (:func:`infir_lib.eval.generate.encode_prompt`: the chat
+    template with the assistant header), then the assistant turn ``reply`` tokenized on its own, as the
+    chat template renders it (the trimmed text and the end-of-turn token). ``completion_mask`` is 1 on the
+    reply's tokens and 0 on the context's: the loss covers the reply and its end of turn only.
 
-    This is what ``assistant_only_loss`` trains on: the ``{% generation %}`` blocks of the chat
-    template (the assistant text and its ``<|eot_id|>``), never the prompt or the role headers.
+    ``input_ids`` start with the sampling prompt's ids whatever the reply's first character, and decode
+    to the conversation the chat template renders.
     """
-    out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
-                                        return_assistant_tokens_mask=True)
-    return list(out["input_ids"]), list(out["assistant_masks"])
+    prompt_text = tokenizer.apply_chat_template(list(context), tokenize=False, add_generation_prompt=True)
+    full_text = tokenizer.apply_chat_template([*context, {"role": "assistant", "content": reply}], tokenize=False)
+    if not full_text.startswith(prompt_text):
+        raise ValueError("the chat template renders the conversation so that its generation prompt is not a "
+                         f"prefix of the conversation with the reply: {prompt_text[-40:]!r} vs {full_text[-80:]!r}")
+    prompt_ids = encode_prompt(tokenizer, list(context))
+    reply_ids = tokenizer(full_text[len(prompt_text):], add_special_tokens=False)["input_ids"]
+    return {"input_ids": prompt_ids + reply_ids, "completion_mask": [0] * len(prompt_ids) + [1] * len(reply_ids)}
+
+
+def chat_examples(tokenizer, messages: list[dict]) -> list[dict]:
+    """The training examples of one conversation: one per assistant turn (:func:`reply_example`), each
+    after the messages before it.
+
+    The rule for multi-turn rows: every assistant turn is trained, each in its own example whose context
+    (earlier replies included) is tokenized exactly as the generator would tokenize that conversation to
+    sample the turn. One sequence for the whole conversation cannot give every turn that context: the
+    generator tokenizes an earlier reply inside the whole string, training on it tokenizes it on its own.
+    A single-turn row is one example.
+    """
+    return [reply_example(tokenizer, messages[:k], m["content"]) for k, m in enumerate(messages)
+            if m["role"] == "assistant"]
+
+
+def token_rows(tokenizer, rows: list[dict], field: str = "messages") -> list[dict]:
+    """Chat rows as the examples TRL's ``SFTTrainer`` trains on (``input_ids`` + ``completion_mask``,
+    pre-tokenized so that TRL tokenizes nothing itself); see :func:`chat_examples`."""
+    return [ex for r in rows for ex in chat_examples(tokenizer, r[field])]

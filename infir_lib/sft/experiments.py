@@ -21,8 +21,11 @@ import statistics
 from typing import Callable, Sequence
 
 from ..data.arith import Problem, make_problem, make_problems
+from ..eval.sandbox import run_programs
+from ..parallel import run_parallel
 from ..report.verdicts import level_in_band
 from ..synth.instructions import seed_code
+from . import run as run_sft
 from .data import arith_prompt
 from .evaluate import arith_accuracy, generate
 
@@ -109,10 +112,7 @@ def code_pass_rate(model, tokenizer, items, timeout: float = 1.5, workers: int =
     passes all its unit tests in the sandbox (``passed``), whether it compiles (``compiles``) and the
     share of its tests it passes (``tests_share``). ``workers`` sandboxed processes at a time: each
     one mostly waits for its process to start, so more workers than cores pay off."""
-    from ..eval.sandbox import run_programs
-
-    # every reference reply is a function definition ("def solve(x):"): prompt tokenized as training saw it
-    replies = generate(model, tokenizer, [it.text for it in items], max_new_tokens=48, reply_start="def")
+    replies = generate(model, tokenizer, [it.text for it in items], max_new_tokens=48)
     verdicts = run_programs(replies, workers=workers, progress=False, tests=[counting_tests(it) for it in items],
                             timeout=timeout)
     statuses = [v.status for v in verdicts]
@@ -145,8 +145,6 @@ def long_cot_solution(p_ops: list[tuple[str, int]], start: int, name: str, item:
 
 def long_cot_rows(n: int, seed: int = LONG_TRAIN_SEED, steps: tuple[int, ...] = (4, 5)) -> list[dict]:
     """The toy long-CoT set: hard (4-5 step) problems with long, self-checking solutions."""
-    import re
-
     rows = []
     for p in make_problems(n, seed, steps):
         ops = [(m[1], int(m[2])) for m in re.findall(r"(-?\d+)([+\-])(\d+)=", " ".join(p.steps))]
@@ -167,9 +165,7 @@ def mean_sd(xs: list[float]) -> str:
 def train_and_score(name: str, rows: list[dict], seed: int, overrides: dict | None = None, evals: dict | None = None,
                     config: str = "configs/toy/sft.yaml") -> dict:
     """One run of an arm: fine-tune on ``rows`` with ``seed`` (cached), then ``evals[key](model, tok)``."""
-    from . import run
-
-    res = run(config, {**(overrides or {}), "seed": seed, "data_seed": seed, "eval_n": 0}, rows=rows, name="exp")
+    res = run_sft(config, {**(overrides or {}), "seed": seed, "data_seed": seed, "eval_n": 0}, rows=rows, name="exp")
     rec = {"arm": name, "seed": seed, "rows": len(rows), "steps": res.metrics["steps"],
            "epochs": res.metrics.get("epochs"), "final_loss": res.metrics["final_loss"],
            "losses": [h["loss"] for h in res.history if "loss" in h]}
@@ -191,8 +187,6 @@ def run_arms(arms: dict[str, tuple[list[dict], dict]], seeds: Sequence[int] | di
     of this module). One torch thread per worker, ``workers`` = cores by default; records come back
     in arms x seeds order. Runs already in the cache are read back, not retrained.
     """
-    from ..parallel import run_parallel
-
     def arm_seeds(name):
         if isinstance(seeds, dict):
             if name not in seeds:
@@ -228,44 +222,33 @@ def run_arm(name: str, rows: list[dict], seeds: list[int], evals: dict, override
     return [train_and_score(name, rows, seed, overrides, evals, config) for seed in seeds]
 
 
-def _accuracy(model, tok, problems, max_new_tokens: int = 48, batch_size: int = 100,
-              reply_start: str | None = None) -> float:
-    return arith_accuracy(model, tok, problems, max_new_tokens, batch_size=batch_size,
-                          reply_start=reply_start)["accuracy"]
+def _accuracy(model, tok, problems, max_new_tokens: int = 48, batch_size: int = 100) -> float:
+    return arith_accuracy(model, tok, problems, max_new_tokens, batch_size=batch_size)["accuracy"]
 
 
-def _correct(model, tok, problems, max_new_tokens: int = 48, batch_size: int = 100,
-             reply_start: str | None = None) -> list[int]:
-    return arith_accuracy(model, tok, problems, max_new_tokens, per_item=True, batch_size=batch_size,
-                          reply_start=reply_start)["correct"]
+def _correct(model, tok, problems, max_new_tokens: int = 48, batch_size: int = 100) -> list[int]:
+    return arith_accuracy(model, tok, problems, max_new_tokens, per_item=True, batch_size=batch_size)["correct"]
 
 
-def _curve(model, tok, sets, max_new_tokens: int = 48, batch_size: int = 100, reply_start: str | None = None) -> dict:
-    return {level: _accuracy(model, tok, problems, max_new_tokens, batch_size, reply_start)
-            for level, problems in sets.items()}
+def _curve(model, tok, sets, max_new_tokens: int = 48, batch_size: int = 100) -> dict:
+    return {level: _accuracy(model, tok, problems, max_new_tokens, batch_size) for level, problems in sets.items()}
 
 
-def accuracy_on(problems, max_new_tokens: int = 48, reply_start: str | None = None) -> Callable:
-    """An ``evals`` entry: exact-answer accuracy on ``problems`` (``reply_start``: see
-    :func:`infir_lib.sft.evaluate.reply_context`; the long-CoT replies start with a word)."""
-    return functools.partial(_accuracy, problems=list(problems), max_new_tokens=max_new_tokens,
-                             reply_start=reply_start)
+def accuracy_on(problems, max_new_tokens: int = 48) -> Callable:
+    """An ``evals`` entry: exact-answer accuracy on ``problems``."""
+    return functools.partial(_accuracy, problems=list(problems), max_new_tokens=max_new_tokens)
 
 
-def correct_on(problems, max_new_tokens: int = 48, batch_size: int = 100, reply_start: str | None = None) -> Callable:
+def correct_on(problems, max_new_tokens: int = 48, batch_size: int = 100) -> Callable:
     """An ``evals`` entry for :func:`run_arms`: the 0/1 outcome per problem, in item order (the scorecard
     compares arms item by item; the accuracy is the mean of the list). Batches of 100: a 1 M-parameter
     model's greedy decoding costs about the same per step for 32 or 100 rows, so a few hundred items stay cheap."""
-    return functools.partial(_correct, problems=list(problems), max_new_tokens=max_new_tokens, batch_size=batch_size,
-                             reply_start=reply_start)
+    return functools.partial(_correct, problems=list(problems), max_new_tokens=max_new_tokens, batch_size=batch_size)
 
 
-def curve_on(sets: dict[int, list[Problem]], max_new_tokens: int = 48, reply_start: str | None = None) -> Callable:
+def curve_on(sets: dict[int, list[Problem]], max_new_tokens: int = 48) -> Callable:
     """An ``evals`` entry: accuracy per level on :func:`level_sets` (what :func:`choose_level` reads)."""
-    return functools.partial(_curve, sets=dict(sets), max_new_tokens=max_new_tokens, reply_start=reply_start)
-
-
-LONG_REPLY_START = "Ann"  # a long-CoT reply starts with the name in the question: a word, not a digit
+    return functools.partial(_curve, sets=dict(sets), max_new_tokens=max_new_tokens)
 
 
 def loss_plateau(history: list[dict], steps_per_epoch: int, tol: float = 0.1) -> dict:

@@ -1,8 +1,10 @@
 """One SFT run with TRL's ``SFTTrainer`` (InfiR §3.2), at toy or full scale.
 
-Loss on assistant tokens only (the Llama-3 template's ``{% generation %}`` blocks), cosine schedule
-with warm-up ratio 0.1, optional LoRA through PEFT (merged into the weights when saved), DeepSpeed /
-FSDP passed through to ``TrainingArguments`` at full scale.
+The rows reach TRL tokenized (:func:`.data.token_rows`): each assistant turn after its context exactly as
+the model is sampled from it, the reply tokenized on its own; with ``assistant_only_loss`` the loss covers
+the replies and their end-of-turn tokens only (TRL's ``completion_mask``). Cosine schedule with warm-up
+ratio 0.1, optional LoRA through PEFT (merged into the weights when saved), DeepSpeed / FSDP passed
+through to ``TrainingArguments`` at full scale.
 """
 
 from __future__ import annotations
@@ -17,17 +19,19 @@ import torch
 from datasets import Dataset
 from trl import SFTConfig
 
+from .. import pretrain
+from ..data.arith import make_problems
 from ..models import count_parameters, load_model, load_tokenizer
 from ..runtime import compact_trainer_output, lean_trl_scratch, quiet_inner_progress, seed_everything
 from .config import SFTRunConfig
+from .data import token_rows
+from .evaluate import arith_accuracy
 
 
 def resolve_base(cfg: SFTRunConfig) -> str:
     """The folder (or hub id) of the model to fine-tune: an explicit path, else the base stage's output."""
     if cfg.model_name_or_path:
         return cfg.model_name_or_path
-    from .. import pretrain
-
     return str(pretrain.run(cfg.base_config, list(cfg.base_overrides)).model_dir)
 
 
@@ -49,6 +53,7 @@ class BookSFTConfig(SFTConfig):
 
 # run-config fields that share a name with a TRL field but mean something else there
 NOT_TRL = frozenset({"output_dir",  # the stage's folder; the trainer writes into out/"trainer"
+                     "assistant_only_loss",  # TRL's completion_only_loss on the pre-tokenized rows (data.token_rows)
                      "eval_steps",  # reasoning-step counts of the toy evaluation, not an eval interval
                      "gradient_checkpointing",  # TRL's name is activation_checkpointing (the old one warns)
                      "bf16",  # only where the device has it
@@ -58,12 +63,15 @@ NOT_TRL = frozenset({"output_dir",  # the stage's folder; the trainer writes int
 def trl_args(cfg: SFTRunConfig, out: Path) -> BookSFTConfig:
     """The TRL config of a run: every run-config field named like a TRL field, plus what differs by name.
 
-    transformers 5 takes the warm-up ratio as a float ``warmup_steps``; ``bf16`` applies only on CUDA.
+    transformers 5 takes the warm-up ratio as a float ``warmup_steps``; ``bf16`` applies only on CUDA. The
+    rows are tokenized by the stage (:func:`.data.token_rows`), so the prompt mask is TRL's
+    ``completion_only_loss`` over their ``completion_mask`` (TRL's ``assistant_only_loss`` needs text rows).
     """
     trl_names = {f.name for f in fields(BookSFTConfig)}
     same = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name in trl_names and f.name not in NOT_TRL}
     return BookSFTConfig(**same, output_dir=str(out / "trainer"), warmup_steps=cfg.warmup_ratio,
                          activation_checkpointing=cfg.gradient_checkpointing,
+                         assistant_only_loss=False, completion_only_loss=cfg.assistant_only_loss,
                          bf16=bool(cfg.bf16 and torch.cuda.is_available()), fsdp=cfg.fsdp or "")
 
 
@@ -88,8 +96,9 @@ def train(cfg: SFTRunConfig, rows: list[dict], out: Path) -> dict:
     # would make AdamW update bf16 weights, which rounds away most lr-2e-5 steps (8 mantissa bits).
     model = load_model(base, dtype=torch.float32)
     n_params = count_parameters(model)
-    ds = Dataset.from_list([{"messages": r["messages"]} for r in rows])
-    with quiet_inner_progress():  # tokenising the dataset: no bar per datasets pass
+    examples = token_rows(tokenizer, rows)  # the sampling context + each reply, tokenized here, not by TRL
+    ds = Dataset.from_list(examples)
+    with quiet_inner_progress():  # TRL's passes over the dataset (labels, truncation): no bar per pass
         trainer = SFTTrainer(model=model, args=trl_args(cfg, out), train_dataset=ds, processing_class=tokenizer,
                              peft_config=lora_config(cfg) if cfg.use_lora else None)
     compact_trainer_output(trainer, "sft")  # one bar, not a printed log dict per logging step
@@ -106,7 +115,7 @@ def train(cfg: SFTRunConfig, rows: list[dict], out: Path) -> dict:
         model = model.merge_and_unload()
     history = [h for h in trainer.state.log_history if "loss" in h]
     summary = {"base": base, "train_rows": len(rows), "train_examples": n_examples,
-               "dropped_examples": len(rows) - n_examples, "loss_tokens": label_tokens,
+               "dropped_examples": len(examples) - n_examples, "loss_tokens": label_tokens,
                "steps": trainer.state.global_step, "epochs": trainer.state.epoch,
                "train_loss": result.training_loss, "final_loss": history[-1]["loss"] if history else None,
                "parameters": n_params, "trainable_parameters": trainable, "train_seconds": round(seconds, 2)}
@@ -125,9 +134,6 @@ def train(cfg: SFTRunConfig, rows: list[dict], out: Path) -> dict:
 
 def evaluate_toy(cfg: SFTRunConfig, model, tokenizer) -> dict:
     """Greedy accuracy on held-out toy arithmetic (a seed disjoint from the training data's)."""
-    from ..data.arith import make_problems
-    from .evaluate import arith_accuracy
-
     problems = make_problems(cfg.eval_n, cfg.eval_seed, tuple(cfg.eval_steps))
     scores = arith_accuracy(model, tokenizer, problems, cfg.eval_max_new_tokens)
     scores.pop("replies")
