@@ -202,3 +202,22 @@ def test_one_collator_interface_the_toy_codec_and_the_conversation_collator_agre
     assert set(toy) == set(hub)
     for k in toy:
         assert torch.equal(toy[k], hub[k]), k
+
+
+def test_the_runtime_is_a_part_plain_pytorch_and_accelerate_train_the_same_model(stand_ins, tmp_path):
+    """The full parts on the toy's runtime (plain PyTorch, a fresh AdamW per stage) and on accelerate (one
+    CPU process, one optimizer whose moments are reset per stage): the same losses and the same weights."""
+    from infir_lib import vlm
+    from infir_lib.vlm import build, curriculum
+
+    cfg = _config(stand_ins, output_dir=str(tmp_path / "accelerate"))
+    on_accelerate = vlm.run(cfg)
+    local = dataclasses.replace(cfg, output_dir=str(tmp_path / "local"))
+    parts = dataclasses.replace(build.parts_for(local, tmp_path / "local"),
+                                runtime=lambda: curriculum.LocalRuntime(accum=on_accelerate.summary["grad_accumulation"]))
+    summary = curriculum.train_curriculum(local, tmp_path / "local", parts)
+    loss = lambda history: [(h["stage"], h["step"], h["loss"], h["trainable"]) for h in history]
+    assert loss(summary["history"]) == loss(on_accelerate.history)
+    assert summary["cleaning"] == on_accelerate.summary["cleaning"]
+    a, b = _tensors(tmp_path / "local" / "model"), _tensors(on_accelerate.model_dir)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

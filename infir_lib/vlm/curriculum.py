@@ -77,13 +77,13 @@ def resume_key(cfg: VLMConfig) -> dict:
 
 class LocalRuntime:
     """Plain PyTorch on the CPU with ``threads`` torch threads (0: leave as is): the toy runtime. Each stage
-    gets a fresh AdamW over its trainable parameters; no stage checkpoints (the artifact cache keeps whole
-    runs, built atomically)."""
+    gets a fresh AdamW over its trainable parameters, each optimizer step ``accum`` batches (the toy: 1); no
+    stage checkpoints (the artifact cache keeps whole runs, built atomically)."""
 
-    accelerator, accum, progress, device, rank, world, is_main = None, 1, False, "cpu", 0, 1, True
+    accelerator, progress, device, rank, world, is_main = None, False, "cpu", 0, 1, True
 
-    def __init__(self, threads: int = 0):
-        self.threads = threads
+    def __init__(self, threads: int = 0, accum: int = 1):
+        self.threads, self.accum = threads, accum
 
     def context(self):
         return torch_threads(self.threads)
