@@ -325,7 +325,7 @@ for _s in (
           "infir_lib.rl", "infir_lib.rl.config:RLConfig", "configs/toy/rl_curr_reft.yaml",
           inputs=(Input("pretrain", "base_config", when=lambda cfg: not cfg.model_name_or_path),
                   Input("vlm", "vlm_config", when=lambda cfg: cfg.method in ("infi_mmr", "direct"))),
-          builds=("infir_lib.rl.curr_reft:run_schedule", "infir_lib.rl.infi_mmr:run_phased"), kind="rl"),
+          builds=("infir_lib.rl.schedule:run_schedule",), kind="rl"),
     Stage("report", "ch 8: print the scorecard of the paper's claims (--check fails on a missing claim)",
           "infir_lib.report.scorecard"),
 ):

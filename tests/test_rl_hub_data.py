@@ -1,5 +1,5 @@
 """The full-scale RL data adapters (infir_lib/rl/hub_data.py) on hand-written stand-ins of each released
-format, and full-scale runs (``rl.run`` -> ``curr_reft.run_schedule``, the toy runs' function) on local
+format, and full-scale runs (``rl.run`` -> ``schedule.run_schedule``, the toy runs' function) on local
 Curr-ReFT-layout files with a tiny text policy. Nothing is downloaded."""
 
 import json
@@ -170,7 +170,7 @@ def test_local_files_read_with_line_numbers(tmp_path):
 
 def test_new_fields_leave_the_toy_cache_key_alone():
     from infir_lib.rl import as_config
-    from infir_lib.rl.curr_reft import cache_spec
+    from infir_lib.rl.schedule import cache_spec
 
     spec = cache_spec(as_config("configs/toy/rl_curr_reft.yaml"), {})["cfg"]
     assert "dataset_formats" not in spec and "image_roots" not in spec and "datasets" not in spec

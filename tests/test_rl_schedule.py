@@ -1,4 +1,4 @@
-"""The RL stage schedule is one code path for the toy and the full scale (``curr_reft.run_schedule``):
+"""The RL stage schedule is one code path for every method at the toy and the full scale (``schedule.run_schedule``):
 the config's values choose its parts (where the rows come from, evaluation, output), and the same
 functions train the stages, shuffle the control arm's rows, and resume a stage that finished.
 
@@ -11,6 +11,7 @@ import shutil
 import pytest
 
 from infir_lib.rl import curr_reft as C
+from infir_lib.rl import schedule as S
 from infir_lib.rl.tasks import mixed_chunks
 
 
@@ -79,9 +80,9 @@ def test_toy_and_full_schedules_are_one_code_path(tmp_path, policy, monkeypatch)
     from infir_lib.rl.hub_data import load_stage_rows
 
     grpo, scales = StandInGRPO(), []
-    real = C.train_schedule
-    monkeypatch.setattr(C, "run_stage", grpo)
-    monkeypatch.setattr(C, "train_schedule", lambda cfg, *a, **k: scales.append(cfg.scale) or real(cfg, *a, **k))
+    real = S.train_schedule
+    monkeypatch.setattr(S, "run_stage", grpo)
+    monkeypatch.setattr(S, "train_schedule", lambda cfg, *a, **k: scales.append(cfg.scale) or real(cfg, *a, **k))
     datasets, _ = _curr_reft_files(tmp_path / "data")
 
     toy = rl.run(_toy(policy, tmp_path / "toy"))
@@ -115,13 +116,13 @@ def test_a_stopped_toy_run_resumes_at_the_stage_that_did_not_finish(tmp_path, po
     from infir_lib import rl
 
     cfg = _toy(policy, tmp_path / "run", method="curr_reft")
-    monkeypatch.setattr(C, "run_stage", StandInGRPO(fail_at="open"))
+    monkeypatch.setattr(S, "run_stage", StandInGRPO(fail_at="open"))
     with pytest.raises(KeyboardInterrupt):
         rl.run(cfg)
     assert (tmp_path / "run" / "choice" / "stage.json").exists()
 
     grpo = StandInGRPO()
-    monkeypatch.setattr(C, "run_stage", grpo)
+    monkeypatch.setattr(S, "run_stage", grpo)
     result = rl.run(cfg)
     assert [c["stage"] for c in grpo.calls] == ["open"]
     assert [h["stage"] for h in result.history] == ["judge", "choice", "open"]
@@ -133,10 +134,54 @@ def test_full_scale_checks_come_before_any_download(tmp_path):
 
     base = {"model_name_or_path": "no/such-model", "deepspeed": None}
     with pytest.raises(ValueError, match="needs output_dir"):
-        C.run_schedule(as_config("configs/full/rl_curr_reft_qwen.yaml", {**base, "output_dir": None}))
+        S.run_schedule(as_config("configs/full/rl_curr_reft_qwen.yaml", {**base, "output_dir": None}))
     with pytest.raises(ValueError, match="need 3 datasets"):
-        C.run_schedule(as_config("configs/full/rl_curr_reft_qwen.yaml",
+        S.run_schedule(as_config("configs/full/rl_curr_reft_qwen.yaml",
                                  {**base, "output_dir": str(tmp_path), "datasets": ["a.jsonl"]}))
     with pytest.raises(ValueError, match="unknown dataset format"):
-        C.run_schedule(as_config("configs/full/rl_curr_reft_qwen.yaml",
+        S.run_schedule(as_config("configs/full/rl_curr_reft_qwen.yaml",
                                  {**base, "output_dir": str(tmp_path), "dataset_formats": ["x", "y", "z"]}))
+
+
+@pytest.mark.parametrize("method,stages", [("infi_mmr", ["text", "caption", "image"]), ("direct", ["image"])])
+def test_infi_mmr_runs_through_the_same_schedule(tmp_path, policy, monkeypatch, method, stages):
+    """Infi-MMR and its control go through the schedule Curr-ReFT uses (``rl.run`` -> ``run_schedule`` ->
+    ``train_schedule`` -> the stage runner); their parts are the phases' rows, a text policy placed in a LLaVA
+    before its first image stage (toy scale: the text phase trains the language model alone, the image
+    phases get the VLM's processor) and the visual-math evaluation."""
+    from infir_lib import rl
+    from infir_lib.rl import infi_mmr as M
+
+    grpo = StandInGRPO()
+    monkeypatch.setattr(S, "run_stage", grpo)
+    n = len(stages)
+    cfg = rl.as_config(f"configs/toy/rl_{method}.yaml", {
+        "model_name_or_path": str(policy), "vlm_config": None, "rows_per_stage": 4, "stage_steps": [1] * n,
+        "stage_generations": [2] * n, "prompts_per_step": 2, "eval_n": 2, "eval_max_new_tokens": 4,
+        "max_completion_length": 4, "output_dir": str(tmp_path / method)})
+    result = rl.run(cfg)
+
+    assert [c["stage"] for c in grpo.calls] == stages
+    for call, stage in zip(grpo.calls, stages):
+        rows = M.phase_rows(cfg, stage)
+        assert call["prompts"] == [r["prompt"][0]["content"] for r in rows]
+        assert (call["processor"] is None) == (stage == "text")  # the text phase trains the language model alone
+    assert result.summary["vision_from"] == "randomly initialised tower and projector"
+    assert set(result.summary["eval"]) == {"vmath_image", "vmath_caption"}
+    assert result.summary["steps"] == n and result.summary["samples"] == n * 2 * 2
+    assert list(result.summary["zero_variance"]) == stages
+    assert sorted(p.name for p in result.output_dir.iterdir()) == ["history.json", "model", "result.json"]
+    assert (result.output_dir / "model" / "processor_config.json").exists()
+    assert not (result.output_dir / "model" / "stage.json").exists()
+
+
+def test_full_scale_refuses_a_text_policy_on_image_rows(tmp_path, policy):
+    """At full scale the policy is a VLM from the start: a text-only policy meeting image rows is refused
+    (the toy scale places it in a LLaVA instead)."""
+    from infir_lib.rl import as_config
+
+    cfg = as_config("configs/full/rl_infi_mmr_qwen.yaml", {"model_name_or_path": str(policy),
+                                                            "output_dir": str(tmp_path / "run")})
+    rows = [{"prompt": [{"role": "user", "content": "q"}], "image": object()}]
+    with pytest.raises(ValueError, match="has image rows but the policy .* has no image processor"):
+        S.stage_policy(cfg, 1, policy, rows, tmp_path / "run", {})

@@ -7,7 +7,8 @@ import pytest
 from infir_lib.config import ConfigError
 from infir_lib.rl import as_config, plan
 from infir_lib.rl import rewards as R
-from infir_lib.rl.curr_reft import rollouts, select_samples, verifier_judge, zero_variance_by_stage
+from infir_lib.rl.curr_reft import select_samples, verifier_judge
+from infir_lib.rl.schedule import rollouts, zero_variance_by_stage
 from infir_lib.rl.tasks import (FORMATS, ITEMS, LARGE_START, NEW_ITEMS, counting_problem, format_rows, generation_prompt_ids,
                                 make_family, mixed_chunks, mixed_rows, sft_token_rows)
 

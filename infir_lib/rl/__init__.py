@@ -8,20 +8,24 @@
     #     --config configs/full/rl_curr_reft_qwen.yaml
 
 Rewards are pure functions chosen by name and weight in the YAML (:mod:`.rewards`); each stage is
-one TRL ``GRPOTrainer`` run (:mod:`.grpo`); :mod:`.curr_reft` holds Curr-ReFT (judge -> choice ->
-open, and rejection-sampling self-improvement) and the one stage schedule of both scales
-(``run_schedule``: toy task rows or released datasets, cold start or a hub policy, chosen by the
-config), :mod:`.infi_mmr` Infi-MMR's toy phases (text -> caption -> image).
+one TRL ``GRPOTrainer`` run (:mod:`.grpo`); :mod:`.schedule` is the one stage schedule of every
+method at both scales (``run_schedule``: toy rows or released datasets, cold start or a hub policy, a text
+policy placed in the toy VLM or not, chosen by the config); :mod:`.curr_reft` holds Curr-ReFT's parts
+(judge -> choice -> open rows, evaluation, rejection-sampling self-improvement), :mod:`.infi_mmr`
+Infi-MMR's (text -> caption -> image rows, the toy VLM, visual-math evaluation).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from ..runtime import torch_threads
 from ..stages import stage
 from .config import METHODS, STAGES, RLConfig, parse_dataset_id  # noqa: F401  (re-exported)
-from .curr_reft import RLResult, rejection_sampling_sft, run_schedule, start_eval  # noqa: F401
+from .curr_reft import rejection_sampling_sft, start_eval  # noqa: F401
+from .planning import plan_rl
 from .rewards import REWARDS, get_reward_funcs, register_reward, total_reward
+from .schedule import RLResult, run_schedule
 
 
 def as_config(config, overrides=None) -> RLConfig:
@@ -30,29 +34,15 @@ def as_config(config, overrides=None) -> RLConfig:
 
 
 def run(config: str | Path | RLConfig, overrides: dict | list | None = None) -> RLResult:
-    """Run the schedule the config's ``method`` names. Toy: on this machine, cached. Full: under accelerate."""
+    """Run the schedule the config's ``method`` names (:func:`.schedule.run_schedule`, one code path for every
+    method and both scales, its parts chosen by the config). Toy: on this machine, cached. Full: under accelerate."""
     cfg = as_config(config, overrides)
-    from ..runtime import torch_threads
-
     with torch_threads(cfg.num_threads if cfg.scale == "toy" else 0):
-        return _run(cfg)
-
-
-def _run(cfg: RLConfig) -> RLResult:
-    """Curr-ReFT (both arms) at toy scale and every method at full scale: one stage schedule
-    (:func:`.curr_reft.run_schedule`, its parts chosen by the config). Infi-MMR's toy phases assemble the
-    chapter-6 VLM between stages (:func:`.infi_mmr.run_phased`)."""
-    if cfg.scale == "toy" and cfg.method in ("infi_mmr", "direct"):
-        from .infi_mmr import run_phased
-
-        return run_phased(cfg)
-    return run_schedule(cfg)
+        return run_schedule(cfg)
 
 
 def plan(config: str | Path | RLConfig, overrides=None):
     """The dry-run: policy size from a meta-device build, stages, rollouts, GPU-hours, memory per GPU."""
-    from .planning import plan_rl
-
     return plan_rl(as_config(config, overrides))
 
 

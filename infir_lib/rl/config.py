@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..config import setting
+from ..dataset_ids import parse_dataset_id as parse
 
 METHODS = ("curr_reft", "mixed", "infi_mmr", "direct")
 STAGES = {"curr_reft": ["judge", "choice", "open"], "mixed": ["mixed_1", "mixed_2", "mixed_3"],
@@ -127,7 +128,5 @@ def parse_dataset_id(ds_id: str) -> dict:
     ``repo:some/folder/*_train.jsonl`` (a part with ``/`` or ``*``) files inside the repo, for releases
     that are folders of JSONL files rather than configs (Curr-ReFT's).
     """
-    from ..dataset_ids import parse_dataset_id as parse
-
     return parse(ds_id).load_kwargs()
 

@@ -6,9 +6,19 @@ from __future__ import annotations
 import hashlib
 import statistics
 
+from .. import artifacts
 from ..book.figures import panels
 from ..eval.blind import fixed_answer_accuracy
+from ..models import load_model, load_tokenizer
+from ..parallel import run_parallel
 from ..report.verdicts import level_in_band
+from ..vlm.model import load_processor, load_vlm
+from . import as_config, run
+from .curr_reft import eval_sets
+from .policy import evaluate_sets, generate, set_stop_tokens, starting_policy
+from .rewards import completion_text, extract_answer, score_answer
+from .tasks import format_rows
+from .vision import visual_rows
 
 CURVES = (("reward", "reward (accuracy + format)"), ("completions/mean_length", "completion length (tokens)"),
           ("kl", "KL to the reference"), ("frac_reward_zero_std", "share of zero-variance groups"))
@@ -24,8 +34,6 @@ LEVEL_SEED_OFFSET = 7  # the selection items' seed: cfg.eval_seed + this (the te
 def run_one(config, overrides: dict | None = None, score: dict[str, int] | None = None):
     """One cached run of ``config`` with ``overrides``; with ``score`` (``{evaluation set: items}``) also
     its per-item outcomes (:func:`item_outcomes`, cached), so they are computed where the run is."""
-    from . import run
-
     result = run(config, overrides)
     for name, n in (score or {}).items():
         item_outcomes(result, config, name, n, overrides=overrides)
@@ -41,8 +49,6 @@ def run_arms(arms: dict[str, str], seeds: list[int], overrides: dict | None = No
     worker built it, or the caller itself (``workers=1``). ``score``: evaluation sets whose per-item
     outcomes each worker computes right after its run (``{name: n items}``, see :func:`item_outcomes`).
     """
-    from ..parallel import run_parallel
-
     calls = [(path, {**(overrides or {}), "seed": s}, score) for path in arms.values() for s in seeds]
     results = run_parallel(run_one, calls, threads=1, workers=workers)
     out, k = {}, 0
@@ -70,7 +76,7 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 def comparison_table(results: dict[str, list], columns: dict[str, str], start: dict | None = None):
     """A DataFrame: one row per arm, ``mean ± std`` over seeds for each ``{label: metric path}``."""
-    import pandas as pd
+    import pandas as pd  # heavy: pandas, only for the tables
 
     rows = []
     if start is not None:
@@ -92,7 +98,7 @@ def comparison_table(results: dict[str, list], columns: dict[str, str], start: d
 
 def plot_curves(results: dict[str, list], title: str, smooth: int = 3):
     """Reward, length and KL per GRPO step (all stages laid end to end; dotted lines = stage changes)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib, only for the figures
 
     fig, axes = panels(len(CURVES), panel=(3.5, 2.8))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -127,11 +133,7 @@ def eval_rows(cfg, name: str) -> list[dict]:
     """The held-out rows of evaluation set ``name``: ``id_<format>`` / ``ood_open`` (Curr-ReFT's text
     task) or ``vmath_image`` / ``vmath_caption`` (Infi-MMR's visual math), ``cfg.eval_n`` of them."""
     if name.startswith("vmath_"):
-        from .vision import visual_rows
-
         return visual_rows(name.split("_", 1)[1], cfg.eval_n, cfg.eval_seed)
-    from .curr_reft import eval_sets
-
     sets = eval_sets(cfg)
     if name not in sets:
         raise KeyError(f"unknown evaluation set {name!r}; sets: {sorted(sets) + ['vmath_caption', 'vmath_image']}")
@@ -155,9 +157,6 @@ def item_outcomes(result, config, name: str, n: int | None = None, overrides: di
     as in the run's summary), on ``n`` items (default: the config's ``eval_n``) of the set ``name`` as
     ``config`` with ``overrides`` defines it (e.g. ``ood_family``/``ood_steps``/``eval_seed``). Cached,
     so a second execution reads it back. Returns ``{"correct": [...], "keys": [...]}`` in item order."""
-    from .. import artifacts
-    from . import as_config
-
     summary = result.summary
     cfg = as_config(config, {**(overrides or {}), "seed": summary["seed"], **({"eval_n": int(n)} if n else {})})
     if cfg.method != summary["method"]:
@@ -167,15 +166,9 @@ def item_outcomes(result, config, name: str, n: int | None = None, overrides: di
             "max_new_tokens": cfg.eval_max_new_tokens, "items": _row_key_digest(rows)}
 
     def build(folder) -> None:
-        from ..models import load_model, load_tokenizer
-        from .policy import generate, set_stop_tokens
-        from .rewards import completion_text, extract_answer, score_answer
-
         model_dir = result.output_dir / "model"
         tok, processor = load_tokenizer(model_dir), None
         if "image" in rows[0]:
-            from ..vlm.model import load_processor, load_vlm
-
             model, processor = load_vlm(model_dir), load_processor(model_dir)
         else:
             model = load_model(model_dir)
@@ -228,13 +221,6 @@ def level_curve(config, levels=OOD_LEVELS, n: int = 80, overrides: dict | None =
     """Greedy accuracy of the starting policy of ``config`` (the cold start both arms begin from) on
     ``n`` items of each out-of-domain ``(family, steps)`` level, drawn with the selection seed
     (``eval_seed + LEVEL_SEED_OFFSET``, apart from the test items). Cached. One dict per level."""
-    from .. import artifacts
-    from ..models import load_model, load_tokenizer
-    from . import as_config
-    from .curr_reft import starting_policy
-    from .policy import evaluate_sets, set_stop_tokens
-    from .tasks import format_rows
-
     cfg = as_config(config, overrides)
     start, start_spec = starting_policy(cfg)
     seed = cfg.eval_seed + LEVEL_SEED_OFFSET
@@ -265,7 +251,7 @@ def zero_variance_table(results: dict[str, list], generations: dict[str, list[in
     """Per arm and stage (in schedule order), the share of prompt groups whose rewards were all equal
     (mean ± population std over seeds, from each run's summary). ``generations``: ``{arm: G per stage}``
     for a column that names the group size."""
-    import pandas as pd
+    import pandas as pd  # heavy: pandas, only for the tables
 
     rows = []
     for arm, rs in results.items():
@@ -283,7 +269,7 @@ def zero_variance_table(results: dict[str, list], generations: dict[str, list[in
 
 def plot_zero_variance(results: dict[str, list], title: str):
     """Bars: per stage, each arm's share of zero-variance groups (mean over seeds; dots = seeds)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib, only for the figures
 
     arms = list(results)
     n_stages = len(next(iter(results.values()))[0].summary["zero_variance"])

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
-from trl import GRPOConfig
+from datasets import Dataset
+from trl import GRPOConfig, GRPOTrainer
 
 from ..models import load_tokenizer
 from ..runtime import compact_trainer_output, lean_trl_scratch, quiet_inner_progress, seed_everything
@@ -151,9 +152,6 @@ def run_stage(model_path: str | Path, rows: list[dict], out: Path, args: StageAr
     Returns the per-step log (reward, reward_std, kl, mean completion length, ...), each record
     tagged with ``stage``.
     """
-    from datasets import Dataset
-    from trl import GRPOTrainer
-
     if not rows:
         raise ValueError(f"stage {stage!r} has no training rows")
     seed_everything(args.seed)

@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..dataset_ids import ImageRoot, Skip, hub_files, parse_dataset_id, to_image
-from .rewards import BOX, choice_letters, normalise_yes_no
+from .rewards import ANSWER_TYPES, BOX, choice_letters, normalise_yes_no
 
 ASK_FORMAT = ("First think about the problem inside <think> </think> tags, then give the final answer "
               "inside <answer> </answer> tags.")
@@ -240,7 +240,7 @@ def geo170k_row(rec: dict, stage: str, images: ImageResolver, dataset: str = "",
 
 def _embedded_image(value: Any):
     """An image stored in the dataset itself (PIL, or ``{"bytes": ...}``) -> RGB; a path or nothing is no image."""
-    from PIL import Image
+    from PIL import Image  # heavy: Pillow, only for datasets that embed their images
 
     if not (isinstance(value, Image.Image) or isinstance(value, dict) and value.get("bytes")):
         raise Skip("no image")
@@ -268,8 +268,6 @@ def geometry3k_row(rec: dict, stage: str, images: ImageResolver, dataset: str = 
 
 def chapter_row(rec: dict, stage: str, images: ImageResolver) -> dict:
     """Rows already in this chapter's shape (checked, passed through)."""
-    from .rewards import ANSWER_TYPES
-
     if rec.get("answer_type") not in ANSWER_TYPES:
         raise Skip(f"unknown answer_type {rec.get('answer_type')!r}")
     if not isinstance(rec.get("prompt"), list) or not rec["prompt"]:
@@ -408,7 +406,7 @@ def read_records(ds_id: str) -> tuple[Iterable[dict], list[str]]:
         if not matched:
             raise ValueError(f"{ds_id}: no files in {ds.path} match {files!r}")
         return _read_json_files(matched)
-    from datasets import load_dataset
+    from datasets import load_dataset  # heavy: datasets, only for a hub dataset (the dry-run checks ids without it)
 
     loaded = load_dataset(**ds.load_kwargs())
     return loaded, list(loaded.column_names)

@@ -14,10 +14,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
+
 from ..dataset_ids import parse_dataset_id
+from ..models import build_llama, count_parameters
 from ..planning import GPU_MEMORY_GIB, gpu_hours as gpu_hours_for, state_memory_gib
 from ..stages import Plan, stage
 from .config import RLConfig
+from .grpo import batch_layout
+from .schedule import stage_args, stage_steps
 
 # Qwen2.5-VL-3B-Instruct (its config.json), written here so the dry-run downloads nothing.
 QWEN25_VL_3B = {
@@ -32,13 +37,9 @@ QWEN25_VL_3B = {
 
 def count_policy_parameters(cfg: RLConfig) -> tuple[int, str]:
     """Parameters of the policy, from a model built on the meta device (no download, no memory)."""
-    import torch
-
-    from ..models import count_parameters
-
     name = cfg.model_name_or_path or "toy"
     if "Qwen2.5-VL-3B" in name:
-        from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+        from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration  # heavy: Qwen2.5-VL's modeling code, this preset only
 
         qcfg = Qwen2_5_VLConfig(text_config=QWEN25_VL_3B["text"], vision_config=QWEN25_VL_3B["vision"],
                                 tie_word_embeddings=True)
@@ -47,8 +48,6 @@ def count_policy_parameters(cfg: RLConfig) -> tuple[int, str]:
         return count_parameters(model), "Qwen2.5-VL-3B-Instruct architecture (meta device)"
     text_only = cfg.method in ("curr_reft", "mixed") and cfg.scale == "toy"
     if text_only and cfg.base_config and not cfg.model_name_or_path:
-        from ..models import build_llama
-
         return count_parameters(build_llama(stage("pretrain").load(cfg.base_config), device="meta")), \
             f"toy Llama of {cfg.base_config} (meta device)"
     if cfg.vlm_config:
@@ -129,9 +128,6 @@ def full_scale_problems(cfg: RLConfig) -> list[str]:
     """What a full-scale preset gets wrong, found offline, so the dry-run can refuse instead of
     printing a healthy plan: missing captions, placeholder folders, batch layouts that do not split,
     missing rejection-sampling settings, a missing launch config."""
-    from .curr_reft import stage_args
-    from .grpo import batch_layout
-
     if cfg.scale != "full":
         return []
     problems = []
@@ -170,9 +166,6 @@ def full_scale_problems(cfg: RLConfig) -> list[str]:
 
 
 def plan_rl(cfg: RLConfig) -> RLPlan:
-    from .curr_reft import stage_args, stage_steps
-    from .grpo import batch_layout
-
     n, policy = count_policy_parameters(cfg)
     stages, rollouts, gen_tokens, flops = [], 0, 0.0, 0.0
     for i, name in enumerate(cfg.stages):

@@ -14,10 +14,15 @@ import json
 import tempfile
 from pathlib import Path
 
-from .. import artifacts
+from datasets import Dataset
+from trl import SFTTrainer
+
+from .. import artifacts, stages
 from ..eval.generate import decode_reply, generate as generate_replies, generate_batch, stop_token_ids
 from ..models import EOT, load_model, load_tokenizer
 from ..runtime import compact_trainer_output, lean_trl_scratch, quiet_inner_progress, seed_everything
+from ..sft.trainer import BookSFTConfig
+from .config import RLConfig
 from .rewards import completion_text, extract_answer, format_reward, score_answer
 from .tasks import FORMATS, format_rows, sft_token_rows
 
@@ -54,11 +59,6 @@ def sft(model_path: str | Path, rows: list[dict], out: Path, *, steps: int, lr: 
     The rows reach TRL already tokenized (:func:`.tasks.sft_token_rows`): the prompt as the policy is
     sampled from it, then the reference completion, so training and sampling share the context.
     """
-    from datasets import Dataset
-    from trl import SFTTrainer
-
-    from ..sft.trainer import BookSFTConfig
-
     seed_everything(seed)
     tokenizer = load_tokenizer(model_path)
     model = load_model(model_path)
@@ -97,6 +97,24 @@ def cold_start(base_dir: str | Path, base_spec: dict, *, n_per_format: int, step
         (folder / "history.json").write_text(json.dumps(history))
 
     return artifacts.cached("rl_coldstart", spec, build, name="coldstart")
+
+
+def starting_policy(cfg: RLConfig) -> tuple[Path, dict]:
+    """The folder RL starts from and its spec: the hub/folder policy, or the toy model cold-started."""
+    if cfg.model_name_or_path:
+        return Path(cfg.model_name_or_path), {"model": cfg.model_name_or_path}
+    if not cfg.base_config:
+        raise ValueError("no starting policy: set model_name_or_path (a hub id or a folder) or base_config "
+                         "(a pretrain preset, cold-started here)")
+    rl = stages.stage("rl")
+    base = rl.input(cfg, "base_config")
+    base_spec = {"pretrain": rl.input_key(cfg, "base_config")}
+    if cfg.cold_start_per_format == 0:
+        return base.model_dir, base_spec
+    folder = cold_start(base.model_dir, base_spec, n_per_format=cfg.cold_start_per_format,
+                        steps=cfg.cold_start_steps, lr=cfg.cold_start_lr, batch=16, seed=0)
+    spec = artifacts.load_json(folder / artifacts.MANIFEST)["spec"]
+    return folder, spec
 
 
 def generate(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int = 64, batch: int = 32,

@@ -131,7 +131,7 @@ def math_equal(answer: str | None, gold: str) -> bool:
     """Symbolic equivalence (math-verify); falls back to exact string equality if parsing fails."""
     if answer is None or not answer.strip():
         return False
-    from math_verify import parse, verify
+    from math_verify import parse, verify  # heavy: math-verify (sympy), only for a non-empty math answer
 
     try:
         gold_parsed = parse(gold if "$" in gold else f"${gold}$")

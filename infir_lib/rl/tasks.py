@@ -22,9 +22,11 @@ measured curve puts the control arm off the floor and the ceiling.
 from __future__ import annotations
 
 import random
+import re
 from typing import Iterable
 
 from ..data.arith import ITEMS, NAMES, Problem, make_problem
+from ..eval.generate import encode_prompt
 from ..sft.data import token_rows
 
 FORMATS = ("judge", "choice", "open")
@@ -65,8 +67,6 @@ NEW_ITEMS = ("kites", "plums", "maps", "bells", "rings", "bowls", "hats", "nuts"
 
 def new_items_problem(rng: random.Random, n_steps: int) -> Problem:
     """The in-domain problem form, its item noun swapped for one never trained on (:data:`NEW_ITEMS`)."""
-    import re
-
     p = make_problem(rng, n_steps)
     old = next(item for item in ITEMS if re.search(rf"\b{item}\b", p.question))
     question = re.sub(rf"\b{old}\b", NEW_ITEMS[ITEMS.index(old)], p.question)
@@ -162,8 +162,6 @@ def generation_prompt_ids(tokenizer, prompt: list[dict]) -> list[int]:
     """The token ids a policy is sampled from: the chat template with the assistant header, tokenized
     alone, by the library's generator (:func:`infir_lib.eval.generate.encode_prompt`); TRL's GRPO
     tokenizes its prompts the same way."""
-    from ..eval.generate import encode_prompt
-
     return encode_prompt(tokenizer, prompt)
 
 
