@@ -80,6 +80,7 @@ def assert_curriculum(r) -> None:
 
 def test_full_path_trains_the_curriculum_on_local_stand_ins(stand_ins):
     from infir_lib import vlm
+    from infir_lib.vlm import build, curriculum
 
     cfg = _config(stand_ins)
     r = vlm.run(cfg)
@@ -117,6 +118,16 @@ def test_full_path_trains_the_curriculum_on_local_stand_ins(stand_ins):
     assert_curriculum(r)
     rec = json.loads((r.output_dir / "checkpoints" / "stage2" / "stage.json").read_text())
     assert any(v["used"] > 0 for v in rec["sources"].values())
+    # the runtime is a part like the others: the same parts on the toy's runtime (plain PyTorch, a fresh
+    # AdamW per stage) train the same model as on accelerate (one CPU process, one optimizer reset per stage)
+    local = dataclasses.replace(cfg, output_dir=str(stand_ins / "local"))
+    plain = dataclasses.replace(build.parts_for(local, stand_ins / "local"),
+                                runtime=lambda: curriculum.LocalRuntime(accum=r.summary["grad_accumulation"]))
+    summary = curriculum.train_curriculum(local, stand_ins / "local", plain)
+    loss = lambda history: [(h["stage"], h["step"], h["loss"], h["trainable"]) for h in history]
+    assert loss(summary["history"]) == loss(r.history) and summary["cleaning"] == r.summary["cleaning"]
+    a, b = _tensors(stand_ins / "local" / "model"), _tensors(r.model_dir)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     # a rerun resumes after the last complete stage: here stage 3's checkpoint is made incomplete
     (r.output_dir / "checkpoints" / "stage3" / "stage.json").unlink()
     again = vlm.run(cfg)
@@ -203,21 +214,3 @@ def test_one_collator_interface_the_toy_codec_and_the_conversation_collator_agre
     for k in toy:
         assert torch.equal(toy[k], hub[k]), k
 
-
-def test_the_runtime_is_a_part_plain_pytorch_and_accelerate_train_the_same_model(stand_ins, tmp_path):
-    """The full parts on the toy's runtime (plain PyTorch, a fresh AdamW per stage) and on accelerate (one
-    CPU process, one optimizer whose moments are reset per stage): the same losses and the same weights."""
-    from infir_lib import vlm
-    from infir_lib.vlm import build, curriculum
-
-    cfg = _config(stand_ins, output_dir=str(tmp_path / "accelerate"))
-    on_accelerate = vlm.run(cfg)
-    local = dataclasses.replace(cfg, output_dir=str(tmp_path / "local"))
-    parts = dataclasses.replace(build.parts_for(local, tmp_path / "local"),
-                                runtime=lambda: curriculum.LocalRuntime(accum=on_accelerate.summary["grad_accumulation"]))
-    summary = curriculum.train_curriculum(local, tmp_path / "local", parts)
-    loss = lambda history: [(h["stage"], h["step"], h["loss"], h["trainable"]) for h in history]
-    assert loss(summary["history"]) == loss(on_accelerate.history)
-    assert summary["cleaning"] == on_accelerate.summary["cleaning"]
-    a, b = _tensors(tmp_path / "local" / "model"), _tensors(on_accelerate.model_dir)
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
