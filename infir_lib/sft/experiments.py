@@ -18,6 +18,7 @@ import functools
 import random
 import re
 import statistics
+import time
 from typing import Callable, Sequence
 
 from ..data.arith import Problem, make_problem, make_problems
@@ -143,17 +144,19 @@ def long_cot_solution(p_ops: list[tuple[str, int]], start: int, name: str, item:
     return " ".join(lines)
 
 
+def long_cot_text(p: Problem) -> str:
+    """The long, self-checking solution of a toy problem (:func:`long_cot_solution` of its steps)."""
+    ops = [(m[1], int(m[2])) for m in re.findall(r"(-?\d+)([+\-])(\d+)=", " ".join(p.steps))]
+    start = int(re.match(r"(\d+)", p.steps[0]).group(1))
+    name, item = p.question.split(" has ")[0], p.question.split(" has ")[1].split(".")[0].split(" ", 1)[1]
+    return long_cot_solution(ops, start, name, item)
+
+
 def long_cot_rows(n: int, seed: int = LONG_TRAIN_SEED, steps: tuple[int, ...] = (4, 5)) -> list[dict]:
     """The toy long-CoT set: hard (4-5 step) problems with long, self-checking solutions."""
-    rows = []
-    for p in make_problems(n, seed, steps):
-        ops = [(m[1], int(m[2])) for m in re.findall(r"(-?\d+)([+\-])(\d+)=", " ".join(p.steps))]
-        start = int(re.match(r"(\d+)", p.steps[0]).group(1))
-        name, item = p.question.split(" has ")[0], p.question.split(" has ")[1].split(".")[0].split(" ", 1)[1]
-        rows.append({"messages": [{"role": "user", "content": arith_prompt(p.question)},
-                                  {"role": "assistant", "content": long_cot_solution(ops, start, name, item)}],
-                     "answer": p.answer, "n_steps": p.n_steps})
-    return rows
+    return [{"messages": [{"role": "user", "content": arith_prompt(p.question)},
+                          {"role": "assistant", "content": long_cot_text(p)}],
+             "answer": p.answer, "n_steps": p.n_steps} for p in make_problems(n, seed, steps)]
 
 
 def mean_sd(xs: list[float]) -> str:
@@ -164,15 +167,23 @@ def mean_sd(xs: list[float]) -> str:
 
 def train_and_score(name: str, rows: list[dict], seed: int, overrides: dict | None = None, evals: dict | None = None,
                     config: str = "configs/toy/sft.yaml") -> dict:
-    """One run of an arm: fine-tune on ``rows`` with ``seed`` (cached), then ``evals[key](model, tok)``."""
+    """One run of an arm: fine-tune on ``rows`` with ``seed`` (cached), then ``evals[key](model, tok)``.
+
+    ``cpu_seconds`` records what each part cost in this process (``"train"``: the run, or reading it back
+    from the cache; then one entry per evaluation), so that a chapter can see where its time goes."""
+    t0 = time.process_time()
     res = run_sft(config, {**(overrides or {}), "seed": seed, "data_seed": seed, "eval_n": 0}, rows=rows, name="exp")
     rec = {"arm": name, "seed": seed, "rows": len(rows), "steps": res.metrics["steps"],
            "epochs": res.metrics.get("epochs"), "final_loss": res.metrics["final_loss"],
            "losses": [h["loss"] for h in res.history if "loss" in h]}
+    cpu = {"train": time.process_time() - t0}
     if evals:
         model, tok = res.load_model(), res.load_tokenizer()
         for key, fn in evals.items():
+            t0 = time.process_time()
             rec[key] = fn(model, tok)
+            cpu[key] = time.process_time() - t0
+    rec["cpu_seconds"] = cpu
     return rec
 
 
