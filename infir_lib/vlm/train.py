@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 import torch
 
+from ..eval.generate import decode_reply, generate_batch
 from ..runtime import seed_everything
-from .data import GuiTaskEnv, GUI_TASKS, VItem, inside, parse_click
+from .data import GUI_TASKS, GuiTaskEnv, VItem, cell_words, inside, parse_click
 from .model import set_trainable
 
 IGNORE = -100
@@ -216,8 +217,6 @@ def warm_up_text(lm, tok, items: list[VItem], steps: int, batch_size: int, lr: f
     ``reads=True``: each picture *described in words* (its 16 cell words where the 16 image tokens
     will stand, :func:`described_prompt_ids`), so the LM learns to answer from that place; which words
     an image shows is still for the projector to learn."""
-    from .data import cell_words
-
     seed_everything(seed)
     eot = tok.convert_tokens_to_ids("<|eot_id|>")
     rows = []
@@ -274,8 +273,6 @@ def answer_loss(model, codec: Codec, enc: Encoded, batch_size: int = 64) -> floa
 def generate(model, codec: Codec, enc: Encoded, max_new_tokens: int = 10, batch_size: int = 64) -> list[str]:
     """Greedy answers (stopping at ``<|eot_id|>``): the codec prepares each batch (pixels and prompt), the
     library's one batched generator decodes it."""
-    from ..eval.generate import decode_reply, generate_batch
-
     outs = []
     for i in range(0, len(enc.items), batch_size):
         b = codec.prompt_batch(enc, list(range(i, min(i + batch_size, len(enc.items)))))
