@@ -156,7 +156,10 @@ def test_every_preset_dry_runs_with_the_shared_planner(path):
 
 
 def test_dataset_ids_name_config_files_and_split():
-    from infir_lib.rl.config import parse_dataset_id
+    from infir_lib.dataset_ids import parse_dataset_id as parse
+
+    def parse_dataset_id(text):  # the load_dataset keyword arguments a dataset id gives
+        return parse(text).load_kwargs()
 
     assert parse_dataset_id("agentica-org/DeepScaleR-Preview-Dataset") == {
         "path": "agentica-org/DeepScaleR-Preview-Dataset", "split": "train"}

@@ -20,7 +20,7 @@ from infir_lib.vlm import make_items, mismatch_pairs
 from infir_lib.vlm.config import VLMConfig
 from infir_lib.vlm.contrastive import build_siglip
 from infir_lib.vlm.hub_data import (ConversationCollator, Conversation, DatasetStream, UnsupportedDataset, adapt,
-                                    detect_format, parse_spec, write_local_dataset)
+                                    detect_format, parse_dataset_id, write_local_dataset)
 
 SIZE, PATCH = 32, 16
 
@@ -181,8 +181,8 @@ def test_adapters_normalise_table9_formats():
     rel = adapt({"image": img, "instruction": "open mail", "bbox": [0.1, 0.2, 0.3, 0.4]}, "grounding")
     px = adapt({"image": img, "instruction": "open mail", "bbox": [0, 0, 16, 8]}, "grounding")  # 32x32 pixels
     assert rel.turns[0][1] == "(200, 300)" and px.turns[0][1] == "(250, 125)"
-    assert parse_spec("HuggingFaceM4/the_cauldron:textcaps@train").name == "textcaps"
-    assert parse_spec("/data/x").split == "train"
+    assert parse_dataset_id("HuggingFaceM4/the_cauldron:textcaps@train").name == "textcaps"
+    assert parse_dataset_id("/data/x").split == "train"
 
 
 def test_collator_puts_the_loss_on_assistant_turns_only(stand_ins):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..runtime import torch_threads
 from ..stages import stage
-from .config import METHODS, STAGES, RLConfig, parse_dataset_id  # noqa: F401  (re-exported)
+from .config import METHODS, STAGES, RLConfig
 from .curr_reft import rejection_sampling_sft, start_eval  # noqa: F401
 from .planning import plan_rl
 from .rewards import REWARDS, get_reward_funcs, register_reward, total_reward

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..config import setting
-from ..dataset_ids import parse_dataset_id as parse
 
 METHODS = ("curr_reft", "mixed", "infi_mmr", "direct")
 STAGES = {"curr_reft": ["judge", "choice", "open"], "mixed": ["mixed_1", "mixed_2", "mixed_3"],
@@ -118,15 +117,4 @@ class RLConfig:
     @property
     def stages(self) -> list[str]:
         return STAGES[self.method]
-
-
-def parse_dataset_id(ds_id: str) -> dict:
-    """A dataset id (:mod:`infir_lib.dataset_ids`, ``owner/name[:CONFIG_OR_FILES][@SPLIT]``) -> keyword
-    arguments of ``datasets.load_dataset``.
-
-    ``Luckyjhg/Geo170K@qa_tuning`` names a split (default ``train``); ``repo:config`` a config;
-    ``repo:some/folder/*_train.jsonl`` (a part with ``/`` or ``*``) files inside the repo, for releases
-    that are folders of JSONL files rather than configs (Curr-ReFT's).
-    """
-    return parse(ds_id).load_kwargs()
 

@@ -62,7 +62,6 @@ class Conversation:
 
 
 DatasetSpec = DatasetId  # a stage's dataset entry: infir_lib.dataset_ids' one syntax
-parse_spec = parse_dataset_id  # the same parser under the name this module used
 
 
 # --------------------------------------------------------------------------- loading
@@ -209,7 +208,7 @@ class DatasetStream:
     """Endless conversations from one dataset (re-opened, reshuffled, when a pass ends)."""
 
     def __init__(self, text: str, seed: int = 0, rank: int = 0, world_size: int = 1, shuffle_buffer: int = 1000):
-        self.spec = parse_spec(text)
+        self.spec = parse_dataset_id(text)
         self.seed, self.rank, self.world_size, self.shuffle_buffer = seed, rank, world_size, shuffle_buffer
         self.stats = SourceStats()
         self.root = Path(self.spec.path) if self.spec.local else None
