@@ -27,6 +27,18 @@ def module_files() -> dict[str, Path]:
     return out
 
 
+def module_file(module: str) -> Path:
+    """The source file of ``infir_lib.x.y`` (without importing it)."""
+    parts = module.split(".")
+    if parts[0] != "infir_lib":
+        raise ValueError(f"{module}: only infir_lib modules are part of a stage's code")
+    base = PACKAGE_DIR.joinpath(*parts[1:])
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    raise ValueError(f"{module}: no such module in infir_lib (a stage's code names modules that exist)")
+
+
 def targets(modules: dict[str, Path], importer: str, node: ast.Import | ast.ImportFrom) -> list[str]:
     """The library modules one import statement of ``importer`` loads (a name imported from a package
     counts as its submodule when there is one, else as the package)."""
@@ -43,7 +55,8 @@ def targets(modules: dict[str, Path], importer: str, node: ast.Import | ast.Impo
     return whole + subs
 
 
-def _type_checking_blocks(tree: ast.AST) -> set[int]:
+def type_checking_blocks(tree: ast.AST) -> set[int]:
+    """ids of the nodes inside ``if TYPE_CHECKING:`` blocks (imports there never run)."""
     skip = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
@@ -58,7 +71,7 @@ def import_graph() -> tuple[dict[str, set[str]], dict[tuple[str, str], str]]:
     where: dict[tuple[str, str], str] = {}
     for m, f in modules.items():
         tree = ast.parse(f.read_text(), str(f))
-        skip = _type_checking_blocks(tree)
+        skip = type_checking_blocks(tree)
         for node in ast.walk(tree):
             if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in skip:
                 for t in targets(modules, m, node):

@@ -37,9 +37,7 @@ from typing import Any, Callable
 
 from . import artifacts
 from .config import ConfigError, key_fields, load_config, parse_overrides
-from .import_graph import reachable
-
-PACKAGE_DIR = Path(__file__).resolve().parent
+from .import_graph import module_file, reachable
 
 
 # --------------------------------------------------------------------------- what a stage returns
@@ -103,18 +101,6 @@ def stage_code(roots: tuple[str, ...]) -> tuple[str, ...]:
     """The modules whose source decides what ``roots`` compute: the roots and what they import, directly
     or through other library modules, except :data:`INFRASTRUCTURE`."""
     return tuple(m for m in reachable(tuple(roots), stop=_infrastructure) if not _infrastructure(m))
-
-
-def module_file(module: str) -> Path:
-    """The source file of ``infir_lib.x.y`` (without importing it)."""
-    parts = module.split(".")
-    if parts[0] != "infir_lib":
-        raise ValueError(f"{module}: only infir_lib modules are part of a stage's code")
-    base = PACKAGE_DIR.joinpath(*parts[1:])
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    raise ValueError(f"{module}: no such module in infir_lib (a stage's code names modules that exist)")
 
 
 def code_digest(modules: tuple[str, ...] | list[str]) -> str:

@@ -16,7 +16,7 @@ import ast
 import sys
 from pathlib import Path
 
-from infir_lib.import_graph import _type_checking_blocks, import_graph, module_files, targets
+from infir_lib.import_graph import type_checking_blocks, import_graph, module_files, targets
 
 # (importer, imported) -> why the import is lazy (the heavy optional dependency it defers). Empty: no cycle
 # needs one today; an entry here must name the dependency, not just "avoids a cycle".
@@ -102,7 +102,7 @@ def function_level_imports_without_reason() -> list[str]:
     for m, f in module_files().items():
         lines = f.read_text().splitlines()
         tree = ast.parse("\n".join(lines), str(f))
-        skip = _type_checking_blocks(tree)
+        skip = type_checking_blocks(tree)
         for fn in ast.walk(tree):
             if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue

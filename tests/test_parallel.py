@@ -61,3 +61,27 @@ def test_bad_call_and_empty():
     with pytest.raises(TypeError, match="tuple of arguments or a dict"):
         parallel.run_parallel(_square_and_say, [3])
     assert parallel.default_workers(threads=1, n_calls=1) == 1
+
+
+def _pid_and_env(_: int) -> tuple[int, str | None]:
+    import os
+
+    return os.getpid(), os.environ.get("INFIR_TEST_MARK")
+
+
+def test_workers_are_kept_until_the_environment_or_folder_changes(monkeypatch, tmp_path):
+    """A second call reuses the started workers (no second start-up); a changed environment variable
+    or working directory starts new ones, which see the change."""
+    parallel.shutdown()
+    first = parallel.run_parallel(_pid_and_env, [(0,), (1,)], workers=2)
+    again = parallel.run_parallel(_pid_and_env, [(0,), (1,), (2,)], workers=2)
+    assert {p for p, _ in again} <= {p for p, _ in first} or len({p for p, _ in first}) == 1
+    monkeypatch.setenv("INFIR_TEST_MARK", "x")
+    marked = parallel.run_parallel(_pid_and_env, [(0,), (1,)], workers=2)
+    assert {m for _, m in marked} == {"x"} and not {p for p, _ in marked} & {p for p, _ in first}
+    monkeypatch.chdir(tmp_path)
+    moved = parallel.run_parallel(_pid_and_env, [(0,), (1,)], workers=2)
+    assert not {p for p, _ in moved} & {p for p, _ in marked}
+    parallel.shutdown()
+    assert parallel.run_parallel(_square_and_say, [(2,), (3,)], workers=2) == [4, 9]
+    parallel.shutdown()

@@ -286,6 +286,21 @@ def test_evals_pickle_for_worker_processes():
         assert pickle.loads(pickle.dumps(fn)).keywords == fn.keywords
 
 
+def test_reply_budget_covers_the_longest_reference_solution(tiny):
+    """Claim 10's generation budget: a model writing the reference's long solution is never cut off."""
+    from infir_lib.sft import experiments as X
+
+    _, tok = tiny
+    problems = X.heldout_problems(5, 6) + X.heldout_problems(3, 6)
+    longest = max(len(tok(X.long_cot_text(p), add_special_tokens=False)["input_ids"]) for p in problems)
+    budget = X.reply_budget(problems, tok)
+    assert budget >= longest + 1 and budget == X.reply_budget(problems, tok, slack=1.25)
+    assert X.reply_budget(problems, tok, slack=1.0) == longest + 1
+    assert X.reply_budget(X.heldout_problems(5, 6), tok) > X.reply_budget(X.heldout_problems(1, 6), tok)
+    with pytest.raises(ValueError, match="at least one problem"):
+        X.reply_budget([], tok)
+
+
 def test_run_arms_seeds_and_evals_per_arm(monkeypatch):
     from infir_lib.sft import experiments as X
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from infir_lib import stages
+from infir_lib import import_graph, stages
 from infir_lib.config import KEY_MARKS, ConfigError, key_fields, key_mark, setting
 from infir_lib.stages import Input, Plan, Stage, StageResult, TextPlan
 
@@ -45,7 +45,7 @@ def test_a_stage_s_code_holds_its_entry_and_build_modules(name):
     """The digest must cover the code that computes the output (else an edit there reuses a stale artifact)."""
     s = stages.stage(name)
     for module in s.code:
-        assert stages.module_file(module).is_file()
+        assert import_graph.module_file(module).is_file()
     code = s.code_modules()
     if s.kind:
         assert s.entry in code, f"{name}: its entry module {s.entry} is not in its code"
@@ -77,7 +77,7 @@ def test_code_digest_follows_the_source(tmp_path, monkeypatch):
     (pkg / "sub").mkdir(parents=True)
     (pkg / "a.py").write_text("x = 1\n")
     (pkg / "sub" / "__init__.py").write_text("")
-    monkeypatch.setattr(stages, "PACKAGE_DIR", pkg)
+    monkeypatch.setattr(import_graph, "PACKAGE_DIR", pkg)
     first = stages.code_digest(("infir_lib.a", "infir_lib.sub"))
     assert stages.code_digest(["infir_lib.sub", "infir_lib.a"]) == first  # order does not matter
     (pkg / "a.py").write_text("x = 2\n")

@@ -452,6 +452,25 @@ def test_described_prompt_puts_one_word_per_image_token():
         assert all(a == b for k, (a, b) in enumerate(zip(with_image, in_words)) if k not in slots)
 
 
+def test_reading_accuracy_hands_the_language_model_the_picture_in_words(monkeypatch):
+    """The LM sees each item's 16 cell words where its image tokens go: a reader that copies the
+    non-blank words answers every OCR item; one that ignores them sits at the blind baseline."""
+    from infir_lib.vlm import perception as Q
+
+    tok = _toy_tokenizer()
+    items = {"ocr": D.make_items("ocr", 30, seed=5)}
+    ids_of = {tok.convert_tokens_to_ids(w): w for it in items["ocr"] for w in it.meta["cells"]}
+
+    def copying(lm, tokenizer, prompts, **kw):
+        return ["".join(ids_of[t] for t in p if t in ids_of and ids_of[t] != D.EMPTY) for p in prompts]
+
+    monkeypatch.setattr(Q, "generate_text", copying)
+    reads = Q.reading_accuracy(None, tok, items)["ocr"]
+    assert reads["accuracy"] == 1.0 and reads["n"] == 30 and reads["blind"] < 0.5
+    monkeypatch.setattr(Q, "generate_text", lambda lm, tokenizer, prompts, **kw: ["1"] * len(prompts))
+    assert Q.reading_accuracy(None, tok, items)["ocr"]["accuracy"] <= reads["blind"]
+
+
 def test_tower_cell_probe_reads_cells_and_not_a_shuffled_labelling():
     from infir_lib.vlm import perception as Q
     from infir_lib.vlm.model import make_processor

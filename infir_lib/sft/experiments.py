@@ -15,6 +15,7 @@ of the functions below), so they run in the worker next to the model.
 from __future__ import annotations
 
 import functools
+import math
 import random
 import re
 import statistics
@@ -150,6 +151,16 @@ def long_cot_text(p: Problem) -> str:
     start = int(re.match(r"(\d+)", p.steps[0]).group(1))
     name, item = p.question.split(" has ")[0], p.question.split(" has ")[1].split(".")[0].split(" ", 1)[1]
     return long_cot_solution(ops, start, name, item)
+
+
+def reply_budget(problems: Sequence[Problem], tokenizer, slack: float = 1.25) -> int:
+    """Generation budget for long-CoT replies: the longest reference solution of ``problems`` in tokens
+    (:func:`long_cot_text`, plus the end-of-turn token) times ``slack``, so a model that writes the
+    reference's style is never cut off before its answer."""
+    if not problems:
+        raise ValueError("reply_budget needs at least one problem")
+    longest = max(len(tokenizer(long_cot_text(p), add_special_tokens=False)["input_ids"]) for p in problems)
+    return math.ceil((longest + 1) * slack)
 
 
 def long_cot_rows(n: int, seed: int = LONG_TRAIN_SEED, steps: tuple[int, ...] = (4, 5)) -> list[dict]:

@@ -61,12 +61,9 @@ class Conversation:
     source: str = ""
 
 
-DatasetSpec = DatasetId  # a stage's dataset entry: infir_lib.dataset_ids' one syntax
-
-
 # --------------------------------------------------------------------------- loading
 
-def read_dataset(spec: DatasetSpec, seed: int = 0, rank: int = 0, world_size: int = 1, shuffle_buffer: int = 1000):
+def read_dataset(spec: DatasetId, seed: int = 0, rank: int = 0, world_size: int = 1, shuffle_buffer: int = 1000):
     """The dataset as an iterable of row dicts: a local folder is read (memory-mapped), a hub id is
     streamed; both are shuffled (seeded) and split between the ``world_size`` processes."""
     from datasets import DatasetDict, load_dataset, load_from_disk  # heavy: datasets

@@ -17,10 +17,11 @@ from __future__ import annotations
 import random
 
 from ..eval.blind import fixed_answer_accuracy
+from ..eval.generate import generate as generate_text
 from ..report import gate_above
 from ..runtime import torch_threads
 from . import train
-from .data import EMPTY, VItem, inside, make_items, parse_click
+from .data import EMPTY, VItem, cell_words, inside, make_items, parse_click
 
 # The gate's declared margin, fixed before any model was scored: the true image must add this much
 # accuracy over the same model with a shuffled image and over the best fixed answer.
@@ -56,14 +57,9 @@ def shuffle_images(items: list[VItem], seed: int = 0) -> list[VItem]:
 
 
 def correct(items: list[VItem], predictions: list[str]) -> list[int]:
-    """0/1 per item: click in the target's box for grounding/GUI steps, exact answer otherwise."""
-    out = []
-    for it, pred in zip(items, predictions):
-        if it.task in ("grounding", "gui_task"):
-            out.append(int(inside(parse_click(pred), it.meta["box"])))
-        else:
-            out.append(int(pred.strip().rstrip(".").lower() == it.answer.strip().rstrip(".").lower()))
-    return out
+    """0/1 per item, by the curriculum's own rule (:func:`infir_lib.vlm.train.score`: click in the
+    target's box for grounding/GUI steps, exact answer otherwise)."""
+    return [int(hit) for hit in train.score(items, predictions)]
 
 
 def blind_accuracy(items: list[VItem]) -> float:
@@ -119,6 +115,23 @@ def arm_gate(probes: dict, margin: float = MARGIN) -> tuple[str, dict]:
                 / sum(1 for b, _ in probes if b == a) for m in ("true", "shuffled", "blind")} for a in arms}
     best = max(arms, key=lambda a: mean[a]["true"])
     return best, {"pooled": mean[best], "margin": margin}
+
+
+def reading_accuracy(lm, tokenizer, items_by_kind: dict[str, list[VItem]], max_new_tokens: int = 10) -> dict:
+    """The language model alone, shown each picture *in words* (its 16 cell words where the 16 image
+    tokens will stand, :func:`infir_lib.vlm.train.described_prompt_ids`): accuracy per family.
+
+    This is perfect perception handed over as text, so it bounds what any projector can unlock from
+    this LM: with the tower probe (is the information in the patches?) it says which half of the VLM a
+    failed gate comes from. Scored like the gate (:func:`correct`), greedy, one torch thread."""
+    out = {}
+    with torch_threads(1):
+        for kind, items in items_by_kind.items():
+            prompts = [train.described_prompt_ids(tokenizer, it.prompt, cell_words(it)) for it in items]
+            replies = generate_text(lm, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=64, strip=True)
+            hits = correct(items, replies)
+            out[kind] = {"accuracy": sum(hits) / len(hits), "blind": blind_accuracy(items), "n": len(items)}
+    return out
 
 
 def tower_cell_probe(vision_model, image_processor, train: list[VItem], test: list[VItem], steps: int = 100) -> dict:
