@@ -59,9 +59,16 @@ def type_checking_blocks(tree: ast.AST) -> set[int]:
     """ids of the nodes inside ``if TYPE_CHECKING:`` blocks (imports there never run)."""
     skip = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+        if isinstance(node, ast.If) and _names_type_checking(node.test):
             skip |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
     return skip
+
+
+def _names_type_checking(test: ast.expr) -> bool:
+    """``TYPE_CHECKING`` or ``typing.TYPE_CHECKING`` (read without ``ast.unparse``: the graph is read on
+    every cache lookup's first use in a process)."""
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
+        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
 def import_graph() -> tuple[dict[str, set[str]], dict[tuple[str, str], str]]:

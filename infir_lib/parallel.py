@@ -106,6 +106,25 @@ def _pool(n: int, threads: int) -> ProcessPoolExecutor:
     return _POOLS[key]
 
 
+def _warm() -> None:
+    """In a worker: import what every toy run needs (torch is imported by the initializer)."""
+    import datasets  # noqa: F401
+    import transformers  # noqa: F401
+
+    from . import artifacts, models  # noqa: F401  lazy: this is the import being done ahead of time
+
+
+def start_workers(threads: int = 1) -> None:
+    """Start the worker processes now, without waiting for them: they import the libraries (~9 s each)
+    while the caller goes on (a notebook's first cells), so the first :func:`run_parallel` finds them
+    ready. Does nothing on a one-core machine."""
+    n = default_workers(threads)
+    if n > 1:
+        pool = _pool(n, threads)
+        for _ in range(n):
+            pool.submit(_warm)
+
+
 def shutdown() -> None:
     """End the kept worker processes (the next :func:`run_parallel` starts new ones)."""
     while _POOLS:
@@ -133,7 +152,7 @@ def run_parallel(fn: Callable, calls: Sequence[tuple | dict], *, threads: int = 
         with torch_threads(threads):
             return [fn(*a, **k) for a, k in split]
 
-    pool = _pool(n, threads)
+    pool = _pool(default_workers(threads) if workers is None else int(workers), threads)  # one kept pool per size
     try:
         futures = [pool.submit(_run_captured, fn, a, k) for a, k in split]
         outcomes = [f.result() for f in futures]

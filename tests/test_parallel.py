@@ -85,3 +85,14 @@ def test_workers_are_kept_until_the_environment_or_folder_changes(monkeypatch, t
     parallel.shutdown()
     assert parallel.run_parallel(_square_and_say, [(2,), (3,)], workers=2) == [4, 9]
     parallel.shutdown()
+
+
+def test_started_workers_are_the_ones_the_next_call_uses():
+    parallel.shutdown()
+    parallel.start_workers()
+    pool = next(iter(parallel._POOLS.values()))
+    started = set(pool._processes)  # the processes start_workers spawned (before any call)
+    got = parallel.run_parallel(_pid_and_env, [(0,), (1,), (2,), (3,)], workers=parallel.default_workers())
+    if parallel.default_workers() > 1:
+        assert started and {p for p, _ in got} <= started
+    parallel.shutdown()
