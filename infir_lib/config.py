@@ -135,14 +135,19 @@ def check_value(name: str, value: Any, f: dataclasses.Field | None, where: str, 
 #   key="unless_default"  a field added after runs were cached, whose default reproduces them: in the key only when
 #                         set to something else, so adding it does not rebuild every cached run
 KEY_MARKS = (True, False, "full", "unless_default")
+# A stage that caches parts of its work separately (chapter 6's text warm-up and vision tower) names the part on
+# the fields it depends on, ``setting(..., parts=("warmup",))``; :func:`part_fields` reads them back.
 
 
 def setting(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, key: bool | str = True,
-            help: str | None = None) -> Any:
-    """A config field with its cache-key mark (see ``KEY_MARKS``) and, optionally, its ``--help`` text."""
+            help: str | None = None, parts: tuple[str, ...] = ()) -> Any:
+    """A config field with its cache-key mark (see ``KEY_MARKS``), the separately cached parts of the stage
+    that depend on it (``parts``) and, optionally, its ``--help`` text."""
     if key not in KEY_MARKS:
         raise ValueError(f"key={key!r}: one of {KEY_MARKS}")
-    metadata = {"key": key, **({"help": help} if help else {})}
+    if isinstance(parts, str) or not all(isinstance(x, str) for x in parts):
+        raise ValueError(f"parts={parts!r}: a tuple of part names")
+    metadata = {"key": key, **({"help": help} if help else {}), **({"parts": tuple(parts)} if parts else {})}
     return dataclasses.field(default=default, default_factory=factory, metadata=metadata)
 
 
@@ -169,6 +174,14 @@ def key_fields(cfg: Any) -> dict[str, Any]:
             continue
         out[f.name] = values[f.name]
     return out
+
+
+def part_fields(cfg: Any, part: str) -> dict[str, Any]:
+    """The key fields of ``cfg`` (:func:`key_fields`) that are marked as entering the cached part ``part``."""
+    marked = {f.name for f in dataclasses.fields(cfg) if part in f.metadata.get("parts", ())}
+    if not marked:
+        raise ValueError(f"{type(cfg).__name__} marks no field with part {part!r}")
+    return {k: v for k, v in key_fields(cfg).items() if k in marked}
 
 
 def fields_marked(cls: type, mark: bool | str) -> tuple[str, ...]:
@@ -207,7 +220,7 @@ class ConfigParser(HfArgumentParser):
     @staticmethod
     def _parse_dataclass_field(parser, field):
         field = copy.copy(field)
-        field.metadata = types.MappingProxyType({k: v for k, v in field.metadata.items() if k != "key"})
+        field.metadata = types.MappingProxyType({k: v for k, v in field.metadata.items() if k not in ("key", "parts")})
         if _plain_type(field.type) is dict:
             parser.add_argument(f"--{field.name}", type=_mapping, default=_default(field), help=field.metadata.get("help"))
             return

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import artifacts
-from .config import ConfigError, key_fields, load_config, parse_overrides
+from .config import ConfigError, key_fields, load_config, parse_overrides, part_fields
 from .import_graph import module_file, reachable
 
 
@@ -216,6 +216,11 @@ class Stage:
         if self.key_extra:
             spec.update(_resolve(self.key_extra)(cfg))
         return {**spec, **(extra or {})}
+
+    def part_key(self, cfg: Any, part: str, extra: dict | None = None) -> dict:
+        """The cache key of a separately cached part of this stage's work (e.g. chapter 6's text warm-up):
+        the fields marked with ``parts=(part,)``, the stage's code digest, and ``extra`` (the inputs it uses)."""
+        return {"part": part, **part_fields(cfg, part), "code": self.code_digest(), **(extra or {})}
 
     # ---- output
     def output(self, cfg: Any, build: Callable[[Path], Any], *, key: dict | None = None, name: str = "") -> Path:

@@ -102,6 +102,9 @@ def test_a_failed_gate_makes_the_comparison_untestable_but_keeps_the_interval():
     assert V.gate_off_floor("f", {"a": 0.0, "b": 0.01}).passed is False
     assert V.gate_off_floor("f", {"a": 0.0, "b": 0.3}).passed is True
     assert V.gate_off_floor("f", {"a": 1.0, "b": 0.99}).passed is False
+    gap = V.gate_off_floor("gap", {"a": 0.01, "b": 0.015}, floor=0.02, ceiling=float("inf"))  # an unbounded measure
+    assert gap.passed is False and "inf" not in gap.detail and "<= 0.02" in gap.detail
+    assert V.gate_off_floor("gap", {"a": 0.01, "b": 5.0}, floor=0.02, ceiling=float("inf")).passed is True
     assert V.gate_between("b", {"a": 0.5}, 0.15, 0.85).passed and not V.gate_between("b", {"a": 0.9}, 0.15, 0.85).passed
 
 

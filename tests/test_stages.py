@@ -107,6 +107,29 @@ def test_key_fields_follow_the_marks():
         setting(1, key="sometimes")
 
 
+def test_a_separately_cached_part_is_keyed_by_the_fields_marked_with_it():
+    """Chapter 6's text warm-up and vision tower are cached apart from the VLM run: each key holds the fields
+    marked with its part and the stage's code digest, so a tower setting rebuilds the tower and not the
+    warm-up, and a new field is one marked line in the config (no list kept elsewhere)."""
+    from infir_lib.config import part_fields
+    from infir_lib.vlm.config import VLMConfig
+
+    vlm = stages.stage("vlm")
+    cfg = vlm.load("configs/toy/vlm.yaml")
+    warm, tower = vlm.part_key(cfg, "warmup"), vlm.part_key(cfg, "tower")
+    assert warm["code"] == tower["code"] == vlm.code_digest() and warm != tower
+    assert "siglip_steps" in tower and "siglip_steps" not in warm and "lm_warmup_steps" not in tower
+    assert "stage1_steps" not in warm and "stage1_steps" not in tower  # the curriculum's own settings
+    more_siglip = dataclasses.replace(cfg, siglip_steps=cfg.siglip_steps + 1)
+    assert vlm.part_key(more_siglip, "warmup") == warm and vlm.part_key(more_siglip, "tower") != tower
+    assert vlm.part_key(cfg, "warmup", {"lm": {"a": 1}})["lm"] == {"a": 1}
+    assert set(part_fields(VLMConfig(), "warmup")) >= {"data_seed", "lm_warmup_reads", "image_size"}
+    with pytest.raises(ValueError, match="marks no field with part 'nope'"):
+        vlm.part_key(cfg, "nope")
+    with pytest.raises(ValueError, match="a tuple of part names"):
+        setting(1, parts="warmup")
+
+
 def test_marked_fields_still_parse_and_show_their_help():
     from infir_lib.config import describe_fields, load_config
 

@@ -53,7 +53,8 @@ def gate_off_floor(name: str, scores: dict[str, float], floor: float = 0.02, cei
     """Not every arm at the floor, and not every arm at the ceiling (else no difference can show)."""
     shown = ", ".join(f"{k} {v:.3g}" for k, v in scores.items())
     stuck = all(v <= floor for v in scores.values()) or all(v >= ceiling for v in scores.values())
-    return Gate(name, not stuck, f"{shown} (fails when every arm is <= {floor:g} or every arm >= {ceiling:g})")
+    rule = f"every arm is <= {floor:g}" + (f" or every arm >= {ceiling:g}" if ceiling != float("inf") else "")
+    return Gate(name, not stuck, f"{shown} (fails when {rule})")
 
 
 def gate_above(name: str, score: float, baseline: float, by: float = 0.0, what: str = "baseline") -> Gate:

@@ -23,7 +23,7 @@ from ..eval.generate import generate
 from ..models import load_model, load_tokenizer
 from ..runtime import torch_threads
 from .config import RLConfig
-from .policy import SFT_ROWS_VERSION, evaluate_sets, set_stop_tokens, sft, starting_policy
+from .policy import evaluate_sets, set_stop_tokens, sft, starting_policy
 from .rewards import completion_text, extract_answer, format_reward, score_answer
 from .tasks import FORMATS, format_rows
 
@@ -129,7 +129,7 @@ def self_improve(config, filtered: bool = True, overrides: dict | None = None) -
     with torch_threads(cfg.num_threads):
         policy = STAGE.run(cfg)
         spec = {"policy": artifacts.load_json(policy.output_dir / artifacts.MANIFEST)["spec"], "filtered": filtered,
-                "rs": {k: v for k, v in as_dict(cfg).items() if k.startswith("rs_")}, "sft_rows": SFT_ROWS_VERSION}
+                "rs": {k: v for k, v in as_dict(cfg).items() if k.startswith("rs_")}}  # the policy's spec holds the rl code digest
 
         def build(folder: Path) -> None:
             res = rejection_sampling_sft(policy.model_dir, cfg, folder / "model", filtered=filtered)

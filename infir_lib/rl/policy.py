@@ -26,12 +26,6 @@ from .config import RLConfig
 from .rewards import completion_text, extract_answer, format_reward, score_answer
 from .tasks import FORMATS, format_rows, sft_token_rows
 
-# What the SFT rows are made of (part of the cold start's and self-improvement's cache keys). 2: the
-# prompt tokenized as it is sampled, then the completion (tasks.sft_token_rows); 1 tokenized the joined
-# text, which split the assistant header's final "\n\n" differently from sampling.
-SFT_ROWS_VERSION = 2
-
-
 def set_stop_tokens(model, tokenizer) -> None:
     """Generation stops at the end of the assistant turn (``<|eot_id|>``) as well as at ``<|end_of_text|>``."""
     ids = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(EOT)]
@@ -87,7 +81,7 @@ def cold_start(base_dir: str | Path, base_spec: dict, *, n_per_format: int, step
     """The format cold start (cached): SFT on ``n_per_format`` in-domain rows of each Curr-ReFT format."""
     spec = {"base": base_spec, "n_per_format": n_per_format, "steps": steps, "lr": lr, "batch": batch,
             "seed": seed, "data_seed": data_seed, "family": "arith", "formats": list(FORMATS),
-            "sft_rows": SFT_ROWS_VERSION}
+            "code": stages.stage("rl").code_digest()}  # how rows are built and trained is in the rl code
 
     def build(folder: Path) -> None:
         rows = []

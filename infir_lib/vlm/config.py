@@ -21,7 +21,8 @@ class CurriculumStage:
 
 @dataclass
 class VLMConfig:
-    """Everything one VLM build depends on.
+    """Everything one VLM build depends on. ``parts=`` on a field: the separately cached parts of the toy
+    build that depend on it (the LM's text warm-up, the pre-trained vision tower).
 
     ``schedule="curriculum"`` trains stage 1 (projector, captions), stage 2 (vision + projector, OCR and
     GUI grounding + a replay share of stage-1 data) and stage 3 (everything, the hardest samples);
@@ -30,41 +31,41 @@ class VLMConfig:
 
     scale: Literal["toy", "full"] = "toy"
     seed: int = 0
-    data_seed: int = 0
+    data_seed: int = setting(0, parts=("warmup", "tower"))
     # language model: the pretrain preset that built it (toy: its cached artifact; full: the 1B sizes)
     lm_config: str = "configs/toy/pretrain.yaml"
     lm_name_or_path: str | None = None  # full scale: InfiR-1B-Base (a hub id or path)
     # text warm-up of the toy LM on the answers' language (no images): InfiR-1B already knows its
     # language; the toy LM of chapter 2 has never seen "red circle, blue square." or "(312, 625)"
-    lm_warmup_steps: int = 150
-    lm_warmup_items: int = 2000  # text items of the warm-up
-    lm_warmup_lr: float = 2e-3  # learning rate of the warm-up
-    lm_warmup_reads: bool = False  # warm-up prompts carry the picture in words (16 cell words at the image's place)
+    lm_warmup_steps: int = setting(150, parts=("warmup",))
+    lm_warmup_items: int = setting(2000, parts=("warmup",))  # text items of the warm-up
+    lm_warmup_lr: float = setting(2e-3, parts=("warmup",))  # learning rate of the warm-up
+    lm_warmup_reads: bool = setting(False, parts=("warmup",))  # warm-up prompts carry the picture in words (16 cell words at the image's place)
     # vision tower (SigLIP); full scale: the So400m sizes and hub id
     vision_name_or_path: str | None = None
-    image_size: int = 64  # image side in pixels
-    patch_size: int = 16  # ViT patch side in pixels
-    vision_hidden_size: int = 64  # width of the vision tower
-    vision_layers: int = 2  # layers of the vision tower
-    vision_heads: int = 2  # attention heads of the vision tower
-    vision_intermediate_size: int = 128  # MLP width of the vision tower
+    image_size: int = setting(64, parts=("warmup", "tower"))  # image side in pixels
+    patch_size: int = setting(16, parts=("tower",))  # ViT patch side in pixels
+    vision_hidden_size: int = setting(64, parts=("tower",))  # width of the vision tower
+    vision_layers: int = setting(2, parts=("tower",))  # layers of the vision tower
+    vision_heads: int = setting(2, parts=("tower",))  # attention heads of the vision tower
+    vision_intermediate_size: int = setting(128, parts=("tower",))  # MLP width of the vision tower
     # contrastive pre-training of the toy tower and App. E cleaning
-    contrastive_pairs: int = 2000
-    mismatch_share: float = 0.2  # share of caption pairs whose caption is wrong (what cleaning must find)
-    siglip_steps: int = 200  # steps of contrastive (sigmoid-loss) pre-training
-    siglip_batch_size: int = 64  # image-text pairs per contrastive step
-    siglip_lr: float = 2e-3  # learning rate of contrastive pre-training
-    max_text_len: int = 24  # caption tokens the text tower reads
+    contrastive_pairs: int = setting(2000, parts=("tower",))
+    mismatch_share: float = setting(0.2, parts=("tower",))  # share of caption pairs whose caption is wrong (what cleaning must find)
+    siglip_steps: int = setting(200, parts=("tower",))  # steps of contrastive (sigmoid-loss) pre-training
+    siglip_batch_size: int = setting(64, parts=("tower",))  # image-text pairs per contrastive step
+    siglip_lr: float = setting(2e-3, parts=("tower",))  # learning rate of contrastive pre-training
+    max_text_len: int = setting(24, parts=("tower",))  # caption tokens the text tower reads
     clean: bool = True  # drop pairs whose image-text score is below the threshold (App. E)
     threshold_method: Literal["otsu", "quantile", "fixed"] = "otsu"  # how the cleaning threshold is chosen
     threshold_value: float = 0.5  # threshold_method fixed: the score threshold
     threshold_quantile: float = 0.05  # threshold_method quantile: share of pairs dropped
     # curriculum (§4.3)
     schedule: Literal["curriculum", "end_to_end"] = "curriculum"
-    stage1_mix: dict = field(default_factory=lambda: {"count": 400})  # added to the (cleaned) caption pairs
-    stage2_mix: dict = field(default_factory=lambda: {"ocr": 600, "grounding": 600})  # stage-2 task -> rows
+    stage1_mix: dict = setting(factory=lambda: {"count": 400}, parts=("warmup",))  # added to the (cleaned) caption pairs
+    stage2_mix: dict = setting(factory=lambda: {"ocr": 600, "grounding": 600}, parts=("warmup",))  # stage-2 task -> rows
     stage2_replay: float = 0.2  # share of stage-1 rows kept in stage 2 ("retain some samples")
-    stage3_mix: dict = field(default_factory=lambda: {"gui_task": 600, "vmath": 600})  # stage-3 task -> rows
+    stage3_mix: dict = setting(factory=lambda: {"gui_task": 600, "vmath": 600}, parts=("warmup",))  # stage-3 task -> rows
     stage1_steps: int = 40  # optimizer steps of stage 1 (alignment)
     stage2_steps: int = 60  # optimizer steps of stage 2
     stage3_steps: int = 60  # optimizer steps of stage 3

@@ -37,8 +37,6 @@ from dataclasses import dataclass, field
 
 from PIL import Image, ImageDraw, ImageFont
 
-DATA_VERSION = 2  # 2: families on the patch grid (one object per 16-pixel cell), difficulty levels
-# (meta["cells"] was added later without a bump: the images, prompts and answers are unchanged)
 GRID = 4  # cells per image side: 64-pixel images, 16-pixel patches
 COLORS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (230, 200, 30)}
 SHAPES = ("circle", "square", "triangle")

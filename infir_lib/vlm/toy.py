@@ -38,7 +38,7 @@ from ..runtime import seed_everything, torch_threads
 from . import contrastive as C
 from . import perception as Q
 from .config import CurriculumStage, VLMConfig
-from .data import DATA_VERSION, make_items, make_mix, mismatch_pairs
+from .data import make_items, make_mix, mismatch_pairs
 from .model import VLMResult, build_llava, load_siglip, make_processor, save_siglip
 from .train import (IGNORE, Codec, Encoded, answer_loss, evaluate, generate, gui_task_success, score, toy_batches,
                     train_stage, warm_up_text)
@@ -57,12 +57,6 @@ def base_language_model(cfg: VLMConfig):
     return r.load_model(), r.load_tokenizer(), STAGE.input_key(cfg, "lm_config")
 
 
-WARMUP_FIELDS = ("data_seed", "lm_warmup_steps", "lm_warmup_items", "lm_warmup_lr", "stage1_mix", "stage2_mix",
-                 "stage3_mix", "image_size")
-# added later: in the warm-up's key only when set, so existing warm-ups keep their key
-WARMUP_OPTIONAL = {"lm_warmup_reads": False}
-
-
 def warmed_up_lm(cfg: VLMConfig):
     """The LM the toy VLM is built on: chapter 2's toy LM after a short text-only warm-up (cached).
 
@@ -73,8 +67,7 @@ def warmed_up_lm(cfg: VLMConfig):
     lm, tok, spec = base_language_model(cfg)
     if cfg.lm_warmup_steps <= 0:
         return lm, tok, spec
-    wspec = {"lm": spec, "data_version": DATA_VERSION, **{k: getattr(cfg, k) for k in WARMUP_FIELDS},
-             **{k: getattr(cfg, k) for k, off in WARMUP_OPTIONAL.items() if getattr(cfg, k) != off}}
+    wspec = STAGE.part_key(cfg, "warmup", {"lm": spec})  # the fields marked parts=("warmup",), the code digest
 
     def build(folder: Path) -> None:
         with torch_threads(cfg.num_threads):
@@ -92,11 +85,6 @@ def warmed_up_lm(cfg: VLMConfig):
 
 
 # --------------------------------------------------------------------------- tower + cleaning
-
-TOWER_FIELDS = ("data_seed", "image_size", "patch_size", "vision_hidden_size", "vision_layers", "vision_heads",
-                "vision_intermediate_size", "contrastive_pairs", "mismatch_share", "siglip_steps",
-                "siglip_batch_size", "siglip_lr", "max_text_len")
-
 
 @dataclass
 class TowerResult:
@@ -131,7 +119,7 @@ def tower(cfg: VLMConfig) -> TowerResult:
 
     It needs only the tokenizer, so it does not depend on the LM's warm-up."""
     _, tok, lm_spec = base_language_model(cfg)
-    spec = {"lm": lm_spec, "data_version": DATA_VERSION, **{k: getattr(cfg, k) for k in TOWER_FIELDS}}
+    spec = STAGE.part_key(cfg, "tower", {"lm": lm_spec})  # the fields marked parts=("tower",), the code digest
 
     def build(folder: Path) -> None:
         with torch_threads(cfg.num_threads):
@@ -308,7 +296,6 @@ def image_use_gaps(model, codec: Codec, enc, seed: int = 0) -> list[float]:
 
 
 HELDOUT_PAIRS = 400  # held-out captions scored per pair for claim 11 (teacher-forced: cheap)
-ALIGN_VERSION = 2  # 2: each seed swaps its own pairs; the image-use gap per held-out pair
 
 
 def swap_seed_for(cfg: VLMConfig, seed: int) -> int:
@@ -323,7 +310,7 @@ def alignment_run(cfg: VLMConfig, clean: bool, seed: int, heldout_pairs: int = H
     ``heldout_pair_losses`` (loss per pair with its own image) and ``heldout_pair_gaps`` (loss with a
     shuffled image minus loss with the true one: how much the caption depends on the image, claim 11)."""
     spec = {"vlm": STAGE.key(dataclasses.replace(cfg, seed=0)), "clean": clean, "seed": seed,
-            "heldout_pairs": heldout_pairs, "align_version": ALIGN_VERSION}
+            "heldout_pairs": heldout_pairs}  # the vlm key holds the code digest
 
     def build(folder: Path) -> None:
         with torch_threads(cfg.num_threads):
@@ -376,7 +363,7 @@ def perception_run(result: VLMResult, cfg: VLMConfig, n: int, kinds: tuple[str, 
     """The perception probe (:func:`infir_lib.vlm.perception.probe`) of a saved toy VLM on ``n`` probe
     items per family: true image vs shuffled image vs the blind baseline. Cached."""
     spec = {"run": result.output_dir.name, "n": n, "kinds": list(kinds), "eval_seed": cfg.eval_seed,
-            "image_size": cfg.image_size, "data_version": DATA_VERSION, "margin": Q.MARGIN}
+            "image_size": cfg.image_size, "margin": Q.MARGIN}  # the run's name holds its key (code digest included)
 
     def build(folder: Path) -> None:
         with torch_threads(cfg.num_threads):
