@@ -121,9 +121,9 @@ def reading_accuracy(lm, tokenizer, items_by_kind: dict[str, list[VItem]], max_n
     """The language model alone, shown each picture *in words* (its 16 cell words where the 16 image
     tokens will stand, :func:`infir_lib.vlm.train.described_prompt_ids`): accuracy per family.
 
-    This is perfect perception handed over as text, so it bounds what any projector can unlock from
-    this LM: with the tower probe (is the information in the patches?) it says which half of the VLM a
-    failed gate comes from. Scored like the gate (:func:`correct`), greedy, one torch thread."""
+    This is perfect perception handed over as text: what this LM makes of a picture's content when a
+    projector delivers it exactly. With the tower probe (is the information in the patches?) it says which
+    half of the VLM a failed gate comes from. Scored like the gate (:func:`correct`), greedy, one torch thread."""
     out = {}
     with torch_threads(1):
         for kind, items in items_by_kind.items():
