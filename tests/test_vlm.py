@@ -465,10 +465,12 @@ def test_reading_accuracy_hands_the_language_model_the_picture_in_words(monkeypa
         return ["".join(ids_of[t] for t in p if t in ids_of and ids_of[t] != D.EMPTY) for p in prompts]
 
     monkeypatch.setattr(Q, "generate_text", copying)
-    reads = Q.reading_accuracy(None, tok, items)["ocr"]
+    result = Q.reading_accuracy(None, tok, items)
+    reads = result["kinds"]["ocr"]
+    assert result["pooled"] == {"accuracy": reads["accuracy"], "blind": reads["blind"]}
     assert reads["accuracy"] == 1.0 and reads["n"] == 30 and reads["blind"] < 0.5
     monkeypatch.setattr(Q, "generate_text", lambda lm, tokenizer, prompts, **kw: ["1"] * len(prompts))
-    assert Q.reading_accuracy(None, tok, items)["ocr"]["accuracy"] <= reads["blind"]
+    assert Q.reading_accuracy(None, tok, items)["kinds"]["ocr"]["accuracy"] <= reads["blind"]
 
 
 def test_tower_cell_probe_reads_cells_and_not_a_shuffled_labelling():

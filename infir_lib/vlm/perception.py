@@ -84,9 +84,7 @@ def probe(model, codec, items_by_kind: dict[str, list[VItem]], seed: int = 0) ->
                               "n": len(items)}
         out["true"] += t
         out["shuffled"] += s
-    ks = out["kinds"].values()
-    total = sum(k["n"] for k in ks)
-    out["pooled"] = {m: sum(k[m] * k["n"] for k in ks) / total for m in ("true", "shuffled", "blind")}
+    out["pooled"] = _pooled(out["kinds"], ("true", "shuffled", "blind"))
     out["margin"] = MARGIN
     out["passed"] = passed(out)
     return out
@@ -123,15 +121,23 @@ def reading_accuracy(lm, tokenizer, items_by_kind: dict[str, list[VItem]], max_n
 
     This is perfect perception handed over as text: what this LM makes of a picture's content when a
     projector delivers it exactly. With the tower probe (is the information in the patches?) it says which
-    half of the VLM a failed gate comes from. Scored like the gate (:func:`correct`), greedy, one torch thread."""
-    out = {}
+    half of the VLM a failed gate comes from. Scored like the gate (:func:`correct`), greedy, one torch thread.
+    Returns ``{"kinds": {kind: {"accuracy", "blind", "n"}}, "pooled": {"accuracy", "blind"}}`` (pooled as in
+    :func:`probe`: weighted by items)."""
+    kinds = {}
     with torch_threads(1):
         for kind, items in items_by_kind.items():
             prompts = [train.described_prompt_ids(tokenizer, it.prompt, cell_words(it)) for it in items]
             replies = generate_text(lm, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=64, strip=True)
             hits = correct(items, replies)
-            out[kind] = {"accuracy": sum(hits) / len(hits), "blind": blind_accuracy(items), "n": len(items)}
-    return out
+            kinds[kind] = {"accuracy": sum(hits) / len(hits), "blind": blind_accuracy(items), "n": len(items)}
+    return {"kinds": kinds, "pooled": _pooled(kinds, ("accuracy", "blind"))}
+
+
+def _pooled(kinds: dict, metrics: tuple[str, ...]) -> dict:
+    """Per-family rates pooled over families, weighted by their item counts ``n``."""
+    total = sum(k["n"] for k in kinds.values())
+    return {m: sum(k[m] * k["n"] for k in kinds.values()) / total for m in metrics}
 
 
 def tower_cell_probe(vision_model, image_processor, train: list[VItem], test: list[VItem], steps: int = 100) -> dict:
