@@ -386,6 +386,20 @@ def test_perception_gate_passes_a_model_that_reads_the_image_and_fails_a_blind_o
     assert len(good["true"]) == len(good["shuffled"]) == 80
 
 
+def test_alignment_gate_needs_one_arm_above_the_margin_over_every_seed():
+    from infir_lib.vlm import perception as Q
+
+    def runs(clean_gaps, noisy_gaps):
+        return {(True, s): {"heldout_pair_gaps": g} for s, g in enumerate(clean_gaps)} | \
+               {(False, s): {"heldout_pair_gaps": g} for s, g in enumerate(noisy_gaps)}
+
+    assert not Q.alignment_gate(runs([[0.001, 0.003]], [[0.0, 0.002]]), 0.02).passed  # both arms at the floor
+    assert Q.alignment_gate(runs([[0.03, 0.05]], [[0.0, 0.001]]), 0.02).passed  # one arm aligned is enough
+    # pooled over seeds: seed 1's large gaps lift the cleaned arm's mean (0.025) above the margin
+    gate = Q.alignment_gate(runs([[0.0, 0.0], [0.05, 0.05]], [[0.0, 0.0], [0.0, 0.0]]), 0.02)
+    assert gate.passed and "cleaned 0.025" in gate.detail and "ceiling" not in gate.detail
+
+
 # ------------------------------------------------------------------ the picture in words, the tower probe
 
 @pytest.mark.parametrize("kind", sorted(D.GENERATORS))

@@ -18,7 +18,7 @@ import random
 
 from ..eval.blind import fixed_answer_accuracy
 from ..eval.generate import generate as generate_text
-from ..report import gate_above
+from ..report import gate_above, gate_off_floor
 from ..runtime import torch_threads
 from . import train
 from .data import EMPTY, VItem, cell_words, inside, make_items, parse_click
@@ -113,6 +113,17 @@ def arm_gate(probes: dict, margin: float = MARGIN) -> tuple[str, dict]:
                 / sum(1 for b, _ in probes if b == a) for m in ("true", "shuffled", "blind")} for a in arms}
     best = max(arms, key=lambda a: mean[a]["true"])
     return best, {"pooled": mean[best], "margin": margin}
+
+
+def alignment_gate(runs: dict, margin: float):
+    """Claim 11's precondition: cleaning can only help alignment that happens, so at least one arm's mean
+    image-use gap (over every held-out caption of every seed run) must exceed ``margin``. ``runs`` maps
+    (cleaned?, seed) to :func:`infir_lib.vlm.toy.alignment_run` summaries. An unbounded measure: no ceiling."""
+    gaps = {"cleaned": [], "uncleaned": []}
+    for (clean, _), r in runs.items():
+        gaps["cleaned" if clean else "uncleaned"] += r["heldout_pair_gaps"]
+    return gate_off_floor("stage 1 makes the language model use the image (an arm's mean gap above the margin)",
+                          {k: sum(v) / len(v) for k, v in gaps.items()}, floor=margin, ceiling=float("inf"))
 
 
 def reading_accuracy(lm, tokenizer, items_by_kind: dict[str, list[VItem]], max_new_tokens: int = 10) -> dict:
