@@ -1,6 +1,8 @@
 """The stage protocol and its runner: what every stage of the book declares, and what runs it.
 
-A stage is one :class:`Stage` in :data:`STAGES`. It declares
+A stage is one ``[[stage]]`` table in its package's ``stage.toml`` (plain data, read without importing the
+package, so listing the stages does not load torch); :data:`STAGES` holds them all (:func:`discover`). It
+declares
 
 - ``config``: its config dataclass (``"module:Class"``, imported on first use so that a stage which does
   not need torch starts without it); whether a field enters the cache key is marked on the field
@@ -22,7 +24,8 @@ preset + overrides with the config module's ``HfArgumentParser``, resolves input
 writes either to ``output_dir`` (when the config sets it) or to the cache. Every stage returns a
 :class:`StageResult` (``output_dir``, ``config``, ``summary``, ``history``) and plans a :class:`Plan`
 (printable, ``to_dict()``, ``problems``). The command line (:mod:`infir_lib.cli`) is a lookup in
-:data:`STAGES`. This module imports no stage, so every stage may import it.
+:data:`STAGES`. This module imports no stage, so every stage may import it; an ``inputs`` entry's ``when``
+and the other ``"module:name"`` strings are imported only when used.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import dataclasses
 import difflib
 import hashlib
 import importlib
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -122,16 +126,18 @@ def code_digest(modules: tuple[str, ...] | list[str]) -> str:
 class Input:
     """Another stage's output this stage builds on: config field ``field`` names that stage's preset
     (a YAML path), ``overrides`` (optional) the field holding ``key=value`` overrides of it, and ``when``
-    (optional) says when the input is used at all (e.g. only for ``dataset: toy:synth``)."""
+    (optional, ``"module:function"``, ``cfg -> bool``) says when the input is used at all (e.g. only for
+    ``dataset: toy:synth``)."""
 
     stage: str
     field: str
     overrides: str | None = None
-    when: Callable[[Any], bool] | None = None
+    when: str | None = None
 
     def used(self, cfg: Any) -> bool:
         value = getattr(cfg, self.field)
-        return bool(value) and str(value).endswith((".yaml", ".yml")) and (self.when is None or self.when(cfg))
+        return (bool(value) and str(value).endswith((".yaml", ".yml"))
+                and (self.when is None or bool(_resolve(self.when)(cfg))))
 
     def preset(self, cfg: Any) -> tuple[str, list[str]]:
         return getattr(cfg, self.field), list(getattr(cfg, self.overrides) or []) if self.overrides else []
@@ -152,6 +158,8 @@ class Stage:
     kind: str | None = None  # artifact kind in the cache (None: not cached)
     key_extra: str | None = None  # "module:function": cfg -> more key parts (e.g. the toy BPE's splitting)
     dry_run_example: bool = False  # the --help example adds --dry-run (a stage that needs a cluster)
+    chapter: int = 0  # the book's chapter: the registry (and --help) lists stages in chapter order
+    declared_in: str = ""  # the stage.toml it comes from (set when it is read)
 
     # ---- config
     def config_class(self) -> type | None:
@@ -254,20 +262,55 @@ def _resolve(target: str):
 
 # --------------------------------------------------------------------------- the registry
 
-def _sft_base_used(cfg) -> bool:
-    return cfg.model_name_or_path is None
+DECLARATION = "stage.toml"  # each stage package declares its stages here: plain data, read without an import
+_STAGE_KEYS = {f.name for f in dataclasses.fields(Stage)}
+_INPUT_KEYS = {f.name for f in dataclasses.fields(Input)}
 
 
-_TOY_DATASETS = ("infir_lib.data",)  # the "toy:" datasets, registered when the package is imported
+def read_declaration(path: Path) -> list[Stage]:
+    """The stages declared in one ``stage.toml`` (``[[stage]]`` tables with :class:`Stage`'s fields; each
+    ``inputs`` entry a table with :class:`Input`'s). A mistake raises a :class:`ConfigError` naming the file,
+    the stage and the key."""
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: {e}") from e
+    unknown = sorted(set(data) - {"stage"})
+    if unknown or not isinstance(data.get("stage"), list):
+        raise ConfigError(f"{path}: expected [[stage]] tables only" + (f", found {unknown}" if unknown else ""))
+    out = []
+    for i, table in enumerate(data["stage"]):
+        where = f"{path}: stage {table.get('name', f'#{i + 1}')!r}"
+        bad = sorted(set(table) - _STAGE_KEYS)
+        if bad:
+            raise ConfigError(f"{where}: unknown key(s) {bad}; keys: {sorted(_STAGE_KEYS - {'declared_in'})}")
+        missing = [k for k in ("name", "summary", "entry") if k not in table]
+        if missing:
+            raise ConfigError(f"{where}: missing key(s) {missing}")
+        inputs = []
+        for inp in table.get("inputs", []):
+            bad = sorted(set(inp) - _INPUT_KEYS) if isinstance(inp, dict) else ["(not a table)"]
+            if bad or not {"stage", "field"} <= set(inp):
+                raise ConfigError(f"{where}: an input needs stage and field (optional: overrides, when), got {inp}")
+            inputs.append(Input(**inp))
+        lists = {k: tuple(table[k]) for k in ("code", "builds") if k in table}
+        out.append(Stage(**{**table, **lists, "inputs": tuple(inputs), "declared_in": str(path)}))
+    return out
 
 
-STAGES: dict[str, Stage] = {}
+def discover(root: Path = Path(__file__).parent) -> dict[str, Stage]:
+    """Every stage declared by a package under ``root`` (its ``stage.toml``), in chapter order (a package's
+    own order within a chapter). Adding a stage is adding a package with a ``stage.toml``: nothing here changes."""
+    found: dict[str, Stage] = {}
+    for path in sorted(Path(root).glob(f"*/{DECLARATION}")):
+        for s in read_declaration(path):
+            if s.name in found:
+                raise ConfigError(f"stage {s.name!r} is declared twice: {found[s.name].declared_in} and {path}")
+            found[s.name] = s
+    return dict(sorted(found.items(), key=lambda kv: kv[1].chapter))
 
 
-def register(s: Stage) -> Stage:
-    """Add a stage to the registry (the CLI and the runner find it by name)."""
-    STAGES[s.name] = s
-    return s
+STAGES: dict[str, Stage] = discover()
 
 
 def stage(name: str) -> Stage:
@@ -276,48 +319,3 @@ def stage(name: str) -> Stage:
         close = difflib.get_close_matches(name, sorted(STAGES), n=1)
         raise KeyError(f"unknown stage {name!r}" + (f"; did you mean {close[0]!r}?" if close else f"; stages: {sorted(STAGES)}"))
     return STAGES[name]
-
-
-for _s in (
-    Stage("data", "ch 1: build the pre-training corpus (extract, filter, deduplicate, decontaminate)",
-          "infir_lib.data.pipeline", "infir_lib.data.pipeline:DataConfig", "configs/toy/data.yaml",
-          code=_TOY_DATASETS,
-          builds=("infir_lib.data.pipeline:execute",), kind="data"),
-    Stage("tokenize", "ch 2: write datatrove token files for full-scale pre-training (tokenized_path)",
-          "infir_lib.pretrain.shards", "infir_lib.pretrain.config:PretrainConfig", "configs/full/pretrain.yaml",
-          builds=("infir_lib.pretrain.shards:tokenize_sources",), dry_run_example=True),
-    Stage("pretrain", "ch 2: pre-train a Llama-style model (toy on CPU, full on GPUs)",
-          "infir_lib.pretrain", "infir_lib.pretrain.config:PretrainConfig", "configs/toy/pretrain.yaml",
-          inputs=(Input("pretrain", "init_from"),), code=_TOY_DATASETS,
-          builds=("infir_lib.pretrain.loop:train",), kind="pretrain", key_extra="infir_lib.pretrain:key_extra"),
-    Stage("anneal", "ch 2: anneal a pre-trained model on a high-quality mix",
-          "infir_lib.pretrain", "infir_lib.pretrain.config:PretrainConfig", "configs/toy/anneal.yaml",
-          inputs=(Input("pretrain", "init_from"),), code=_TOY_DATASETS,
-          builds=("infir_lib.pretrain.loop:train",), kind="pretrain", key_extra="infir_lib.pretrain:key_extra"),
-    Stage("synth", "ch 3: synthesize and select instruction data",
-          "infir_lib.synth", "infir_lib.synth.config:SynthConfig", "configs/toy/synth.yaml",
-          code=("infir_lib.eval.code",),  # the code verifier, picked by name
-          builds=("infir_lib.synth.pipeline:run_pipeline",), kind="synth"),
-    Stage("sft", "ch 4: supervised fine-tuning with TRL",
-          "infir_lib.sft", "infir_lib.sft.config:SFTRunConfig", "configs/toy/sft.yaml",
-          inputs=(Input("pretrain", "base_config", "base_overrides", when=_sft_base_used),
-                  Input("synth", "synth_config", when=lambda cfg: cfg.dataset == "toy:synth")),
-          builds=("infir_lib.sft.trainer:train",), kind="sft"),
-    Stage("eval", "ch 5: evaluate models on GSM8K, MATH, MMLU, HumanEval, MBPP and toy benchmarks",
-          "infir_lib.eval.stage", "infir_lib.eval.stage:EvalConfig", "configs/toy/eval.yaml",
-          builds=("infir_lib.eval.stage:evaluate_model",)),
-    Stage("sandbox", "ch 5: run one Python program in the code sandbox (its own arguments: PROGRAM.py --tests ...)",
-          "infir_lib.eval.sandbox"),
-    Stage("vlm", "ch 6: train the vision-language model (SigLIP-style encoder, three stages)",
-          "infir_lib.vlm.build", "infir_lib.vlm.config:VLMConfig", "configs/toy/vlm.yaml",
-          inputs=(Input("pretrain", "lm_config"),),
-          builds=("infir_lib.vlm.build:build_vlm", "infir_lib.vlm.curriculum:train_curriculum"), kind="vlm"),
-    Stage("rl", "ch 7: reinforcement learning with GRPO (Curr-ReFT, Infi-MMR)",
-          "infir_lib.rl", "infir_lib.rl.config:RLConfig", "configs/toy/rl_curr_reft.yaml",
-          inputs=(Input("pretrain", "base_config", when=lambda cfg: not cfg.model_name_or_path),
-                  Input("vlm", "vlm_config", when=lambda cfg: cfg.method in ("infi_mmr", "direct"))),
-          builds=("infir_lib.rl.schedule:run_schedule",), kind="rl"),
-    Stage("report", "ch 8: print the scorecard of the paper's claims (--check fails on a missing claim)",
-          "infir_lib.report.scorecard"),
-):
-    register(_s)

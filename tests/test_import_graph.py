@@ -124,3 +124,30 @@ def test_every_function_level_import_says_why():
     it cannot (e.g. ``# lazy: keeps `python -m infir_lib sandbox` free of torch``)."""
     found = function_level_imports_without_reason()
     assert found == [], f"{len(found)} function-level imports without a reason:\n" + "\n".join(found)
+
+
+# The stack, bottom to top: the runner and what every stage uses (config, artifacts, stages, runtime...), the
+# stages (one package per chapter), then what reports on them (the scorecard, the book's tooling, the CLI).
+# Two leaves of the top packages belong to the bottom: the verdict rules (gates and intervals, which the
+# chapters' experiment helpers compute with) and the figure geometry (which their plots use).
+STAGE_PACKAGES = ("data", "pretrain", "synth", "sft", "eval", "vlm", "rl")
+REPORTING = ("report", "book", "cli", "__main__")
+FOUNDATION_LEAVES = ("infir_lib.report.verdicts", "infir_lib.book.figures")
+
+
+def layer(module: str) -> int:
+    """0: the runner and shared parts; 1: a stage package; 2: reporting (scorecard, book tooling, CLI)."""
+    top = module.split(".")[1] if "." in module else ""
+    if module in FOUNDATION_LEAVES or not top:
+        return 0
+    return 1 if top in STAGE_PACKAGES else 2 if top in REPORTING else 0
+
+
+def test_the_import_graph_is_a_stack_runner_then_stages_then_reports():
+    edges, where = import_graph()
+    upward = sorted(f"{where[(a, b)]}: {a} (layer {layer(a)}) imports {b} (layer {layer(b)})"
+                    for a, ts in edges.items() for b in ts if layer(b) > layer(a))
+    assert upward == [], "imports that go up the stack:\n" + "\n".join(upward)
+    for leaf in FOUNDATION_LEAVES:  # the leaves stay leaves: they import nothing above the runner
+        assert all(layer(b) == 0 for b in edges[leaf]), (leaf, edges[leaf])
+    assert any(layer(m) == 1 for m in edges) and any(layer(m) == 2 for m in edges)

@@ -253,3 +253,74 @@ def test_no_module_imports_another_package_s_private_names():
                 if private and not same_package:
                     bad.append(f"{f.relative_to(REPO)}:{node.lineno} imports {private}")
     assert bad == []
+
+
+# --------------------------------------------------------------------------- the declarations (stage.toml)
+
+def test_every_stage_package_declares_its_own_stages():
+    declared = {}
+    for path in sorted((REPO / "infir_lib").glob(f"*/{stages.DECLARATION}")):
+        for s in stages.read_declaration(path):
+            declared[s.name] = path.parent.name
+            assert s.entry.startswith(f"infir_lib.{path.parent.name}"), (s.name, s.entry)  # its own package's code
+    assert declared.keys() == stages.STAGES.keys()
+    assert [s.chapter for s in stages.STAGES.values()] == sorted(s.chapter for s in stages.STAGES.values())
+
+
+def test_a_new_package_with_a_declaration_is_a_new_stage(tmp_path):
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    (tmp_path / "first" / "stage.toml").write_text(
+        '[[stage]]\nname = "late"\nchapter = 9\nsummary = "s"\nentry = "infir_lib.first"\n')
+    (tmp_path / "second" / "stage.toml").write_text(
+        '[[stage]]\nname = "early"\nchapter = 1\nsummary = "s"\nentry = "infir_lib.second"\n'
+        'inputs = [{stage = "late", field = "x", when = "infir_lib.second:used"}]\ncode = ["infir_lib.second"]\n')
+    found = stages.discover(tmp_path)
+    assert list(found) == ["early", "late"]  # chapter order, whatever the folder names
+    assert found["early"].inputs == (Input("late", "x", when="infir_lib.second:used"),)
+    assert found["early"].code == ("infir_lib.second",) and found["early"].declared_in.endswith("second/stage.toml")
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[[stage]]\nname = "x"\nsumary = "s"\nentry = "m"\n', "stage 'x': unknown key"),
+    ('[[stage]]\nname = "x"\nentry = "m"\n', r"stage 'x': missing key\(s\) \['summary'\]"),
+    ('[[stage]]\nname = "x"\nsummary = "s"\nentry = "m"\ninputs = [{stage = "y"}]\n', "an input needs stage and field"),
+    ('[stages]\nname = "x"\n', r"expected \[\[stage\]\] tables only"),
+    ('[[stage]\n', "stage.toml"),
+])
+def test_a_bad_declaration_names_the_file_the_stage_and_the_key(tmp_path, text, message):
+    (tmp_path / "pkg").mkdir()
+    path = tmp_path / "pkg" / "stage.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as err:
+        stages.discover(tmp_path)
+    assert str(path) in str(err.value)
+
+
+def test_a_stage_declared_twice_names_both_files(tmp_path):
+    for pkg in ("a", "b"):
+        (tmp_path / pkg).mkdir()
+        (tmp_path / pkg / "stage.toml").write_text('[[stage]]\nname = "x"\nsummary = "s"\nentry = "m"\n')
+    with pytest.raises(ConfigError, match=r"declared twice: .*a/stage.toml and .*b/stage.toml"):
+        stages.discover(tmp_path)
+
+
+def test_an_input_s_condition_is_imported_only_when_it_is_asked():
+    sft = stages.stage("sft")
+    base, synth = sft.inputs
+    cfg = sft.load("configs/toy/sft.yaml")
+    assert base.used(cfg) is (cfg.model_name_or_path is None)
+    assert synth.used(sft.load("configs/toy/sft.yaml", ["dataset=toy:synth", "synth_config=configs/toy/synth.yaml"]))
+    assert not synth.used(sft.load("configs/toy/sft.yaml", ["dataset=toy:arith"]))
+
+
+def test_listing_the_stages_imports_no_stage_package():
+    import subprocess
+    import sys
+
+    code = ("import sys, infir_lib.stages as s; print(len(s.STAGES), "
+            "sorted(m for m in sys.modules if m.split('.')[:2] in [['infir_lib', p] for p in "
+            "('data', 'pretrain', 'synth', 'sft', 'eval', 'vlm', 'rl', 'report')]), 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(len(stages.STAGES)), "[]", "False"]

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from infir_lib import stages
+
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 CONFIG_LOAD = re.compile(r"load_config\(|as_config\(")
@@ -67,7 +69,7 @@ def test_wheel_ships_every_module_and_the_presets(installed):
     wheel, _, _ = installed
     names = set(zipfile.ZipFile(wheel).namelist())
     on_disk = {p.relative_to(REPO).as_posix() for p in (REPO / "infir_lib").rglob("*")
-               if p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".jsonl", ".txt", ".md")}
+               if p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".jsonl", ".txt", ".md", ".toml")}
     assert on_disk - names == set(), "files of infir_lib/ missing from the wheel (pyproject.toml [tool.setuptools] packages)"
     presets = {f"infir_lib/presets/{p.relative_to(REPO / 'configs').as_posix()}" for p in (REPO / "configs").rglob("*")
                if p.is_file()}
@@ -112,3 +114,16 @@ def test_chapter_setup_runs_from_an_empty_folder_against_the_installed_wheel(ins
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
     assert out.stdout.count("ok ") == len(NOTEBOOKS), out.stdout
     assert not (empty / "configs").exists() and list(empty.iterdir()) == [], "the set-up wrote into the working folder"
+
+
+def test_the_installed_wheel_finds_every_stage_from_its_declarations(installed):
+    _, target, tmp = installed
+    site = sysconfig.get_paths()["purelib"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env.update(PYTHONPATH=os.pathsep.join([str(target), site]))
+    code = "import json, infir_lib.stages as s; print(json.dumps([list(s.STAGES), s.__file__]))"
+    out = subprocess.run([sys.executable, "-S", "-c", code], cwd=tmp, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    names, where = json.loads(out.stdout)
+    assert where.startswith(str(target)) and names == list(stages.STAGES)

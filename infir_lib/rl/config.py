@@ -24,6 +24,17 @@ from ..config import setting
 METHODS = ("curr_reft", "mixed", "infi_mmr", "direct")
 STAGES = {"curr_reft": ["judge", "choice", "open"], "mixed": ["mixed_1", "mixed_2", "mixed_3"],
           "infi_mmr": ["text", "caption", "image"], "direct": ["image"]}
+VISION_METHODS = ("infi_mmr", "direct")  # the methods whose policy is chapter 6's VLM
+
+
+def uses_toy_base(cfg: "RLConfig") -> bool:
+    """Whether the policy starts from the pretrain stage's output (no hub model named): the stage's input."""
+    return not cfg.model_name_or_path
+
+
+def uses_vlm(cfg: "RLConfig") -> bool:
+    """Whether the policy is chapter 6's VLM (the vlm stage's output is an input)."""
+    return cfg.method in VISION_METHODS
 
 
 @dataclass

@@ -18,7 +18,6 @@ from .config import RLConfig
 from .policy import evaluate
 from .vision import assemble_vlm, visual_rows
 
-VISION_METHODS = ("infi_mmr", "direct")
 # each phase's rows are drawn with their own seed (data_seed + this), so the arms' image rows are the same rows
 PHASE_SEED_OFFSET = {"text": 1, "caption": 2, "image": 3}
 

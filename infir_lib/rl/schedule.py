@@ -27,11 +27,11 @@ from transformers import AutoProcessor
 from .. import stages
 from ..models import SavedModelMixin, load_model, load_tokenizer
 from ..stages import StageResult
-from .config import STAGES, RLConfig
+from .config import STAGES, RLConfig, uses_vlm
 from .curr_reft import evaluate_all, toy_rows
 from .grpo import StageArgs, run_stage
 from .hub_data import check_formats, load_stage_rows
-from .infi_mmr import VISION_METHODS, eval_vlm, phase_rows, vision_policy
+from .infi_mmr import eval_vlm, phase_rows, vision_policy
 from .policy import starting_policy
 from .tasks import mixed_chunks
 
@@ -103,7 +103,7 @@ def source_rows(cfg: RLConfig, i: int, report: dict) -> list[dict]:
     name = source_stages(cfg)[i]
     if cfg.scale == "full":
         return dataset_rows(cfg, i, name, report)
-    return phase_rows(cfg, name) if cfg.method in VISION_METHODS else toy_rows(cfg, name)
+    return phase_rows(cfg, name) if uses_vlm(cfg) else toy_rows(cfg, name)
 
 
 def schedule_rows(cfg: RLConfig, report: dict | None = None) -> Iterator[list[dict]]:
@@ -237,7 +237,7 @@ def keep_final(final: Path, dest: Path) -> None:
 
 def evaluate_final(model_dir: Path, cfg: RLConfig) -> dict:
     """Toy evaluation of the final policy: visual math for a vision method, the text task's sets otherwise."""
-    return eval_vlm(model_dir, cfg) if cfg.method in VISION_METHODS else evaluate_all(model_dir, cfg)
+    return eval_vlm(model_dir, cfg) if uses_vlm(cfg) else evaluate_all(model_dir, cfg)
 
 
 def run_schedule(cfg: RLConfig) -> RLResult:

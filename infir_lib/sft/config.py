@@ -14,6 +14,16 @@ from typing import Literal
 from ..config import setting
 
 
+def uses_toy_base(cfg: "SFTRunConfig") -> bool:
+    """Whether the model to fine-tune is the pretrain stage's output (no folder or hub id named)."""
+    return cfg.model_name_or_path is None
+
+
+def uses_synth_data(cfg: "SFTRunConfig") -> bool:
+    """Whether the rows are chapter 3's synthesized data (the synth stage's output is an input)."""
+    return cfg.dataset == "toy:synth"
+
+
 @dataclass
 class SFTRunConfig:
     """Everything one supervised fine-tuning run depends on."""

@@ -18,7 +18,7 @@ import random
 
 from ..eval.blind import fixed_answer_accuracy
 from ..eval.generate import generate as generate_text
-from ..report import gate_above, gate_off_floor
+from ..report.verdicts import gate_above, gate_off_floor
 from ..runtime import torch_threads
 from . import train
 from .data import EMPTY, VItem, cell_words, inside, make_items, parse_click
