@@ -263,7 +263,7 @@ def _resolve(target: str):
 # --------------------------------------------------------------------------- the registry
 
 DECLARATION = "stage.toml"  # each stage package declares its stages here: plain data, read without an import
-_STAGE_KEYS = {f.name for f in dataclasses.fields(Stage)}
+_STAGE_KEYS = {f.name for f in dataclasses.fields(Stage)} - {"declared_in"}  # that one is set when read
 _INPUT_KEYS = {f.name for f in dataclasses.fields(Input)}
 
 
@@ -280,10 +280,12 @@ def read_declaration(path: Path) -> list[Stage]:
         raise ConfigError(f"{path}: expected [[stage]] tables only" + (f", found {unknown}" if unknown else ""))
     out = []
     for i, table in enumerate(data["stage"]):
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: stage #{i + 1} is not a table ([[stage]] with key = value lines)")
         where = f"{path}: stage {table.get('name', f'#{i + 1}')!r}"
         bad = sorted(set(table) - _STAGE_KEYS)
         if bad:
-            raise ConfigError(f"{where}: unknown key(s) {bad}; keys: {sorted(_STAGE_KEYS - {'declared_in'})}")
+            raise ConfigError(f"{where}: unknown key(s) {bad}; keys: {sorted(_STAGE_KEYS)}")
         missing = [k for k in ("name", "summary", "entry") if k not in table]
         if missing:
             raise ConfigError(f"{where}: missing key(s) {missing}")

@@ -287,6 +287,8 @@ def test_a_new_package_with_a_declaration_is_a_new_stage(tmp_path):
     ('[[stage]]\nname = "x"\nsummary = "s"\nentry = "m"\ninputs = [{stage = "y"}]\n', "an input needs stage and field"),
     ('[stages]\nname = "x"\n', r"expected \[\[stage\]\] tables only"),
     ('[[stage]\n', "stage.toml"),
+    ('stage = ["x"]\n', "stage #1 is not a table"),
+    ('[[stage]]\nname = "x"\nsummary = "s"\nentry = "m"\ndeclared_in = "elsewhere"\n', r"unknown key\(s\) \['declared_in'\]"),
 ])
 def test_a_bad_declaration_names_the_file_the_stage_and_the_key(tmp_path, text, message):
     (tmp_path / "pkg").mkdir()
